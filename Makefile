@@ -1,0 +1,40 @@
+# The single entry point for people and CI. Everything runs from .venv, which the
+# targets create and keep in step with pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/gatewayd.toml
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,postgres]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: install, then start the daemon on the embedded defaults
+run: $(STAMP)
+	$(BIN)/gatewayd run --config $(CONFIG)
+
+## make test: install, then run the whole test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## make lint: ruff and mypy (strict) on gatewayd/
+lint: $(STAMP)
+	$(BIN)/ruff check gatewayd tests bench
+	$(BIN)/ruff format --check gatewayd tests bench
+	$(BIN)/mypy
+
+## make bench: the benchmarks, reports in bench/results/
+bench: $(STAMP)
+	$(BIN)/python bench/mailbox.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,226 @@
+"""The ``gatewayd`` command. Every subcommand takes ``--config PATH`` and ``--help``
+and exits non-zero with a one-line reason on error.
+
+Exit codes: 0 done; 1 failed (check-config found problems, unknown message id, ...);
+2 wrong usage; for ``run``: 3 the config is invalid, 4 a part could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gatewayd import __version__, credentials
+from gatewayd.cli import logs, messages
+from gatewayd.cli.output import CommandError
+from gatewayd.config import Settings, config_path, load_config
+from gatewayd.config.settings import LogSettings
+from gatewayd.daemon import DEFAULT_GRACE, EXIT_CONFIG, Daemon
+from gatewayd.errors import ConfigError, GatewayError
+from gatewayd.logging import configure_logging
+from gatewayd.mailbox import SweepReport
+from gatewayd.model import MessageStatus, MessageType
+
+Handler = Callable[[Settings, argparse.Namespace], Any]
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $GATEWAYD_CONFIG, else /etc/gatewayd/gatewayd.toml)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="gatewayd",
+        parents=[common],
+        description="Email-to-fax and email-to-SMS gateway with a unified mailbox.",
+    )
+    parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run the daemon")
+    run.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help=f"how long a stop waits for work in flight (default {DEFAULT_GRACE:g})",
+    )
+    run.set_defaults(handler=_run)
+
+    check = sub.add_parser(
+        "check-config",
+        parents=[common],
+        help="validate the config; print every problem with its key",
+    )
+    check.set_defaults(handler=None)
+
+    hash_secret = sub.add_parser(
+        "hash-secret",
+        parents=[common],
+        help="hash a password (or, with --token, an API token) for the config; the secret "
+        "is read from the terminal or stdin, never from the command line",
+    )
+    hash_secret.add_argument(
+        "--token", action="store_true", help="hash an API token (fast sha256) instead of a password"
+    )
+    hash_secret.add_argument(
+        "--new-token",
+        action="store_true",
+        help="make a new random API token, print it once with its hash",
+    )
+    hash_secret.set_defaults(handler=None)
+
+    msgs = sub.add_parser("messages", parents=[common], help="the mailbox: list or show messages")
+    msg_sub = msgs.add_subparsers(dest="messages_command", required=True, metavar="ACTION")
+    listing = msg_sub.add_parser("list", parents=[common], help="messages, newest first")
+    listing.add_argument("--extension", metavar="N", help="extension number or id")
+    listing.add_argument("--type", choices=[t.value for t in MessageType])
+    listing.add_argument("--status", choices=[s.value for s in MessageStatus])
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    listing.set_defaults(handler=messages.list_command)
+    show = msg_sub.add_parser("show", parents=[common], help="one message with its attachments")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=messages.show_command)
+
+    trace = sub.add_parser(
+        "trace", parents=[common], help="a message's timeline: every transition and its log lines"
+    )
+    trace.add_argument("id")
+    trace.add_argument("--json", action="store_true")
+    trace.set_defaults(handler=messages.trace_command)
+
+    log_cmd = sub.add_parser("logs", parents=[common], help="filter the structured log file")
+    log_cmd.add_argument("--message", metavar="ID", help="only lines about this message")
+    log_cmd.add_argument("--level", choices=logs.LEVELS, help="this level and above")
+    log_cmd.add_argument("--since", metavar="T", help="10m, 2h, 1d, or an ISO 8601 time")
+    log_cmd.add_argument("--file", metavar="PATH", help="read this file instead of log.file")
+    log_cmd.add_argument("--json", action="store_true", help="JSON array of the matching lines")
+    log_cmd.set_defaults(handler=logs.command)
+
+    purge = sub.add_parser("purge", parents=[common], help="run the life-cycle sweep once")
+    purge.set_defaults(handler=_purge)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    path = config_path(args.config)
+    try:
+        if args.command == "check-config":
+            return _check_config(path)
+        if args.command == "hash-secret":
+            return _hash_secret(args)
+        try:
+            settings = load_config(path)
+        except ConfigError as exc:
+            _fail(
+                f"{exc.source}: {exc.problems[0]}"
+                + (
+                    f" (and {len(exc.problems) - 1} more; see gatewayd check-config)"
+                    if len(exc.problems) > 1
+                    else ""
+                )
+            )
+            return EXIT_CONFIG if args.command == "run" else 1
+        if args.command != "run":
+            # Operator commands keep stdout for their output; warnings go to stderr.
+            configure_logging(LogSettings(level="warning", format="console"), stream=sys.stderr)
+        result: int = args.handler(settings, args)
+        return result
+    except CommandError as exc:
+        _fail(str(exc))
+        return 1
+    except GatewayError as exc:
+        _fail(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(reason: str) -> None:
+    print(f"gatewayd: {reason}", file=sys.stderr)
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    configure_logging(settings.log)
+    return asyncio.run(Daemon(settings, grace=args.grace).run())
+
+
+def _check_config(path: Any) -> int:
+    try:
+        settings = load_config(path)
+    except ConfigError as exc:
+        print(
+            f"{path}: {len(exc.problems)} problem{'s' if len(exc.problems) > 1 else ''}",
+            file=sys.stderr,
+        )
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    s = settings
+    print(f"{path}: OK")
+    print(
+        f"  mailbox    {s.mailbox.url if s.mailbox.database_url else s.mailbox.data_dir}"
+        f" (deleted kept {s.mailbox.retention_deleted_days} d, purged kept "
+        f"{s.mailbox.retention_purged_days} d, at most {s.mailbox.max_messages or 'unlimited'}"
+        " messages per extension)"
+    )
+    print(
+        f"  smtp       {', '.join(str(x.address) for x in s.smtp.listen)}; fax "
+        f"@{s.smtp.fax_domain}, sms @{s.smtp.sms_domain}"
+    )
+    print(f"  sms        {', '.join(f'{x.name} ({x.address})' for x in s.sms.links)}")
+    print(f"  fax        {s.fax.carrier} carrier, {s.fax.resolution}, {s.fax.paper}")
+    print(f"  api        {s.api.listen}")
+    print(
+        f"  log        {s.log.level}, {s.log.format}"
+        + (f", file {s.log.file}" if s.log.file else "")
+    )
+    print(f"  notify     {'relay ' + str(s.notify.relay) if s.notify.enabled else 'off'}")
+    print(f"  users      {len(s.users)}: " + ", ".join(u.emails[0] for u in s.users))
+    return 0
+
+
+def _read_secret(prompt: str) -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("again: ") != first:
+            raise CommandError("the two entries differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _hash_secret(args: argparse.Namespace) -> int:
+    if args.new_token:
+        token = credentials.new_token()
+        print(f"token: {token}")
+        print(f'api_token_hash = "{credentials.hash_token(token)}"')
+        return 0
+    secret = _read_secret("token: " if args.token else "password: ")
+    if not secret:
+        raise CommandError("empty secret: nothing to hash")
+    print(credentials.hash_token(secret) if args.token else credentials.hash_password(secret))
+    return 0
+
+
+def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    report = asyncio.run(_sweep_once(settings))
+    print(
+        f"purged {report.purged}, removed {report.removed}, auto-deleted "
+        f"{report.auto_deleted}, attachment files erased "
+        f"{report.blobs_erased + report.orphans_erased}"
+    )
+    return 0
+
+
+async def _sweep_once(settings: Settings) -> SweepReport:
+    async with messages.open_mailbox(settings) as mailbox:
+        return await mailbox.sweep(orphans=True)

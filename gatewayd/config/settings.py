@@ -1,0 +1,245 @@
+"""Typed, frozen settings: the one place where every default lives.
+
+``config/gatewayd.toml`` documents these defaults key by key (a test checks that the
+file and this module agree). Durations are seconds, sizes are bytes. Relative paths
+are relative to the directory gatewayd is started from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SQLITE_FILE_NAME = "mailbox.sqlite3"
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["auto", "json", "console"]
+Synchronous = Literal["full", "normal"]
+Resolution = Literal["fine", "normal"]
+Paper = Literal["a4", "letter"]
+Compression = Literal["g4", "g3"]
+FaxCarrierName = Literal["spool", "hylafax"]
+BindMode = Literal["transceiver", "transmitter_receiver"]
+Concatenation = Literal["udh8", "udh16", "sar", "payload"]
+SmscIdFormat = Literal["auto", "hex", "decimal", "text"]
+UnknownDestination = Literal["ack", "refuse"]
+NotifySecurity = Literal["none", "starttls", "tls"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxSettings:
+    data_dir: Path = Path("var")
+    # Empty: SQLite in data_dir. Otherwise a SQLAlchemy URL, e.g.
+    # postgresql+asyncpg://gatewayd@db/gatewayd (password from PGPASSWORD or ~/.pgpass).
+    database_url: str = ""
+    sqlite_synchronous: Synchronous = "full"
+    retention_deleted_days: int = 5
+    retention_purged_days: int = 5
+    max_messages: int = 10_000  # per extension; 0 means no limit
+    sweep_interval: float = 600.0
+    lease_timeout: float = 300.0
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / SQLITE_FILE_NAME}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpListener:
+    address: HostPort
+    require_auth: bool = False
+    auth_without_tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    listen: tuple[SmtpListener, ...] = (SmtpListener(HostPort("127.0.0.1", 2525)),)
+    hostname: str = "localhost"
+    require_auth: bool = False
+    auth_without_tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    fax_domain: str = "fax.example.com"
+    sms_domain: str = "sms.example.com"
+    domains: tuple[str, ...] = ("example.com",)
+    default_region: str = "DE"
+    allow_from_mismatch: bool = False
+    max_message_size: int = 25 * 1024 * 1024
+    max_recipients: int = 50
+    rate_per_minute: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationPolicy:
+    # E.164 country calling codes allowed as destinations; empty means all.
+    allowed_countries: tuple[int, ...] = ()
+    # phonenumbers PhoneNumberType names refused as destinations.
+    refused_number_types: tuple[str, ...] = ("PREMIUM_RATE", "SHARED_COST")
+    # E.164 numbers or prefixes ending in "*" refused as destinations.
+    deny: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SmppLinkSettings:
+    name: str = "simulator"
+    address: HostPort = HostPort("127.0.0.1", 2775)
+    system_id: str = "gatewayd"
+    password: str = field(default="gatewayd", repr=False)
+    system_type: str = ""
+    addr_range: str = ""
+    bind: BindMode = "transceiver"
+    tls: bool = False
+    window: int = 10
+    tps: float = 100.0  # submit_sm per second; 0 means no cap
+    prefixes: tuple[str, ...] = ()  # destination prefixes routed here ("+49", "+4930")
+    default: bool = True  # takes destinations no link's prefixes match
+    concatenation: Concatenation = "udh8"
+    data_coding: int = 0  # data_coding for GSM-7 text; UCS-2 always uses 8
+    registered_delivery: bool = True
+    smsc_id_format: SmscIdFormat = "auto"
+    bind_timeout: float = 10.0
+    enquire_link_interval: float = 30.0
+    response_timeout: float = 10.0
+    inactivity_timeout: float = 120.0
+    reconnect_delay: float = 2.0
+    reconnect_delay_max: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SmsSettings:
+    max_parts: int = 10
+    max_attempts: int = 5
+    max_age: float = 86_400.0
+    retry_delay: float = 30.0
+    accepted_is_delivered: bool = False  # treat receipt stat ACCEPTD as Delivered
+    unknown_destination: UnknownDestination = "ack"
+    reassembly_timeout: float = 60.0
+    policy: DestinationPolicy = DestinationPolicy()
+    links: tuple[SmppLinkSettings, ...] = (SmppLinkSettings(),)
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolSettings:
+    outbox: Path = Path("var/fax/outbox")
+    results: Path = Path("var/fax/results")
+
+
+@dataclass(frozen=True, slots=True)
+class HylafaxSettings:
+    address: HostPort = HostPort("127.0.0.1", 4559)
+    username: str = "gatewayd"
+    password: str = field(default="", repr=False)
+    poll_interval: float = 15.0
+    max_dials: int = 12
+    max_tries: int = 3
+    kill_time: float = 3 * 3600.0
+    modem: str = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class FaxSettings:
+    carrier: FaxCarrierName = "spool"
+    resolution: Resolution = "fine"
+    paper: Paper = "a4"
+    compression: Compression = "g4"
+    cover: bool = True
+    max_attachments: int = 10
+    max_pages: int = 200
+    max_input_bytes: int = 50 * 1000 * 1000
+    max_image_pixels: int = 100_000_000
+    render_workers: int = 2
+    render_cpu_seconds: float = 120.0
+    max_attempts: int = 3
+    retry_delay: float = 300.0
+    max_age: float = 86_400.0
+    libreoffice: str = ""  # path to soffice; empty means look on PATH
+    office_timeout: float = 120.0
+    policy: DestinationPolicy = DestinationPolicy()
+    spool: SpoolSettings = SpoolSettings()
+    hylafax: HylafaxSettings = HylafaxSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    listen: HostPort = HostPort("127.0.0.1", 8080)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    rate_limits: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: LogLevel = "info"
+    format: LogFormat = "auto"
+    file: Path | None = Path("var/gatewayd.log")
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    enabled: bool = False
+    relay: HostPort = HostPort("127.0.0.1", 25)
+    security: NotifySecurity = "none"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    from_address: str = "gatewayd@localhost"
+    fax_results: bool = True
+    sms_failures: bool = True
+    attach_fax: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    emails: tuple[str, ...]
+    account_id: int
+    extension_id: int
+    extension_number: str
+    name: str
+    sms_numbers: tuple[str, ...] = ()
+    fax_number: str = ""
+    station_id: str = ""
+    smtp_password_hash: str = field(default="", repr=False)
+    api_token_hash: str = field(default="", repr=False)
+    forward_inbound_sms: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    mailbox: MailboxSettings = MailboxSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    sms: SmsSettings = SmsSettings()
+    fax: FaxSettings = FaxSettings()
+    api: ApiSettings = ApiSettings()
+    log: LogSettings = LogSettings()
+    notify: NotifySettings = NotifySettings()
+    users: tuple[User, ...] = ()
+
+    def user_by_email(self, address: str) -> User | None:
+        wanted = address.strip().lower()
+        for user in self.users:
+            if wanted in (e.lower() for e in user.emails):
+                return user
+        return None
+
+    def user_by_extension(self, extension_id: int) -> User | None:
+        return next((u for u in self.users if u.extension_id == extension_id), None)

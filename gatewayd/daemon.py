@@ -1,0 +1,138 @@
+"""The composition root: builds every part from the settings, runs them, stops them.
+
+startup -> serve -> shutdown, as uvicorn's server does it. SIGTERM or SIGINT asks
+for a graceful stop: background tasks are told to stop and get ``grace`` seconds to
+finish; whatever is left is cancelled and counted in the log. A second signal stops
+at once. A startup failure is one log line and exit code EXIT_STARTUP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from gatewayd import __version__
+from gatewayd.clock import Clock, SystemClock
+from gatewayd.config.settings import Settings
+from gatewayd.errors import GatewayError
+from gatewayd.logging import get_logger
+from gatewayd.mailbox import Mailbox
+
+log = get_logger("gatewayd.daemon")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # a part failed while running
+EXIT_CONFIG = 3  # the config file is invalid
+EXIT_STARTUP = 4  # a part could not start (database, port, directory)
+
+DEFAULT_GRACE = 30.0
+ORPHAN_SCAN_INTERVAL = 24 * 3600.0
+
+
+class Daemon:
+    def __init__(
+        self, settings: Settings, *, grace: float = DEFAULT_GRACE, clock: Clock | None = None
+    ) -> None:
+        self.settings = settings
+        self.grace = grace
+        self.clock = clock or SystemClock()
+        self.stopping = asyncio.Event()
+        self.exit_code = EXIT_OK
+        self.mailbox: Mailbox | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._signals = 0
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            try:
+                await self.startup()
+            except (GatewayError, OSError) as exc:
+                log.error("daemon.startup_failed", error=str(exc))
+                self.exit_code = EXIT_STARTUP
+                return self.exit_code
+            log.info("daemon.started", version=__version__, pid=os.getpid())
+            await self.stopping.wait()
+            return self.exit_code
+        finally:
+            await self.shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("daemon.signal", signal=sig.name, action="graceful stop")
+            self.stopping.set()
+        else:
+            log.warning("daemon.signal", signal=sig.name, action="stop now")
+            for task in self._tasks:
+                task.cancel()
+
+    async def startup(self) -> None:
+        self.mailbox = await Mailbox.open(self.settings.mailbox, clock=self.clock)
+        self.spawn("sweeper", self._sweeper)
+
+    def spawn(self, name: str, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``body`` until it returns or the daemon stops; a crash stops the daemon."""
+        task = asyncio.create_task(body(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or self.stopping.is_set():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("daemon.task_failed", task=task.get_name(), error=repr(exc), exc_info=exc)
+            self.exit_code = EXIT_FAILURE
+            self.stopping.set()
+
+    async def shutdown(self) -> None:
+        self.stopping.set()
+        started = time.monotonic()
+        if self._tasks:
+            log.info("daemon.stopping", tasks=len(self._tasks), grace=self.grace)
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=self.grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+                log.warning(
+                    "daemon.cancelled",
+                    tasks=len(pending),
+                    names=sorted(t.get_name() for t in pending),
+                )
+        if self.mailbox is not None:
+            await self.mailbox.close()
+            self.mailbox = None
+        log.info(
+            "daemon.stopped", seconds=round(time.monotonic() - started, 3), exit_code=self.exit_code
+        )
+
+    async def _sweeper(self) -> None:
+        """The life-cycle sweep every ``sweep_interval``; the orphan scan once a day."""
+        assert self.mailbox is not None
+        interval = self.settings.mailbox.sweep_interval
+        next_orphan_scan = time.monotonic()
+        while not self.stopping.is_set():
+            orphans = time.monotonic() >= next_orphan_scan
+            try:
+                await self.mailbox.sweep(orphans=orphans)
+            except (GatewayError, SQLAlchemyError, OSError) as exc:
+                log.error("mailbox.sweep_failed", error=str(exc))
+            else:
+                if orphans:
+                    next_orphan_scan = time.monotonic() + ORPHAN_SCAN_INTERVAL
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=interval)

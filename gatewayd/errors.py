@@ -1,0 +1,77 @@
+"""The exceptions gatewayd raises across domain boundaries.
+
+The whole tree::
+
+    GatewayError
+    ├── ConfigError              the config file is missing, unreadable or invalid;
+    │                            carries every problem found, each naming its key
+    ├── StoreError               the mailbox could not do what was asked
+    │   ├── MessageNotFound      no message (or attachment) with that id in that mailbox
+    │   ├── InvalidTransition    a status, availability or part change the machine refuses
+    │   ├── LeaseLost            a worker acted on a message whose lease it no longer holds
+    │   └── BlobError            attachment bytes missing or unreadable on disk
+    └── StartupError             the daemon could not start (port in use, database unreachable)
+
+Later domains add their own branches (RejectedMessage, RenderError, CarrierError).
+Third-party exceptions are translated where they are caught (``raise X(...) from exc``)
+and never cross a domain boundary untranslated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class GatewayError(Exception):
+    """Base of every error gatewayd raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid; ``problems`` lists every problem, one line each."""
+
+    def __init__(self, problems: Sequence[str], *, source: str = "") -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        if len(self.problems) == 1:
+            summary = f"{where}{self.problems[0]}"
+        else:
+            summary = f"{where}{len(self.problems)} problems: " + "; ".join(self.problems)
+        super().__init__(summary)
+
+
+class StoreError(GatewayError):
+    """The mailbox could not carry out an operation."""
+
+
+class MessageNotFound(StoreError):
+    def __init__(self, message_id: int, *, what: str = "message") -> None:
+        self.message_id = message_id
+        self.what = what
+        super().__init__(f"{what} {message_id} not found")
+
+
+class InvalidTransition(StoreError):
+    """A change the status machine (or the availability life cycle) does not allow."""
+
+    def __init__(self, message_id: int, field: str, current: str, wanted: str, why: str) -> None:
+        self.message_id = message_id
+        self.field = field
+        self.current = current
+        self.wanted = wanted
+        super().__init__(f"message {message_id}: {field} {current} -> {wanted} refused: {why}")
+
+
+class LeaseLost(StoreError):
+    def __init__(self, message_id: int, owner: str) -> None:
+        self.message_id = message_id
+        self.owner = owner
+        super().__init__(f"message {message_id} is no longer leased by {owner}")
+
+
+class BlobError(StoreError):
+    """Attachment bytes could not be written or read."""
+
+
+class StartupError(GatewayError):
+    """The daemon could not start; the message says which part failed."""

@@ -1,0 +1,160 @@
+"""structlog set up once, explicitly, at start.
+
+- JSON lines (the default when stdout is not a terminal, as under systemd) or console
+  output for a person at a terminal.
+- stdlib loggers (asyncio, aiosmtpd, uvicorn, alembic) go through the same processors.
+- ``message_id`` (and ``peer``, ``carrier``) are bound with contextvars, so every line
+  logged while handling a message carries it (``bound_message``).
+- ``[log] file`` also writes JSON lines to a file: what ``gatewayd logs`` and
+  ``gatewayd trace`` read.
+- Values under secret-looking keys and message bodies are replaced before rendering.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor
+
+from gatewayd.config.settings import LogSettings
+
+REDACTED = "[redacted]"
+# Keys whose values never reach a log: secrets and message content.
+SENSITIVE_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_token",
+        "authorization",
+        "auth_data",
+        "login_data",
+        "credentials",
+        "body",
+        "text",
+        "content",
+        "short_message",
+        "message_payload",
+        "data",
+    }
+)
+_QUIET_LOGGERS = {"aiosqlite": logging.WARNING, "alembic": logging.WARNING}
+
+
+def redact(_logger: Any, _name: str, event_dict: EventDict) -> EventDict:
+    for key in event_dict.keys() & SENSITIVE_KEYS:
+        event_dict[key] = REDACTED
+    return event_dict
+
+
+_FIRST_KEYS = ("timestamp", "level", "event", "logger", "message_id")
+
+
+def _order_keys(_logger: Any, _name: str, event_dict: EventDict) -> EventDict:
+    """Time, level and event first in each JSON line, for people reading them."""
+    ordered = {k: event_dict.pop(k) for k in _FIRST_KEYS if k in event_dict}
+    ordered.update(event_dict)
+    return ordered
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+        structlog.processors.StackInfoRenderer(),
+    ]
+
+
+def _json_formatter(shared: list[Processor]) -> logging.Formatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.UnicodeDecoder(),
+            _order_keys,
+            structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
+        ],
+    )
+
+
+def _configure_structlog() -> None:
+    """structlog hands everything to stdlib logging, whose handlers render it. Done at
+    import, so code that logs before configure_logging (or a library user who never
+    calls it) goes to stdlib logging, never to structlog's default stdout printer."""
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+_configure_structlog()
+
+
+def configure_logging(settings: LogSettings, *, stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging to ``stream`` (stdout) and the optional file."""
+    stream = stream if stream is not None else sys.stdout
+    shared = _shared_processors()
+    use_console = settings.format == "console" or (settings.format == "auto" and stream.isatty())
+    if use_console:
+        console: logging.Formatter = structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.dev.ConsoleRenderer(colors=stream.isatty()),
+            ],
+        )
+    else:
+        console = _json_formatter(shared)
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
+    handlers[0].setFormatter(console)
+    if settings.file is not None:
+        settings.file.parent.mkdir(parents=True, exist_ok=True)
+        # WatchedFileHandler reopens the file after logrotate moves it.
+        file_handler = logging.handlers.WatchedFileHandler(settings.file, encoding="utf-8")
+        file_handler.setFormatter(_json_formatter(shared))
+        handlers.append(file_handler)
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(settings.level.upper())
+    for name, level in _QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(level, root.level))
+    logging.captureWarnings(True)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger
+
+
+@contextmanager
+def bound_message(message_id: int, **more: Any) -> Iterator[None]:
+    """Every log line inside carries ``message_id`` (and the extra keys)."""
+    with structlog.contextvars.bound_contextvars(message_id=message_id, **more):
+        yield
+
+
+def context() -> MutableMapping[str, Any]:
+    return structlog.contextvars.get_contextvars()

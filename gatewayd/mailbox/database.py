@@ -1,0 +1,166 @@
+"""Engines for the mailbox database: SQLite (WAL) by default, PostgreSQL by URL.
+
+Reads and writes take different paths. On SQLite, writes go through one pooled
+connection that opens its transactions with BEGIN IMMEDIATE, so writers in this
+process queue in the pool instead of fighting over the file lock, and a read-then-write
+transaction can never fail half-way with SQLITE_BUSY; writers in other processes
+(``gatewayd purge`` beside the daemon) wait on ``busy_timeout``. Reads use their own
+pool without explicit transactions (each SELECT is its own snapshot, which WAL runs
+beside the writer), saving the BEGIN and COMMIT round trips to the driver's thread.
+On PostgreSQL one engine serves both, and row locks (FOR UPDATE, SKIP LOCKED in the
+queue) do what BEGIN IMMEDIATE does here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from gatewayd.config.settings import MailboxSettings
+from gatewayd.errors import StartupError
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def _json_dumps(value: Any) -> str:
+    """JSON columns (parties, event details) with orjson: several times faster than
+    the json module, which matters on every row read."""
+    return orjson.dumps(value).decode()
+
+
+WRITE_QUEUE_TIMEOUT_SECONDS = 60.0
+
+
+def _sqlite_engine(settings: MailboxSettings, *, begin: str | None, pool_size: int) -> AsyncEngine:
+    """``begin``: the statement that opens a transaction; None for a reader, whose
+    statements each run in their own implicit transaction (no BEGIN/COMMIT round trips)."""
+    engine = create_async_engine(
+        settings.url,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        connect_args={"timeout": BUSY_TIMEOUT_SECONDS},
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=WRITE_QUEUE_TIMEOUT_SECONDS,
+        pool_reset_on_return=None if begin is None else "rollback",
+    )
+    synchronous = settings.sqlite_synchronous.upper()
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Take BEGIN away from the driver so the "begin" hook below decides its kind.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={synchronous}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA cache_size=-32768",
+            "PRAGMA temp_store=MEMORY",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    if begin is not None:
+        statement = begin
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def on_begin(connection: sa.Connection) -> None:
+            connection.exec_driver_sql(statement)
+
+    return engine
+
+
+class Database:
+    """The mailbox's engines, with ``read()`` and ``write()`` transactions."""
+
+    def __init__(self, settings: MailboxSettings) -> None:
+        self.settings = settings
+        self.is_sqlite = settings.is_sqlite
+        if self.is_sqlite:
+            self._writer = _sqlite_engine(settings, begin="BEGIN IMMEDIATE", pool_size=1)
+            self._reader = _sqlite_engine(settings, begin=None, pool_size=4)
+        else:
+            self._writer = create_async_engine(
+                settings.url,
+                json_serializer=_json_dumps,
+                json_deserializer=orjson.loads,
+                pool_size=10,
+                pool_pre_ping=True,
+            )
+            self._reader = self._writer
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reading. Each statement sees the newest committed data;
+        two statements may see different commits (a count beside a page, say)."""
+        async with self._reader.connect() as conn:
+            yield conn
+
+    async def migrate(self) -> str:
+        """Bring the schema to the newest revision; returns that revision."""
+        try:
+            async with self.write() as conn:
+                await conn.run_sync(_upgrade)
+                revision = await conn.run_sync(_current_revision)
+        except SQLAlchemyError as exc:
+            raise StartupError(
+                f"mailbox database {self.describe()}: {exc.__class__.__name__}: "
+                f"{getattr(exc, 'orig', exc)}"
+            ) from exc
+        return revision or ""
+
+    async def close(self) -> None:
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
+
+    def describe(self) -> str:
+        """The URL without a password, for logs."""
+        return sa.make_url(self.settings.url).render_as_string(hide_password=True)
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    location = resources.files("gatewayd.mailbox") / "migrations"
+    config.set_main_option("script_location", str(location))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: sa.Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
+
+
+def _current_revision(connection: sa.Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return head or ""
+
+
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE touched (typed access for mypy)."""
+    return int(result.rowcount)

@@ -1,0 +1,241 @@
+"""The availability life cycle and its sweeper.
+
+Alive -> Deleted (restorable) -> Purged (attachments and text erased) -> removed.
+The sweeper purges messages Deleted for ``retention_deleted_days``, removes messages
+Purged for ``retention_purged_days``, deletes the oldest messages of a mailbox over
+``max_messages`` (never a Queued one: it is still on its way out), and erases the
+attachment files nothing refers to any more. It runs in the daemon every
+``sweep_interval`` and once with ``gatewayd purge``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gatewayd.logging import get_logger
+from gatewayd.mailbox.blobs import DEFAULT_GRACE_SECONDS
+from gatewayd.mailbox.rows import Row, add_events, event_row
+from gatewayd.mailbox.schema import attachments, messages
+from gatewayd.model import Availability, MessageStatus, MessageType
+
+if TYPE_CHECKING:
+    from gatewayd.mailbox.store import Mailbox
+
+log = get_logger("gatewayd.mailbox")
+
+BATCH = 500
+_TEXT_TYPES = (MessageType.SMS.value, MessageType.PAGER.value, MessageType.TEXT.value)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    purged: int = 0
+    removed: int = 0
+    auto_deleted: int = 0
+    blobs_erased: int = 0
+    orphans_erased: int = 0
+
+
+async def set_availability(
+    conn: AsyncConnection,
+    row: Row,
+    wanted: Availability,
+    *,
+    now: datetime,
+    reason: str,
+) -> set[str]:
+    """Write the new availability with its event; a purge also drops the attachment
+    rows and the message text. Returns the blob digests the purge freed."""
+    message_id = row["id"]
+    values: dict[str, Any] = {
+        "availability": wanted.value,
+        "availability_changed_at": now,
+        "last_modified_time": now,
+    }
+    freed: set[str] = set()
+    if wanted is Availability.PURGED:
+        found = await conn.execute(
+            sa.delete(attachments)
+            .where(attachments.c.message_id == message_id)
+            .returning(attachments.c.sha256)
+        )
+        freed = {r.sha256 for r in found}
+        values["cover_page_text"] = None
+        if row["type"] in _TEXT_TYPES:
+            values["subject"] = None
+    await conn.execute(sa.update(messages).where(messages.c.id == message_id).values(values))
+    await add_events(
+        conn,
+        [
+            event_row(
+                message_id,
+                now,
+                "availability",
+                reason,
+                from_value=row["availability"],
+                to_value=wanted.value,
+                detail={"attachments_erased": len(freed)} if freed else None,
+            )
+        ],
+    )
+    return freed
+
+
+async def _unreferenced(conn: AsyncConnection, digests: set[str]) -> set[str]:
+    if not digests:
+        return set()
+    still = await conn.execute(
+        sa.select(attachments.c.sha256).distinct().where(attachments.c.sha256.in_(digests))
+    )
+    return digests - {r.sha256 for r in still}
+
+
+async def erase_pending(mailbox: Mailbox, *, grace: float = DEFAULT_GRACE_SECONDS) -> int:
+    """Erase freed blobs no row refers to; ones too fresh to erase stay pending."""
+    if not mailbox.pending_erase:
+        return 0
+    candidates = set(mailbox.pending_erase)
+    async with mailbox.db.read() as conn:
+        free = await _unreferenced(conn, candidates)
+    mailbox.pending_erase -= candidates - free  # referenced again: not ours to erase
+    gone = await asyncio.to_thread(mailbox.blobs.erase, free, grace=grace)
+    mailbox.pending_erase -= gone
+    return len(gone)
+
+
+async def _purge_deleted(mailbox: Mailbox, now: datetime) -> int:
+    cutoff = mailbox.cutoff(mailbox.settings.retention_deleted_days)
+    total = 0
+    while True:
+        async with mailbox.db.write() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(messages)
+                        .where(
+                            messages.c.availability == Availability.DELETED.value,
+                            messages.c.availability_changed_at <= cutoff,
+                        )
+                        .limit(BATCH)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            for row in rows:
+                reason = f"deleted {mailbox.settings.retention_deleted_days} days ago"
+                mailbox.pending_erase |= await set_availability(
+                    conn, row, Availability.PURGED, now=now, reason=reason
+                )
+        total += len(rows)
+        if len(rows) < BATCH:
+            return total
+
+
+async def _remove_purged(mailbox: Mailbox) -> int:
+    cutoff = mailbox.cutoff(mailbox.settings.retention_purged_days)
+    total = 0
+    while True:
+        async with mailbox.db.write() as conn:
+            batch = (
+                sa.select(messages.c.id)
+                .where(
+                    messages.c.availability == Availability.PURGED.value,
+                    messages.c.availability_changed_at <= cutoff,
+                )
+                .limit(BATCH)
+            )
+            ids = list((await conn.execute(batch)).scalars())
+            if ids:
+                # Parts, attachments and events go with them (ON DELETE CASCADE).
+                await conn.execute(sa.delete(messages).where(messages.c.id.in_(ids)))
+        total += len(ids)
+        if len(ids) < BATCH:
+            return total
+
+
+async def _trim_mailboxes(mailbox: Mailbox, now: datetime) -> int:
+    limit = mailbox.settings.max_messages
+    if limit == 0:
+        return 0
+    alive = messages.c.availability == Availability.ALIVE.value
+    async with mailbox.db.read() as conn:
+        over = (
+            await conn.execute(
+                sa.select(messages.c.extension_id, sa.func.count().label("n"))
+                .where(alive)
+                .group_by(messages.c.extension_id)
+                .having(sa.func.count() > limit)
+            )
+        ).all()
+    total = 0
+    for extension_id, count in over:
+        excess = count - limit
+        while excess > 0:
+            wanted = min(excess, BATCH)
+            async with mailbox.db.write() as conn:
+                rows = (
+                    (
+                        await conn.execute(
+                            sa.select(messages)
+                            .where(
+                                alive,
+                                messages.c.extension_id == extension_id,
+                                messages.c.message_status != MessageStatus.QUEUED.value,
+                            )
+                            .order_by(messages.c.creation_time, messages.c.id)
+                            .limit(wanted)
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
+                for row in rows:
+                    await set_availability(
+                        conn,
+                        row,
+                        Availability.DELETED,
+                        now=now,
+                        reason=f"mailbox over max_messages ({limit})",
+                    )
+            total += len(rows)
+            excess -= len(rows)
+            if len(rows) < wanted:
+                break  # what is left over the limit is still Queued
+    return total
+
+
+async def _erase_orphans(mailbox: Mailbox) -> int:
+    on_disk = set(await asyncio.to_thread(lambda: set(mailbox.blobs.all_digests())))
+    async with mailbox.db.read() as conn:
+        orphans: set[str] = set()
+        listed = sorted(on_disk)
+        for start in range(0, len(listed), BATCH):
+            orphans |= await _unreferenced(conn, set(listed[start : start + BATCH]))
+    return len(await asyncio.to_thread(mailbox.blobs.erase, orphans))
+
+
+async def sweep(mailbox: Mailbox, *, orphans: bool) -> SweepReport:
+    now = mailbox.clock.now()
+    report = SweepReport(
+        purged=await _purge_deleted(mailbox, now),
+        removed=await _remove_purged(mailbox),
+        auto_deleted=await _trim_mailboxes(mailbox, now),
+        blobs_erased=await erase_pending(mailbox),
+        orphans_erased=await _erase_orphans(mailbox) if orphans else 0,
+    )
+    log.info(
+        "mailbox.swept",
+        purged=report.purged,
+        removed=report.removed,
+        auto_deleted=report.auto_deleted,
+        blobs_erased=report.blobs_erased,
+        orphans_erased=report.orphans_erased,
+    )
+    return report

@@ -1,0 +1,152 @@
+"""Listing a mailbox with the message store's filters, defaults and paging.
+
+Defaults as the reference gives them: Deleted and Purged are hidden unless asked for;
+dateTo is now and dateFrom 24 hours before dateTo; perPage 100, at most 1000 (more is
+cut to 1000). Newest first. ``distinctConversations`` keeps the newest message of each
+conversation (messages outside any conversation, such as faxes, each stand alone).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from gatewayd.mailbox.records import Message
+from gatewayd.mailbox.rows import load_messages, select_messages
+from gatewayd.mailbox.schema import messages
+from gatewayd.model import (
+    Availability,
+    Direction,
+    MessageStatus,
+    MessageType,
+    ReadStatus,
+)
+
+if TYPE_CHECKING:
+    from gatewayd.mailbox.store import Mailbox
+
+DEFAULT_PER_PAGE = 100
+MAX_PER_PAGE = 1000
+DEFAULT_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """One mailbox (``extension_id``), or every mailbox when it is None (operators)."""
+
+    extension_id: int | None
+    account_id: int | None = None
+    availability: tuple[Availability, ...] = (Availability.ALIVE,)
+    conversation_id: int | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    direction: tuple[Direction, ...] = ()
+    distinct_conversations: bool = False
+    message_type: tuple[MessageType, ...] = ()
+    read_status: tuple[ReadStatus, ...] = ()
+    message_status: tuple[MessageStatus, ...] = ()
+    phone_number: str | None = None
+    page: int = 1
+    per_page: int = DEFAULT_PER_PAGE
+
+    def __post_init__(self) -> None:
+        if self.page < 1:
+            raise ValueError("page must be 1 or more")
+        if self.per_page < 1:
+            raise ValueError("perPage must be 1 or more")
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    records: list[Message]
+    total: int
+    page: int
+    per_page: int
+    date_from: datetime
+    date_to: datetime
+    query: MessageQuery = field(repr=False)
+
+    @property
+    def total_pages(self) -> int:
+        return math.ceil(self.total / self.per_page) if self.total else 0
+
+    def paging(self) -> dict[str, Any]:
+        """``paging`` as the reference shapes it: pageStart/pageEnd are zero-based
+        element indexes; page, pageStart and pageEnd are left out of an empty page."""
+        out: dict[str, Any] = {
+            "perPage": self.per_page,
+            "totalPages": self.total_pages,
+            "totalElements": self.total,
+        }
+        if self.records:
+            start = (self.page - 1) * self.per_page
+            out.update(page=self.page, pageStart=start, pageEnd=start + len(self.records) - 1)
+        return out
+
+
+def _conditions(query: MessageQuery, date_from: datetime, date_to: datetime) -> list[Any]:
+    c = messages.c
+    where: list[Any] = [c.creation_time >= date_from, c.creation_time <= date_to]
+    if query.extension_id is not None:
+        where.append(c.extension_id == query.extension_id)
+    if query.account_id is not None:
+        where.append(c.account_id == query.account_id)
+    for column, values in (
+        (c.availability, query.availability),
+        (c.direction, query.direction),
+        (c.type, query.message_type),
+        (c.read_status, query.read_status),
+        (c.message_status, query.message_status),
+    ):
+        if values:
+            where.append(column.in_([v.value for v in values]))
+    if query.conversation_id is not None:
+        where.append(c.conversation_id == query.conversation_id)
+    if query.phone_number:
+        where.append(sa.or_(c.from_number == query.phone_number, c.to_number == query.phone_number))
+    return where
+
+
+async def list_messages(mailbox: Mailbox, query: MessageQuery) -> MessagePage:
+    per_page = min(query.per_page, MAX_PER_PAGE)
+    date_to = query.date_to or mailbox.clock.now()
+    date_from = query.date_from or date_to - DEFAULT_WINDOW
+    where = _conditions(query, date_from, date_to)
+    c = messages.c
+    if query.distinct_conversations:
+        newest_first = sa.func.row_number().over(
+            partition_by=(c.conversation_id, sa.case((c.conversation_id.is_(None), c.id))),
+            order_by=(c.creation_time.desc(), c.id.desc()),
+        )
+        ranked = sa.select(c.id, newest_first.label("rank")).where(*where).subquery()
+        newest = sa.select(ranked.c.id).where(ranked.c.rank == 1)
+        where = [c.id.in_(newest)]
+        counted = sa.select(sa.func.count()).select_from(newest.subquery())
+    else:
+        counted = sa.select(sa.func.count()).select_from(messages).where(*where)
+    async with mailbox.db.read() as conn:
+        records = await load_messages(
+            conn,
+            select_messages(conn)
+            .where(*where)
+            .order_by(c.creation_time.desc(), c.id.desc())
+            .limit(per_page)
+            .offset((query.page - 1) * per_page),
+        )
+        if query.page == 1 and len(records) < per_page:
+            total = len(records)  # the whole result fits on the first page
+        else:
+            total = (await conn.execute(counted)).scalar_one()
+    return MessagePage(
+        records=records,
+        total=total,
+        page=query.page,
+        per_page=per_page,
+        date_from=date_from,
+        date_to=date_to,
+        query=query,
+    )

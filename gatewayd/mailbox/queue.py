@@ -1,0 +1,172 @@
+"""The mailbox as the queue: leases of due Queued messages.
+
+A lease marks a message with its owner and pushes ``next_attempt_at`` to the lease's
+expiry, in the same statement batch that picked it, inside one write transaction
+(BEGIN IMMEDIATE on SQLite, SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL), so two
+workers never hold the same message. A worker that dies simply stops renewing: when
+the expiry passes the message is due again, and the next lease records that the
+earlier one lapsed. Every lease counts as an attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from gatewayd.errors import LeaseLost
+from gatewayd.logging import get_logger
+from gatewayd.mailbox.records import Message
+from gatewayd.mailbox.rows import (
+    Row,
+    add_events,
+    event_row,
+    fetch_message,
+    load_messages,
+    message_row,
+    select_messages,
+)
+from gatewayd.mailbox.schema import messages
+from gatewayd.mailbox.status import refuse
+from gatewayd.model import MessageStatus, MessageType
+
+if TYPE_CHECKING:
+    from gatewayd.mailbox.store import Mailbox
+
+log = get_logger("gatewayd.mailbox")
+
+
+def check_lease(row: Row, owner: str | None) -> None:
+    """LeaseLost unless ``owner`` (when given) still holds the message."""
+    if owner is not None and row["lease_owner"] != owner:
+        raise LeaseLost(row["id"], owner)
+
+
+async def lease(
+    mailbox: Mailbox,
+    owner: str,
+    *,
+    types: Collection[MessageType],
+    limit: int,
+    lease_for: float,
+) -> list[Message]:
+    now = mailbox.clock.now()
+    until = now + timedelta(seconds=lease_for)
+    due = (
+        sa.select(messages.c.id, messages.c.lease_owner, messages.c.attempts)
+        .where(
+            messages.c.message_status == MessageStatus.QUEUED.value,
+            messages.c.type.in_([t.value for t in types]),
+            messages.c.next_attempt_at <= now,
+        )
+        .order_by(messages.c.next_attempt_at, messages.c.id)
+        .limit(limit)
+    )
+    async with mailbox.db.write() as conn:
+        if conn.dialect.name != "sqlite":
+            due = due.with_for_update(skip_locked=True)
+        picked = (await conn.execute(due)).all()
+        if not picked:
+            return []
+        ids = [row.id for row in picked]
+        await conn.execute(
+            sa.update(messages)
+            .where(messages.c.id.in_(ids))
+            .values(lease_owner=owner, next_attempt_at=until, attempts=messages.c.attempts + 1)
+        )
+        lapsed = [
+            event_row(
+                row.id,
+                now,
+                "lease",
+                f"lease of {row.lease_owner} expired; leased again",
+                detail={
+                    "previous_owner": row.lease_owner,
+                    "owner": owner,
+                    "attempt": row.attempts + 1,
+                },
+            )
+            for row in picked
+            if row.lease_owner is not None
+        ]
+        await add_events(conn, lapsed)
+        found = await load_messages(conn, select_messages(conn).where(messages.c.id.in_(ids)))
+        order = {message_id: i for i, message_id in enumerate(ids)}
+        leased = sorted(found, key=lambda message: order[message.id])  # oldest due first
+    for event in lapsed:
+        log.warning(
+            "message.lease_expired",
+            message_id=event["message_id"],
+            previous_owner=event["detail"]["previous_owner"],
+            owner=owner,
+        )
+    return leased
+
+
+async def retry_later(
+    mailbox: Mailbox,
+    message_id: int,
+    owner: str,
+    *,
+    delay: float,
+    reason: str,
+    detail: dict[str, Any] | None = None,
+) -> Message:
+    """Give a leased message back, due again in ``delay`` seconds."""
+    now = mailbox.clock.now()
+    at = now + timedelta(seconds=delay)
+    async with mailbox.db.write() as conn:
+        row = await message_row(conn, message_id, for_update=True)
+        check_lease(row, owner)
+        if row["message_status"] != MessageStatus.QUEUED.value:
+            refuse(
+                message_id,
+                "messageStatus",
+                row["message_status"],
+                "Queued",
+                "only a Queued message can be retried",
+            )
+        await conn.execute(
+            sa.update(messages)
+            .where(messages.c.id == message_id)
+            .values(lease_owner=None, next_attempt_at=at, last_modified_time=now)
+        )
+        await add_events(
+            conn,
+            [
+                event_row(
+                    message_id,
+                    now,
+                    "retry",
+                    reason,
+                    detail={
+                        "attempt": row["attempts"],
+                        "next_attempt_at": at.isoformat(),
+                        **(detail or {}),
+                    },
+                )
+            ],
+        )
+        message = await fetch_message(conn, message_id)
+    log.info(
+        "message.retry", message_id=message_id, attempt=row["attempts"], delay=delay, reason=reason
+    )
+    return message
+
+
+async def renew(mailbox: Mailbox, message_id: int, owner: str, *, lease_for: float) -> None:
+    until = mailbox.clock.now() + timedelta(seconds=lease_for)
+    async with mailbox.db.write() as conn:
+        result = await conn.execute(
+            sa.update(messages)
+            .where(
+                messages.c.id == message_id,
+                messages.c.lease_owner == owner,
+                messages.c.message_status == MessageStatus.QUEUED.value,
+            )
+            .values(next_attempt_at=until)
+        )
+        if result.rowcount == 0:
+            raise LeaseLost(message_id, owner)

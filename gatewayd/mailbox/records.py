@@ -1,0 +1,296 @@
+"""What the mailbox stores and returns: frozen records, and their JSON in the
+RingCentral message-store shape (field names, enum spellings, ISO times with Z)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gatewayd.model import (
+    AttachmentType,
+    Availability,
+    Direction,
+    FaxResolution,
+    MessageStatus,
+    MessageType,
+    PartStatus,
+    Priority,
+    ReadStatus,
+    VmTranscriptionStatus,
+)
+
+API_PREFIX = "/restapi/v1.0"
+
+
+def iso(moment: datetime | None) -> str | None:
+    """``2016-03-10T18:07:52.534Z``: UTC, milliseconds, as the message store writes times."""
+    if moment is None:
+        return None
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """A sender or recipient (CallerInfoFrom / CallerInfoTo)."""
+
+    phone_number: str | None = None
+    extension_number: str | None = None
+    extension_id: int | None = None
+    name: str | None = None
+    location: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.phone_number is not None:
+            out["phoneNumber"] = self.phone_number
+        if self.extension_number is not None:
+            out["extensionNumber"] = self.extension_number
+        if self.extension_id is not None:
+            out["extensionId"] = str(self.extension_id)
+        if self.name is not None:
+            out["name"] = self.name
+        if self.location is not None:
+            out["location"] = self.location
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Party:
+        extension_id = data.get("extensionId")
+        return cls(
+            phone_number=data.get("phoneNumber"),
+            extension_number=data.get("extensionNumber"),
+            extension_id=int(extension_id) if extension_id is not None else None,
+            name=data.get("name"),
+            location=data.get("location"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttachment:
+    """Attachment bytes to store with a new message: ``data`` in memory or a ``path``."""
+
+    type: AttachmentType
+    content_type: str
+    data: bytes | None = None
+    path: Path | None = None
+    file_name: str | None = None
+    width: int | None = None
+    height: int | None = None
+    vm_duration: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.path is None):
+            raise ValueError("a NewAttachment needs exactly one of data and path")
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    account_id: int
+    extension_id: int
+    type: MessageType
+    direction: Direction
+    from_: Party
+    to: tuple[Party, ...]
+    origin: str
+    subject: str | None = None
+    attachments: tuple[NewAttachment, ...] = ()
+    priority: Priority = Priority.NORMAL
+    read_status: ReadStatus = ReadStatus.UNREAD
+    conversation_id: int | None = None  # SMS: derived from the two numbers when None
+    fax_resolution: FaxResolution | None = None
+    cover_index: int | None = None
+    cover_page_text: str | None = None
+    send_time: datetime | None = None  # a scheduled fax waits until then
+    vm_transcription_status: VmTranscriptionStatus | None = None
+    pg_to_department: bool | None = None
+    sender_email: str | None = None
+    creation_time: datetime | None = None  # default: now
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    id: int
+    message_id: int
+    position: int
+    type: AttachmentType
+    content_type: str
+    file_name: str | None
+    size: int
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    vm_duration: int | None = None
+
+    def to_json(self, message_uri: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "uri": f"{message_uri}/content/{self.id}",
+            "type": self.type.value,
+            "contentType": self.content_type,
+            "size": self.size,
+        }
+        if self.file_name is not None:
+            out["fileName"] = self.file_name
+        for key, value in (
+            ("width", self.width),
+            ("height", self.height),
+            ("vmDuration", self.vm_duration),
+        ):
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    message_id: int
+    index: int
+    status: PartStatus
+    link: str | None
+    carrier_id: str | None
+    error_code: str | None
+    submitted_at: datetime | None
+    done_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    message_id: int
+    at: datetime
+    kind: str
+    from_value: str | None
+    to_value: str | None
+    reason: str
+    detail: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "messageId": self.message_id,
+            "at": iso(self.at),
+            "kind": self.kind,
+            "from": self.from_value,
+            "to": self.to_value,
+            "reason": self.reason,
+            "detail": self.detail or {},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    account_id: int
+    extension_id: int
+    type: MessageType
+    direction: Direction
+    from_: Party
+    to: tuple[Party, ...]
+    creation_time: datetime
+    last_modified_time: datetime
+    read_status: ReadStatus
+    priority: Priority
+    availability: Availability
+    availability_changed_at: datetime
+    message_status: MessageStatus
+    subject: str | None
+    conversation_id: int | None
+    fax_resolution: FaxResolution | None
+    fax_page_count: int | None
+    cover_index: int | None
+    cover_page_text: str | None
+    sms_delivery_time: datetime | None
+    delivery_error_code: str | None
+    fax_error_code: str | None
+    vm_transcription_status: VmTranscriptionStatus | None
+    pg_to_department: bool | None
+    attempts: int
+    next_attempt_at: datetime | None
+    lease_owner: str | None
+    send_time: datetime | None
+    carrier: str | None
+    carrier_ref: str | None
+    failure_reason: str | None
+    sender_email: str | None
+    origin: str
+    attachments: tuple[Attachment, ...] = field(default=())
+
+    @property
+    def path(self) -> str:
+        return (
+            f"{API_PREFIX}/account/{self.account_id}/extension/{self.extension_id}"
+            f"/message-store/{self.id}"
+        )
+
+    def to_json(self, base_url: str = "", *, internal: bool = False) -> dict[str, Any]:
+        """The message as the message-store API returns it; ``internal`` adds a
+        ``gatewayd`` block with the dispatcher's state (for operators)."""
+        uri = base_url.rstrip("/") + self.path
+        to = [p.to_json() for p in self.to]
+        if self.type is MessageType.FAX and self.direction is Direction.OUTBOUND:
+            for entry in to:
+                entry["messageStatus"] = self.message_status.value
+                if self.fax_error_code:
+                    entry["faxErrorCode"] = self.fax_error_code
+        out: dict[str, Any] = {
+            "uri": uri,
+            "id": self.id,
+            "extensionId": str(self.extension_id),
+            "type": self.type.value,
+            "direction": self.direction.value,
+            "from": self.from_.to_json(),
+            "to": to,
+            "creationTime": iso(self.creation_time),
+            "lastModifiedTime": iso(self.last_modified_time),
+            "readStatus": self.read_status.value,
+            "priority": self.priority.value,
+            "availability": self.availability.value,
+            "messageStatus": self.message_status.value,
+            "attachments": [a.to_json(uri) for a in self.attachments],
+        }
+        if self.subject is not None:
+            out["subject"] = self.subject
+        if self.conversation_id is not None:
+            out["conversationId"] = self.conversation_id
+            out["conversation"] = {
+                "id": str(self.conversation_id),
+                "uri": f"{base_url.rstrip('/')}{API_PREFIX}/conversation/{self.conversation_id}",
+            }
+        if self.type is MessageType.SMS:
+            out["smsSendingAttemptsCount"] = self.attempts
+            if self.sms_delivery_time is not None:
+                out["smsDeliveryTime"] = iso(self.sms_delivery_time)
+            if self.delivery_error_code is not None:
+                out["deliveryErrorCode"] = self.delivery_error_code
+        if self.type is MessageType.FAX:
+            for key, value in (
+                ("faxResolution", self.fax_resolution and self.fax_resolution.value),
+                ("faxPageCount", self.fax_page_count),
+                ("coverIndex", self.cover_index),
+                ("coverPageText", self.cover_page_text),
+                ("faxErrorCode", self.fax_error_code),
+            ):
+                if value is not None:
+                    out[key] = value
+        if self.vm_transcription_status is not None:
+            out["vmTranscriptionStatus"] = self.vm_transcription_status.value
+        if self.pg_to_department is not None:
+            out["pgToDepartment"] = self.pg_to_department
+        if internal:
+            out["gatewayd"] = {
+                "accountId": str(self.account_id),
+                "origin": self.origin,
+                "senderEmail": self.sender_email,
+                "attempts": self.attempts,
+                "nextAttemptAt": iso(self.next_attempt_at),
+                "leaseOwner": self.lease_owner,
+                "sendTime": iso(self.send_time),
+                "carrier": self.carrier,
+                "carrierRef": self.carrier_ref,
+                "failureReason": self.failure_reason,
+                "availabilityChangedAt": iso(self.availability_changed_at),
+            }
+        return out

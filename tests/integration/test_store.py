@@ -1,0 +1,395 @@
+"""The mailbox on a real SQLite file: creation with attachment files, the status
+machine through the store, SMS parts and receipts, read state."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from gatewayd.clock import ManualClock
+from gatewayd.errors import InvalidTransition, LeaseLost, MessageNotFound, StoreError
+from gatewayd.mailbox import Mailbox, NewAttachment, Party
+from gatewayd.mailbox.schema import message_events
+from gatewayd.model import (
+    AttachmentType,
+    Direction,
+    FaxErrorCode,
+    FaxResolution,
+    MessageStatus,
+    MessageType,
+    PartStatus,
+    ReadStatus,
+)
+from tests.conftest import ACCOUNT, EXTENSION, OTHER_EXTENSION, fax, sms
+
+S = MessageStatus
+
+
+async def test_a_new_message_has_every_field_and_its_attachment_on_disk(mailbox: Mailbox) -> None:
+    document = b"%PDF-1.7 " + bytes(range(256)) * 100
+    created = await mailbox.create(
+        fax(
+            document=document,
+            fax_resolution=FaxResolution.HIGH,
+            cover_index=0,
+            sender_email="alice@example.com",
+        )
+    )
+    assert 2**40 <= created.id < 2**53
+    assert created.message_status is S.QUEUED
+    assert created.read_status is ReadStatus.UNREAD
+    assert created.attempts == 0
+    assert created.next_attempt_at == created.creation_time
+    (attachment,) = created.attachments
+    assert attachment.size == len(document)
+    assert attachment.sha256 == hashlib.sha256(document).hexdigest()
+    assert mailbox.blobs.path(attachment.sha256).read_bytes() == document
+    stored = await mailbox.get(created.id)
+    assert stored == created
+    data = stored.to_json("https://gw.example")
+    assert (
+        data["uri"]
+        == f"https://gw.example/restapi/v1.0/account/{ACCOUNT}/extension/{EXTENSION}/message-store/{created.id}"
+    )
+    assert data["type"] == "Fax"
+    assert data["direction"] == "Outbound"
+    assert data["messageStatus"] == "Queued"
+    assert data["availability"] == "Alive"
+    assert data["faxResolution"] == "High"
+    assert data["to"] == [{"phoneNumber": "+4940123456", "messageStatus": "Queued"}]
+    assert data["attachments"][0]["uri"].endswith(f"/content/{attachment.id}")
+    assert data["attachments"][0]["fileName"] == "contract.pdf"
+    assert data["creationTime"].endswith("Z")
+
+
+async def test_ids_are_random_not_a_counter(mailbox: Mailbox) -> None:
+    created = await mailbox.create_many([sms() for _ in range(20)])
+    ids = [m.id for m in created]
+    gaps = {b - a for a, b in itertools.pairwise(ids)}
+    assert len(set(ids)) == 20
+    assert len(gaps) > 15
+
+
+async def test_identical_bytes_are_stored_once(mailbox: Mailbox) -> None:
+    first, second = await mailbox.create_many([fax(), fax()])
+    assert first.attachments[0].sha256 == second.attachments[0].sha256
+    assert first.attachments[0].id != second.attachments[0].id
+
+
+async def test_an_attachment_can_come_from_a_file(mailbox: Mailbox, tmp_path: Path) -> None:
+    source = tmp_path / "big.pdf"
+    source.write_bytes(b"%PDF" + b"x" * 3_000_000)
+    from_file = NewAttachment(AttachmentType.SOURCE_DOCUMENT, "application/pdf", path=source)
+    created = await mailbox.create(dataclasses.replace(fax(), attachments=(from_file,)))
+    _, path = await mailbox.attachment(created.id, created.attachments[0].id)
+    assert path.read_bytes() == source.read_bytes()
+
+
+async def test_sms_threads_by_the_two_numbers(mailbox: Mailbox) -> None:
+    out = await mailbox.create(sms("+4915100000001"))
+    reply = await mailbox.create(sms("+4915100000001", direction=Direction.INBOUND))
+    other = await mailbox.create(sms("+4915100000002"))
+    assert reply.message_status is S.RECEIVED
+    assert out.conversation_id == reply.conversation_id
+    assert other.conversation_id != out.conversation_id
+    assert out.to_json()["conversation"]["id"] == str(out.conversation_id)
+
+
+async def test_a_pager_thread_is_named_after_its_first_message(mailbox: Mailbox) -> None:
+    from gatewayd.mailbox import NewMessage
+
+    pager = await mailbox.create(
+        NewMessage(
+            account_id=ACCOUNT,
+            extension_id=EXTENSION,
+            type=MessageType.PAGER,
+            direction=Direction.OUTBOUND,
+            from_=Party(extension_number="101"),
+            to=(Party(extension_number="102"),),
+            origin="test",
+            subject="lunch?",
+        )
+    )
+    assert pager.message_status is S.SENT
+    assert pager.conversation_id == pager.id
+
+
+async def test_every_creation_and_transition_has_its_event(mailbox: Mailbox) -> None:
+    created = await mailbox.create(fax())
+    (_leased,) = await mailbox.lease("w1", types=[MessageType.FAX], limit=5)
+    done = await mailbox.transition(
+        created.id,
+        S.SENT,
+        reason="sent by the spool carrier",
+        lease_owner="w1",
+        fax_page_count=3,
+        detail={"duration": 42},
+    )
+    assert done.message_status is S.SENT
+    assert done.fax_page_count == 3
+    assert done.lease_owner is None
+    assert done.next_attempt_at is None
+    events = await mailbox.events(created.id)
+    assert [(e.kind, e.from_value, e.to_value) for e in events] == [
+        ("status", None, "Queued"),
+        ("status", "Queued", "Sent"),
+    ]
+    assert events[1].reason == "sent by the spool carrier"
+    assert events[1].detail == {"duration": 42}
+
+
+FAX_CHANGES = [(a, b) for a in S for b in S]
+
+
+@pytest.mark.parametrize(
+    ("current", "wanted"),
+    [
+        (S.QUEUED, S.SENT),
+        (S.QUEUED, S.SENDING_FAILED),
+        (S.QUEUED, S.DELIVERED),
+        (S.QUEUED, S.QUEUED),
+        (S.SENT, S.SENDING_FAILED),
+        (S.SENT, S.QUEUED),
+        (S.SENDING_FAILED, S.SENT),
+        (S.SENDING_FAILED, S.QUEUED),
+    ],
+)
+async def test_fax_transitions_through_the_store(
+    mailbox: Mailbox, current: MessageStatus, wanted: MessageStatus
+) -> None:
+    message = await mailbox.create(fax())
+    if current is not S.QUEUED:
+        message = await mailbox.transition(message.id, current, reason="setup")
+    allowed = (current, wanted) in {(S.QUEUED, S.SENT), (S.QUEUED, S.SENDING_FAILED)}
+    before = len(await mailbox.events(message.id))
+    if allowed:
+        after = await mailbox.transition(
+            message.id, wanted, reason="test", fax_error_code=FaxErrorCode.LINE_BUSY
+        )
+        assert after.message_status is wanted
+        assert len(await mailbox.events(message.id)) == before + 1
+    else:
+        with pytest.raises(InvalidTransition):
+            await mailbox.transition(message.id, wanted, reason="test")
+        unchanged = await mailbox.get(message.id)
+        assert unchanged.message_status is current
+        assert len(await mailbox.events(message.id)) == before
+
+
+async def test_a_failure_keeps_its_reason_and_code(mailbox: Mailbox) -> None:
+    message = await mailbox.create(fax())
+    failed = await mailbox.transition(
+        message.id,
+        S.SENDING_FAILED,
+        reason="the line was busy 3 times",
+        fax_error_code=FaxErrorCode.LINE_BUSY,
+    )
+    assert failed.failure_reason == "the line was busy 3 times"
+    assert failed.fax_error_code == "LineBusy"
+    assert failed.to_json()["to"][0]["faxErrorCode"] == "LineBusy"
+
+
+async def test_an_sms_moves_through_its_parts_only(mailbox: Mailbox) -> None:
+    message = await mailbox.create(sms())
+    with pytest.raises(InvalidTransition, match="through its parts"):
+        await mailbox.transition(message.id, S.SENT, reason="no")
+
+
+async def sent_sms(mailbox: Mailbox, parts: int) -> int:
+    message = await mailbox.create(sms())
+    await mailbox.set_parts(message.id, parts)
+    for index in range(parts):
+        await mailbox.part_accepted(
+            message.id, index, link="sim", carrier_id=f"{message.id}-{index}"
+        )
+    return message.id
+
+
+async def test_multipart_sms_is_sent_when_every_part_is_accepted(mailbox: Mailbox) -> None:
+    message = await mailbox.create(sms())
+    await mailbox.set_parts(message.id, 3)
+    assert (await mailbox.set_parts(message.id, 3))[2].status is PartStatus.QUEUED  # idempotent
+    for index in range(3):
+        after = await mailbox.part_accepted(message.id, index, link="sim", carrier_id=f"id{index}")
+        assert after.message_status is (S.SENT if index == 2 else S.QUEUED)
+    parts = await mailbox.parts(message.id)
+    assert [(p.status, p.carrier_id) for p in parts] == [
+        (PartStatus.SENT, "id0"),
+        (PartStatus.SENT, "id1"),
+        (PartStatus.SENT, "id2"),
+    ]
+    with pytest.raises(StoreError, match="already has 3 parts"):
+        await mailbox.set_parts(message.id, 2)
+
+
+async def test_delivered_when_every_part_is_delivered(mailbox: Mailbox, clock: ManualClock) -> None:
+    message_id = await sent_sms(mailbox, 2)
+    done = clock.now() - timedelta(seconds=5)
+    after = await mailbox.apply_receipt(
+        "sim", f"{message_id}-0", PartStatus.DELIVERED, done_at=done
+    )
+    assert after is not None
+    assert after.message_status is S.SENT
+    after = await mailbox.apply_receipt(
+        "sim", f"{message_id}-1", PartStatus.DELIVERED, done_at=done
+    )
+    assert after is not None
+    assert after.message_status is S.DELIVERED
+    assert after.sms_delivery_time == done
+
+
+async def test_delivery_failed_as_soon_as_one_part_fails(mailbox: Mailbox) -> None:
+    message_id = await sent_sms(mailbox, 3)
+    after = await mailbox.apply_receipt(
+        "sim", f"{message_id}-1", PartStatus.DELIVERY_FAILED, error_code="SMS-CAR-411"
+    )
+    assert after is not None
+    assert after.message_status is S.DELIVERY_FAILED
+    assert after.delivery_error_code == "SMS-CAR-411"
+
+
+async def test_a_late_or_duplicate_receipt_is_an_event_never_a_regress(mailbox: Mailbox) -> None:
+    message_id = await sent_sms(mailbox, 1)
+    await mailbox.apply_receipt("sim", f"{message_id}-0", PartStatus.DELIVERED)
+    for outcome in (PartStatus.DELIVERED, PartStatus.DELIVERY_FAILED):
+        after = await mailbox.apply_receipt("sim", f"{message_id}-0", outcome)
+        assert after is not None
+        assert after.message_status is S.DELIVERED
+    kinds = [(e.kind, e.reason) for e in await mailbox.events(message_id)]
+    assert ("receipt", "receipt Delivered for part 0 already Delivered") in kinds
+    assert ("receipt", "receipt DeliveryFailed for part 0 already Delivered") in kinds
+
+
+async def test_an_intermediate_receipt_is_only_recorded(mailbox: Mailbox) -> None:
+    message_id = await sent_sms(mailbox, 1)
+    after = await mailbox.apply_receipt("sim", f"{message_id}-0", None, detail={"stat": "ENROUTE"})
+    assert after is not None
+    assert after.message_status is S.SENT
+    last = (await mailbox.events(message_id))[-1]
+    assert (last.kind, last.reason, last.detail["stat"]) == (
+        "receipt",
+        "intermediate receipt",
+        "ENROUTE",
+    )  # type: ignore[index]
+
+
+async def test_a_receipt_for_nothing_we_know(mailbox: Mailbox) -> None:
+    await sent_sms(mailbox, 1)
+    assert await mailbox.apply_receipt("sim", "no-such-id", PartStatus.DELIVERED) is None
+    assert await mailbox.apply_receipt("other-link", "whatever", PartStatus.DELIVERED) is None
+
+
+async def test_a_refused_part_fails_the_whole_sms(mailbox: Mailbox) -> None:
+    message = await mailbox.create(sms())
+    await mailbox.set_parts(message.id, 2)
+    await mailbox.part_accepted(message.id, 0, link="sim", carrier_id="a")
+    failed = await mailbox.part_refused(
+        message.id, 1, error_code="SMS-UP-410", reason="ESME_RINVDSTADR: invalid destination"
+    )
+    assert failed.message_status is S.SENDING_FAILED
+    assert failed.delivery_error_code == "SMS-UP-410"
+    assert failed.failure_reason == "ESME_RINVDSTADR: invalid destination"
+    late = await mailbox.apply_receipt("sim", "a", PartStatus.DELIVERED)
+    assert late is not None
+    assert late.message_status is S.SENDING_FAILED
+
+
+async def test_giving_up_on_an_sms_fails_its_waiting_parts(mailbox: Mailbox) -> None:
+    message = await mailbox.create(sms())
+    await mailbox.set_parts(message.id, 2)
+    await mailbox.part_accepted(message.id, 0, link="sim", carrier_id="a")
+    failed = await mailbox.transition(
+        message.id,
+        S.SENDING_FAILED,
+        reason="5 attempts, giving up",
+        delivery_error_code="SMS-RC-413",
+    )
+    assert failed.message_status is S.SENDING_FAILED
+    assert [p.status for p in await mailbox.parts(message.id)] == [
+        PartStatus.SENT,
+        PartStatus.SENDING_FAILED,
+    ]
+
+
+async def test_part_changes_require_the_lease_when_given(mailbox: Mailbox) -> None:
+    message = await mailbox.create(sms())
+    await mailbox.lease("w1", types=[MessageType.SMS], limit=1)
+    await mailbox.set_parts(message.id, 1, lease_owner="w1")
+    with pytest.raises(LeaseLost):
+        await mailbox.part_accepted(message.id, 0, link="sim", carrier_id="x", lease_owner="w2")
+    after = await mailbox.part_accepted(message.id, 0, link="sim", carrier_id="x", lease_owner="w1")
+    assert after.message_status is S.SENT
+    assert after.lease_owner is None
+
+
+async def test_read_status(mailbox: Mailbox) -> None:
+    message = await mailbox.create(sms(direction=Direction.INBOUND))
+    read = await mailbox.set_read_status(message.id, ReadStatus.READ)
+    assert read.read_status is ReadStatus.READ
+    again = await mailbox.set_read_status(message.id, ReadStatus.READ)
+    assert again.last_modified_time == read.last_modified_time
+    assert [e.kind for e in await mailbox.events(message.id)] == ["status", "read"]
+
+
+async def test_a_message_is_only_found_in_its_own_mailbox(mailbox: Mailbox) -> None:
+    message = await mailbox.create(sms())
+    assert (await mailbox.get(message.id, extension_id=EXTENSION)).id == message.id
+    with pytest.raises(MessageNotFound):
+        await mailbox.get(message.id, extension_id=OTHER_EXTENSION)
+    with pytest.raises(MessageNotFound):
+        await mailbox.set_read_status(message.id, ReadStatus.READ, extension_id=OTHER_EXTENSION)
+    with pytest.raises(MessageNotFound):
+        await mailbox.get(12345)
+
+
+async def test_a_refused_transition_is_logged(
+    mailbox: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = await mailbox.create(fax())
+    await mailbox.transition(message.id, S.SENT, reason="ok")
+    with pytest.raises(InvalidTransition):
+        await mailbox.transition(message.id, S.SENDING_FAILED, reason="too late")
+    assert any("message.transition_refused" in r.getMessage() for r in caplog.records)
+
+
+async def test_nothing_half_written_when_a_batch_fails(mailbox: Mailbox) -> None:
+    from gatewayd.mailbox import NewMessage
+
+    good = sms()
+    bad = NewMessage(
+        account_id=ACCOUNT,
+        extension_id=EXTENSION,
+        type=MessageType.VOICEMAIL,
+        direction=Direction.OUTBOUND,
+        from_=Party(),
+        to=(),
+        origin="test",
+    )
+    with pytest.raises(StoreError, match="always Inbound"):
+        await mailbox.create_many([good, bad])
+    async with mailbox.db.read() as conn:
+        count = (
+            await conn.execute(sa.select(sa.func.count()).select_from(message_events))
+        ).scalar()
+    assert count == 0
+
+
+async def test_an_id_collision_draws_again(
+    mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gatewayd.mailbox import store
+
+    first = await mailbox.create(sms())
+    drawn = iter([first.id, first.attachments[0].id])  # both already taken
+    real = store.new_id
+    monkeypatch.setattr(store, "new_id", lambda: next(drawn, None) or real())
+    second = await mailbox.create(sms())
+    assert second.id != first.id
+    assert (await mailbox.get(second.id)).subject == "Hello"
+    assert (await mailbox.get(first.id)) == first

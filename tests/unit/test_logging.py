@@ -1,0 +1,103 @@
+"""Logging as operators read it: JSON lines, the message id on every line about a
+message, stdlib loggers through the same path, secrets and bodies never written."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gatewayd.config.settings import LogSettings
+from gatewayd.logging import REDACTED, bound_message, configure_logging, get_logger
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    yield
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_lines_with_the_message_id_bound() -> None:
+    out = io.StringIO()
+    configure_logging(LogSettings(format="json", file=None), stream=out)
+    log = get_logger("gatewayd.test")
+    with bound_message(73412):
+        log.info("sms.submitted", link="simulator", parts=2)
+        logging.getLogger("aiosmtpd.test").warning("plain stdlib line %s", "here")
+    log.info("daemon.idle")
+    first, second, third = lines(out)
+    assert first["event"] == "sms.submitted"
+    assert first["message_id"] == 73412
+    assert first["level"] == "info"
+    assert first["parts"] == 2
+    assert str(first["timestamp"]).endswith("Z")
+    assert second["event"] == "plain stdlib line here"
+    assert second["message_id"] == 73412
+    assert second["logger"] == "aiosmtpd.test"
+    assert "message_id" not in third
+    assert list(first)[:3] == ["timestamp", "level", "event"]
+
+
+def test_secrets_and_bodies_are_never_written() -> None:
+    out = io.StringIO()
+    configure_logging(LogSettings(format="json", file=None), stream=out)
+    get_logger("gatewayd.test").info(
+        "smtp.auth",
+        user="alice",
+        password="hunter2",
+        body="Dear Bob, the secret plan",
+        text="SMS text",
+        token="gwd_abc",
+    )
+    raw = out.getvalue()
+    for secret in ("hunter2", "secret plan", "SMS text", "gwd_abc"):
+        assert secret not in raw
+    (line,) = lines(out)
+    assert line["password"] == REDACTED
+    assert line["user"] == "alice"
+
+
+def test_the_level_filters(tmp_path: Path) -> None:
+    out = io.StringIO()
+    configure_logging(LogSettings(level="warning", format="json", file=None), stream=out)
+    log = get_logger("gatewayd.test")
+    log.info("quiet")
+    log.warning("loud")
+    assert [line["event"] for line in lines(out)] == ["loud"]
+
+
+def test_the_log_file_gets_json_even_when_the_terminal_gets_console(tmp_path: Path) -> None:
+    out = io.StringIO()
+    log_file = tmp_path / "logs" / "gatewayd.log"
+    configure_logging(LogSettings(format="console", file=log_file), stream=out)
+    with bound_message(5):
+        get_logger("gatewayd.test").error("fax.failed", reason="busy")
+    logging.shutdown()
+    assert "fax.failed" in out.getvalue()
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out.getvalue().splitlines()[0])
+    (entry,) = [json.loads(x) for x in log_file.read_text().splitlines()]
+    assert entry["event"] == "fax.failed"
+    assert entry["message_id"] == 5
+
+
+def test_exceptions_are_rendered_into_the_line() -> None:
+    out = io.StringIO()
+    configure_logging(LogSettings(format="json", file=None), stream=out)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        get_logger("gatewayd.test").exception("task.failed")
+    (line,) = lines(out)
+    assert "RuntimeError: boom" in str(line["exception"])
