@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -39,6 +39,7 @@ SENSITIVE_KEYS = frozenset(
         "credentials",
         "body",
         "text",
+        "subject",
         "content",
         "short_message",
         "message_payload",
@@ -154,7 +155,3 @@ def bound_message(message_id: int, **more: Any) -> Iterator[None]:
     """Every log line inside carries ``message_id`` (and the extra keys)."""
     with structlog.contextvars.bound_contextvars(message_id=message_id, **more):
         yield
-
-
-def context() -> MutableMapping[str, Any]:
-    return structlog.contextvars.get_contextvars()

@@ -3,10 +3,11 @@ controls, message factories, and a way to run the real ``gatewayd`` command."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from gatewayd.clock import ManualClock
 from gatewayd.config.settings import MailboxSettings
 from gatewayd.mailbox import Mailbox, NewAttachment, NewMessage, Party
 from gatewayd.model import AttachmentType, Direction, MessageType
+from tests.postgres import create_database, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = 1
@@ -29,9 +31,29 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-@pytest.fixture
-def mailbox_settings(tmp_path: Path) -> MailboxSettings:
-    return MailboxSettings(data_dir=tmp_path / "data")
+@pytest.fixture(scope="session")
+def postgres_base() -> Iterator[str | None]:
+    """A PostgreSQL server for the session, or None when PostgreSQL is not installed."""
+    try:
+        with postgres_server() as base:
+            yield base
+    except FileNotFoundError:
+        yield None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def mailbox_settings(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_base: str | None
+) -> MailboxSettings:
+    """The mailbox on SQLite (the default) and on PostgreSQL (a fresh database each)."""
+    if request.param == "sqlite":
+        return MailboxSettings(data_dir=tmp_path / "data")
+    if postgres_base is None:
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql)")
+    name = "t_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
+    return MailboxSettings(
+        data_dir=tmp_path / "data", database_url=create_database(postgres_base, name)
+    )
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from gatewayd import __version__, credentials
@@ -24,8 +24,6 @@ from gatewayd.errors import ConfigError, GatewayError
 from gatewayd.logging import configure_logging
 from gatewayd.mailbox import SweepReport
 from gatewayd.model import MessageStatus, MessageType
-
-Handler = Callable[[Settings, argparse.Namespace], Any]
 
 
 def _parser() -> argparse.ArgumentParser:

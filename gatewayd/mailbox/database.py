@@ -34,6 +34,7 @@ from gatewayd.config.settings import MailboxSettings
 from gatewayd.errors import StartupError
 
 BUSY_TIMEOUT_SECONDS = 30.0
+MIGRATION_LOCK = 0x6761746577617964  # "gatewayd"
 
 
 def _json_dumps(value: Any) -> str:
@@ -120,6 +121,10 @@ class Database:
         """Bring the schema to the newest revision; returns that revision."""
         try:
             async with self.write() as conn:
+                if not self.is_sqlite:
+                    # Instances starting together take turns (SQLite's BEGIN IMMEDIATE
+                    # already makes them).
+                    await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
                 await conn.run_sync(_upgrade)
                 revision = await conn.run_sync(_current_revision)
         except SQLAlchemyError as exc:

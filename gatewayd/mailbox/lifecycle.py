@@ -11,6 +11,7 @@ attachment files nothing refers to any more. It runs in the daemon every
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -44,44 +45,53 @@ class SweepReport:
 
 async def set_availability(
     conn: AsyncConnection,
-    row: Row,
+    rows: Sequence[Row],
     wanted: Availability,
     *,
     now: datetime,
     reason: str,
 ) -> set[str]:
-    """Write the new availability with its event; a purge also drops the attachment
-    rows and the message text. Returns the blob digests the purge freed."""
-    message_id = row["id"]
+    """Move these messages to ``wanted``, with an event each, in three statements
+    whatever their number. A purge also drops the attachment rows and the message text
+    (the subject of SMS, pager and text messages, a fax's cover-page text). Returns the
+    blob digests the purge freed."""
+    if not rows:
+        return set()
+    ids = [row["id"] for row in rows]
     values: dict[str, Any] = {
         "availability": wanted.value,
         "availability_changed_at": now,
         "last_modified_time": now,
     }
+    erased: dict[int, int] = {}
     freed: set[str] = set()
     if wanted is Availability.PURGED:
         found = await conn.execute(
             sa.delete(attachments)
-            .where(attachments.c.message_id == message_id)
-            .returning(attachments.c.sha256)
+            .where(attachments.c.message_id.in_(ids))
+            .returning(attachments.c.message_id, attachments.c.sha256)
         )
-        freed = {r.sha256 for r in found}
+        for message_id, sha256 in found:
+            erased[message_id] = erased.get(message_id, 0) + 1
+            freed.add(sha256)
         values["cover_page_text"] = None
-        if row["type"] in _TEXT_TYPES:
-            values["subject"] = None
-    await conn.execute(sa.update(messages).where(messages.c.id == message_id).values(values))
+        values["subject"] = sa.case(
+            (messages.c.type.in_(_TEXT_TYPES), sa.null()), else_=messages.c.subject
+        )
+    await conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(values))
     await add_events(
         conn,
         [
             event_row(
-                message_id,
+                row["id"],
                 now,
                 "availability",
                 reason,
                 from_value=row["availability"],
                 to_value=wanted.value,
-                detail={"attachments_erased": len(freed)} if freed else None,
+                detail={"attachments_erased": erased[row["id"]]} if row["id"] in erased else None,
             )
+            for row in rows
         ],
     )
     return freed
@@ -117,7 +127,7 @@ async def _purge_deleted(mailbox: Mailbox, now: datetime) -> int:
             rows = (
                 (
                     await conn.execute(
-                        sa.select(messages)
+                        sa.select(messages.c.id, messages.c.availability)
                         .where(
                             messages.c.availability == Availability.DELETED.value,
                             messages.c.availability_changed_at <= cutoff,
@@ -128,11 +138,10 @@ async def _purge_deleted(mailbox: Mailbox, now: datetime) -> int:
                 .mappings()
                 .all()
             )
-            for row in rows:
-                reason = f"deleted {mailbox.settings.retention_deleted_days} days ago"
-                mailbox.pending_erase |= await set_availability(
-                    conn, row, Availability.PURGED, now=now, reason=reason
-                )
+            reason = f"deleted {mailbox.settings.retention_deleted_days} days ago"
+            mailbox.pending_erase |= await set_availability(
+                conn, rows, Availability.PURGED, now=now, reason=reason
+            )
         total += len(rows)
         if len(rows) < BATCH:
             return total
@@ -183,7 +192,7 @@ async def _trim_mailboxes(mailbox: Mailbox, now: datetime) -> int:
                 rows = (
                     (
                         await conn.execute(
-                            sa.select(messages)
+                            sa.select(messages.c.id, messages.c.availability)
                             .where(
                                 alive,
                                 messages.c.extension_id == extension_id,
@@ -196,14 +205,13 @@ async def _trim_mailboxes(mailbox: Mailbox, now: datetime) -> int:
                     .mappings()
                     .all()
                 )
-                for row in rows:
-                    await set_availability(
-                        conn,
-                        row,
-                        Availability.DELETED,
-                        now=now,
-                        reason=f"mailbox over max_messages ({limit})",
-                    )
+                await set_availability(
+                    conn,
+                    rows,
+                    Availability.DELETED,
+                    now=now,
+                    reason=f"mailbox over max_messages ({limit})",
+                )
             total += len(rows)
             excess -= len(rows)
             if len(rows) < wanted:

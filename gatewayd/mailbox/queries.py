@@ -88,8 +88,10 @@ class MessagePage:
         return out
 
 
-def _conditions(query: MessageQuery, date_from: datetime, date_to: datetime) -> list[Any]:
-    c = messages.c
+def _conditions(
+    query: MessageQuery, date_from: datetime, date_to: datetime, table: sa.FromClause = messages
+) -> list[Any]:
+    c = table.c
     where: list[Any] = [c.creation_time >= date_from, c.creation_time <= date_to]
     if query.extension_id is not None:
         where.append(c.extension_id == query.extension_id)
@@ -111,35 +113,52 @@ def _conditions(query: MessageQuery, date_from: datetime, date_to: datetime) -> 
     return where
 
 
+def _newest_of_conversation(
+    query: MessageQuery, date_from: datetime, date_to: datetime
+) -> sa.ColumnElement[bool]:
+    """True for a message outside any conversation, or for the newest message of its
+    conversation among those the query matches."""
+    c = messages.c
+    newer = messages.alias("newer")
+    n = newer.c
+    newer_exists = sa.exists().where(
+        n.extension_id == c.extension_id,
+        n.conversation_id == c.conversation_id,
+        sa.or_(
+            n.creation_time > c.creation_time,
+            sa.and_(n.creation_time == c.creation_time, n.id > c.id),
+        ),
+        *_conditions(query, date_from, date_to, newer),
+    )
+    return sa.or_(c.conversation_id.is_(None), ~newer_exists)
+
+
 async def list_messages(mailbox: Mailbox, query: MessageQuery) -> MessagePage:
     per_page = min(query.per_page, MAX_PER_PAGE)
     date_to = query.date_to or mailbox.clock.now()
     date_from = query.date_from or date_to - DEFAULT_WINDOW
     where = _conditions(query, date_from, date_to)
-    c = messages.c
     if query.distinct_conversations:
-        newest_first = sa.func.row_number().over(
-            partition_by=(c.conversation_id, sa.case((c.conversation_id.is_(None), c.id))),
-            order_by=(c.creation_time.desc(), c.id.desc()),
-        )
-        ranked = sa.select(c.id, newest_first.label("rank")).where(*where).subquery()
-        newest = sa.select(ranked.c.id).where(ranked.c.rank == 1)
-        where = [c.id.in_(newest)]
-        counted = sa.select(sa.func.count()).select_from(newest.subquery())
-    else:
-        counted = sa.select(sa.func.count()).select_from(messages).where(*where)
+        where.append(_newest_of_conversation(query, date_from, date_to))
+    c = messages.c
+    newest_first = (c.creation_time.desc(), c.id.desc())
+    # Pick the page's ids from the index first, then read only those rows (and their
+    # attachments): skipping earlier pages then costs index entries, not whole rows.
+    page_ids = (
+        sa.select(c.id)
+        .where(*where)
+        .order_by(*newest_first)
+        .limit(per_page)
+        .offset((query.page - 1) * per_page)
+    )
     async with mailbox.db.read() as conn:
         records = await load_messages(
-            conn,
-            select_messages(conn)
-            .where(*where)
-            .order_by(c.creation_time.desc(), c.id.desc())
-            .limit(per_page)
-            .offset((query.page - 1) * per_page),
+            conn, select_messages(conn).where(c.id.in_(page_ids)).order_by(*newest_first)
         )
         if query.page == 1 and len(records) < per_page:
             total = len(records)  # the whole result fits on the first page
         else:
+            counted = sa.select(sa.func.count()).select_from(messages).where(*where)
             total = (await conn.execute(counted)).scalar_one()
     return MessagePage(
         records=records,

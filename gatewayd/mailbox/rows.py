@@ -81,8 +81,8 @@ _FILE_FIELDS = (
 def _files_column(dialect_name: str) -> sa.ColumnElement[Any]:
     a = attachments.c
     pairs: list[Any] = []
-    for name in _FILE_FIELDS:
-        pairs += [sa.literal(name), a[name]]
+    for name in _FILE_FIELDS:  # keys inline, not as parameters: PostgreSQL needs their type
+        pairs += [sa.literal_column(f"'{name}'"), a[name]]
     if dialect_name == "postgresql":
         aggregate = sa.func.json_agg(
             aggregate_order_by(sa.func.json_build_object(*pairs), a.position)

@@ -114,6 +114,9 @@ messages = sa.Table(
         "read_status",
     ),
     sa.Index("ix_messages_conversation", "extension_id", "conversation_id", "creation_time"),
+    # The phoneNumber filter: messages from or to one number.
+    sa.Index("ix_messages_from_number", "extension_id", "from_number", "creation_time"),
+    sa.Index("ix_messages_to_number", "extension_id", "to_number", "creation_time"),
     # The queue: only Queued rows are in this index.
     sa.Index(
         "ix_messages_queue",

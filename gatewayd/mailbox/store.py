@@ -24,7 +24,7 @@ from gatewayd.config.settings import MailboxSettings
 from gatewayd.errors import MessageNotFound, StoreError
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import lifecycle, parts, queries, queue
-from gatewayd.mailbox.blobs import BlobRef, FileBlobStore
+from gatewayd.mailbox.blobs import BlobRef, BlobStore, FileBlobStore
 from gatewayd.mailbox.database import Database
 from gatewayd.mailbox.records import Attachment, Event, Message, NewMessage, Part
 from gatewayd.mailbox.rows import (
@@ -59,8 +59,6 @@ ID_ATTEMPTS = 5
 TRANSITION_FIELDS = frozenset(
     {"fax_page_count", "fax_error_code", "delivery_error_code", "carrier", "carrier_ref"}
 )
-# Content a purge erases besides the attachments (the text of SMS and pager messages).
-_CONTENT_IN_SUBJECT = (MessageType.SMS, MessageType.PAGER, MessageType.TEXT)
 
 
 def conversation_id_for(account_id: int, number_a: str, number_b: str) -> int:
@@ -73,7 +71,7 @@ def conversation_id_for(account_id: int, number_a: str, number_b: str) -> int:
 
 class Mailbox:
     def __init__(
-        self, settings: MailboxSettings, db: Database, blobs: FileBlobStore, clock: Clock
+        self, settings: MailboxSettings, db: Database, blobs: BlobStore, clock: Clock
     ) -> None:
         self.settings = settings
         self.db = db
@@ -324,16 +322,21 @@ class Mailbox:
                     "an SMS moves to Sent, Delivered or DeliveryFailed through its parts",
                 )
             values = {k: getattr(v, "value", v) for k, v in fields.items()}
-            await move_status(conn, row, [to], now=now, reason=reason, detail=detail, values=values)
             if row["type"] == MessageType.SMS:
-                await conn.execute(
+                # Giving up on an SMS gives up on its parts not yet accepted.
+                waiting = await conn.execute(
                     sa.update(message_parts)
                     .where(
                         message_parts.c.message_id == message_id,
                         message_parts.c.status == PartStatus.QUEUED.value,
                     )
                     .values(status=PartStatus.SENDING_FAILED.value, done_at=now)
+                    .returning(message_parts.c.part_index)
                 )
+                given_up = sorted(part for (part,) in waiting)
+                if given_up:
+                    detail = {**(detail or {}), "parts_given_up": given_up}
+            await move_status(conn, row, [to], now=now, reason=reason, detail=detail, values=values)
             return await fetch_message(conn, message_id)
 
     async def record_event(
@@ -470,7 +473,9 @@ class Mailbox:
             except TransitionRefused as exc:
                 refuse(message_id, "availability", current, action, str(exc))
             if wanted is not current:
-                freed = await lifecycle.set_availability(conn, row, wanted, now=now, reason=reason)
+                freed = await lifecycle.set_availability(
+                    conn, [row], wanted, now=now, reason=reason
+                )
                 self.pending_erase.update(freed)
             message = await fetch_message(conn, message_id)
         if wanted is not current:

@@ -119,7 +119,7 @@ async def test_two_mailboxes_in_one_process_never_share_a_message(
             got: list[int] = []
             while batch := await box.lease(owner, types=[MessageType.SMS], limit=7):
                 got.extend(m.id for m in batch)
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.002)  # as a worker does: send, then come back
             return got
 
         a, b = await asyncio.gather(drain(first, "a"), drain(second, "b"))
@@ -140,15 +140,17 @@ WORKER = textwrap.dedent(
     from gatewayd.mailbox import Mailbox
     from gatewayd.model import MessageType
 
-    async def main(data_dir, owner):
-        box = await Mailbox.open(MailboxSettings(data_dir=Path(data_dir)))
+    async def main(data_dir, database_url, owner):
+        settings = MailboxSettings(data_dir=Path(data_dir), database_url=database_url)
+        box = await Mailbox.open(settings)
         got = []
         while batch := await box.lease(owner, types=[MessageType.SMS], limit=5):
             got.extend(m.id for m in batch)
+            await asyncio.sleep(0.002)  # as a worker does: send, then come back
         await box.close()
         print(json.dumps(got))
 
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
     """
 )
 
@@ -167,7 +169,14 @@ def test_two_worker_processes_never_lease_the_same_message(
     created = asyncio.run(fill())
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(mailbox_settings.data_dir), name],
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                str(mailbox_settings.data_dir),
+                mailbox_settings.database_url,
+                name,
+            ],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,

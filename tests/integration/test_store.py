@@ -315,6 +315,8 @@ async def test_giving_up_on_an_sms_fails_its_waiting_parts(mailbox: Mailbox) -> 
         PartStatus.SENT,
         PartStatus.SENDING_FAILED,
     ]
+    last = (await mailbox.events(message.id))[-1]
+    assert last.detail == {"parts_given_up": [1]}
 
 
 async def test_part_changes_require_the_lease_when_given(mailbox: Mailbox) -> None:

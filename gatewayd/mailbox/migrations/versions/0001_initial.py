@@ -79,6 +79,10 @@ def upgrade() -> None:
         "messages",
         ["extension_id", "conversation_id", "creation_time"],
     )
+    for column in ("from_number", "to_number"):
+        op.create_index(
+            f"ix_messages_{column}", "messages", ["extension_id", column, "creation_time"]
+        )
     op.create_index(
         "ix_messages_queue",
         "messages",
