@@ -116,9 +116,12 @@ class Mailbox:
     async def create_many(self, batch: Sequence[NewMessage]) -> list[Message]:
         """Store several messages atomically: all of them or none (one email with
         several recipients becomes several messages)."""
+        if not batch:
+            return []
+        statuses = [self._initial_status(new) for new in batch]  # refuse before any I/O
         refs = await asyncio.to_thread(self._store_bytes, batch)
         for attempt in range(1, ID_ATTEMPTS + 1):
-            rows, files, events = self._rows_for(batch, refs)
+            rows, files, events = self._rows_for(batch, statuses, refs)
             try:
                 async with self.db.write() as conn:
                     await conn.execute(messages.insert(), rows)
@@ -160,16 +163,22 @@ class Mailbox:
             out.append(refs)
         return out
 
+    @staticmethod
+    def _initial_status(new: NewMessage) -> MessageStatus:
+        try:
+            return initial_status(new.type, new.direction)
+        except TransitionRefused as exc:
+            raise StoreError(str(exc)) from exc
+
     def _rows_for(
-        self, batch: Sequence[NewMessage], refs: list[list[BlobRef]]
+        self,
+        batch: Sequence[NewMessage],
+        statuses: Sequence[MessageStatus],
+        refs: list[list[BlobRef]],
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         now = self.clock.now()
         rows, files, events = [], [], []
-        for new, blob_refs in zip(batch, refs, strict=True):
-            try:
-                status = initial_status(new.type, new.direction)
-            except TransitionRefused as exc:
-                raise StoreError(str(exc)) from exc
+        for new, status, blob_refs in zip(batch, statuses, refs, strict=True):
             message_id = new_id()
             created = new.creation_time or now
             rows.append(self._message_row(new, message_id, status, created, now))
