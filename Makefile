@@ -35,6 +35,7 @@ lint: $(STAMP)
 ## make bench: the benchmarks, reports in bench/results/
 bench: $(STAMP)
 	$(BIN)/python bench/mailbox.py
+	$(BIN)/python bench/smtp_ingest.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

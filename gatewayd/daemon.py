@@ -22,8 +22,11 @@ from gatewayd import __version__
 from gatewayd.clock import Clock, SystemClock
 from gatewayd.config.settings import Settings
 from gatewayd.errors import GatewayError
+from gatewayd.ingress.handler import IngressHandler
+from gatewayd.ingress.server import SmtpListeners
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import Mailbox
+from gatewayd.render.office import find_soffice
 
 log = get_logger("gatewayd.daemon")
 
@@ -46,6 +49,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.exit_code = EXIT_OK
         self.mailbox: Mailbox | None = None
+        self.smtp: SmtpListeners | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._signals = 0
 
@@ -81,6 +85,10 @@ class Daemon:
     async def startup(self) -> None:
         self.mailbox = await Mailbox.open(self.settings.mailbox, clock=self.clock)
         self.spawn("sweeper", self._sweeper)
+        office = find_soffice(self.settings.fax)
+        handler = IngressHandler(self.settings, self.mailbox, office=office is not None)
+        self.smtp = SmtpListeners(self.settings, handler)
+        await self.smtp.start()
 
     def spawn(self, name: str, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``body`` until it returns or the daemon stops; a crash stops the daemon."""
@@ -101,6 +109,14 @@ class Daemon:
     async def shutdown(self) -> None:
         self.stopping.set()
         started = time.monotonic()
+        if self.smtp is not None:
+            # No new connections; mail being stored gets the grace period; then hang up.
+            self.smtp.stop_accepting()
+            if not await self.smtp.handler.drained(self.grace):
+                log.warning("smtp.drain_timeout", in_flight=self.smtp.handler.in_flight)
+            closed = self.smtp.hang_up()
+            log.info("smtp.stopped", connections_closed=closed)
+            self.smtp = None
         if self._tasks:
             log.info("daemon.stopping", tasks=len(self._tasks), grace=self.grace)
             _done, pending = await asyncio.wait(set(self._tasks), timeout=self.grace)

@@ -10,9 +10,12 @@ The whole tree::
     │   ├── InvalidTransition    a status, availability or part change the machine refuses
     │   ├── LeaseLost            a worker acted on a message whose lease it no longer holds
     │   └── BlobError            attachment bytes missing or unreadable on disk
-    └── StartupError             the daemon could not start (port in use, database unreachable)
+    ├── StartupError             the daemon could not start (port in use, database unreachable)
+    ├── RejectedMessage          ingress refuses a mail; carries the SMTP reply to send
+    └── RenderError              a document cannot become fax pages; the message says why,
+                                 ``fax_error_code`` says how the mailbox records it
 
-Later domains add their own branches (RejectedMessage, RenderError, CarrierError).
+Later domains add their own branches (CarrierError).
 Third-party exceptions are translated where they are caught (``raise X(...) from exc``)
 and never cross a domain boundary untranslated.
 """
@@ -75,3 +78,21 @@ class BlobError(StoreError):
 
 class StartupError(GatewayError):
     """The daemon could not start; the message says which part failed."""
+
+
+class RejectedMessage(GatewayError):
+    """A mail (or one of its recipients) is refused; ``reply`` is the full SMTP reply,
+    code, enhanced status code and reason, e.g. ``550 5.7.1 relaying denied``."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        super().__init__(reply)
+
+
+class RenderError(GatewayError):
+    """A document cannot be turned into fax pages."""
+
+    def __init__(self, reason: str, *, fax_error_code: str = "RenderingFailed") -> None:
+        self.reason = reason
+        self.fax_error_code = fax_error_code
+        super().__init__(reason)

@@ -84,7 +84,7 @@ def sms(
         to=(recipient,),
         origin="test",
         subject=text,
-        attachments=(NewAttachment(AttachmentType.TEXT, "text/plain", data=text.encode()),),
+        attachments=(NewAttachment.text_of_message(),),
         **more,
     )
 

@@ -24,6 +24,7 @@ from gatewayd.errors import ConfigError, GatewayError
 from gatewayd.logging import configure_logging
 from gatewayd.mailbox import SweepReport
 from gatewayd.model import MessageStatus, MessageType
+from gatewayd.render.office import find_soffice
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -177,6 +178,14 @@ def _check_config(path: Any) -> int:
     )
     print(f"  sms        {', '.join(f'{x.name} ({x.address})' for x in s.sms.links)}")
     print(f"  fax        {s.fax.carrier} carrier, {s.fax.resolution}, {s.fax.paper}")
+    office = find_soffice(s.fax)
+    print(
+        f"  office     LibreOffice at {office}: Word, Excel, PowerPoint, OpenDocument and RTF "
+        "documents are faxed"
+        if office
+        else "  office     LibreOffice not found (fax.libreoffice, PATH): Word, Excel, PowerPoint, "
+        "OpenDocument and RTF documents are refused"
+    )
     print(f"  api        {s.api.listen}")
     print(
         f"  log        {s.log.level}, {s.log.format}"

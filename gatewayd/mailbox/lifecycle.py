@@ -73,7 +73,8 @@ async def set_availability(
         )
         for message_id, sha256 in found:
             erased[message_id] = erased.get(message_id, 0) + 1
-            freed.add(sha256)
+            if sha256 is not None:
+                freed.add(sha256)
         values["cover_page_text"] = None
         values["subject"] = sa.case(
             (messages.c.type.in_(_TEXT_TYPES), sa.null()), else_=messages.c.subject

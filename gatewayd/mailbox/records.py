@@ -70,7 +70,8 @@ class Party:
 
 @dataclass(frozen=True, slots=True)
 class NewAttachment:
-    """Attachment bytes to store with a new message: ``data`` in memory or a ``path``."""
+    """Attachment bytes to store with a new message: ``data`` in memory, a ``path``, or
+    (``message_text``) the message's own text, which is stored once, as its subject."""
 
     type: AttachmentType
     content_type: str
@@ -80,10 +81,16 @@ class NewAttachment:
     width: int | None = None
     height: int | None = None
     vm_duration: int | None = None
+    message_text: bool = False
 
     def __post_init__(self) -> None:
-        if (self.data is None) == (self.path is None):
-            raise ValueError("a NewAttachment needs exactly one of data and path")
+        if (self.data is not None) + (self.path is not None) + self.message_text != 1:
+            raise ValueError("a NewAttachment needs exactly one of data, path, message_text")
+
+    @classmethod
+    def text_of_message(cls) -> NewAttachment:
+        """The Text attachment of an SMS or pager message: its subject, as UTF-8."""
+        return cls(AttachmentType.TEXT, "text/plain", message_text=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +126,7 @@ class Attachment:
     content_type: str
     file_name: str | None
     size: int
-    sha256: str
+    sha256: str | None  # None: the content is the message's subject
     width: int | None = None
     height: int | None = None
     vm_duration: int | None = None

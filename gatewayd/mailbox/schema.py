@@ -163,7 +163,9 @@ attachments = sa.Table(
     sa.Column("content_type", sa.String(128), nullable=False),
     sa.Column("file_name", sa.String(255)),
     sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("sha256", sa.String(64), nullable=False),
+    # The file holding the bytes; NULL when the content is the message's own text (the
+    # Text attachment of an SMS or pager message repeats its subject: stored once).
+    sa.Column("sha256", sa.String(64)),
     sa.Column("width", sa.Integer),
     sa.Column("height", sa.Integer),
     sa.Column("vm_duration", sa.Integer),

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from gatewayd.clock import Clock, SystemClock
 from gatewayd.config.settings import MailboxSettings
@@ -25,6 +24,7 @@ from gatewayd.errors import MessageNotFound, StoreError
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import lifecycle, parts, queries, queue
 from gatewayd.mailbox.blobs import BlobRef, BlobStore, FileBlobStore
+from gatewayd.mailbox.commit import GroupCommit
 from gatewayd.mailbox.database import Database
 from gatewayd.mailbox.records import Attachment, Event, Message, NewMessage, Part
 from gatewayd.mailbox.rows import (
@@ -38,7 +38,7 @@ from gatewayd.mailbox.rows import (
     new_id,
     parts_of,
 )
-from gatewayd.mailbox.schema import attachments, message_events, message_parts, messages
+from gatewayd.mailbox.schema import message_events, message_parts, messages
 from gatewayd.mailbox.status import move_status, refuse
 from gatewayd.model import (
     Availability,
@@ -54,7 +54,6 @@ from gatewayd.model import (
 
 log = get_logger("gatewayd.mailbox")
 
-ID_ATTEMPTS = 5
 # Columns a caller may set along with a status change.
 TRANSITION_FIELDS = frozenset(
     {"fax_page_count", "fax_error_code", "delivery_error_code", "carrier", "carrier_ref"}
@@ -79,6 +78,7 @@ class Mailbox:
         self.clock = clock
         # Blobs freed but too fresh to erase yet (see blobs.py); retried by each sweep.
         self.pending_erase: set[str] = set()
+        self._commits = GroupCommit(db)
 
     @classmethod
     async def open(cls, settings: MailboxSettings, *, clock: Clock | None = None) -> Mailbox:
@@ -106,6 +106,7 @@ class Mailbox:
         return cls(settings, db, blobs, clock or SystemClock())
 
     async def close(self) -> None:
+        await self._commits.close()
         await self.db.close()
 
     # -- creating ---------------------------------------------------------------------
@@ -119,21 +120,21 @@ class Mailbox:
         if not batch:
             return []
         statuses = [self._initial_status(new) for new in batch]  # refuse before any I/O
-        refs = await asyncio.to_thread(self._store_bytes, batch)
-        for attempt in range(1, ID_ATTEMPTS + 1):
-            rows, files, events = self._rows_for(batch, statuses, refs)
-            try:
-                async with self.db.write() as conn:
-                    await conn.execute(messages.insert(), rows)
-                    if files:
-                        await conn.execute(attachments.insert(), files)
-                    await add_events(conn, events)
-                break
-            except IntegrityError as exc:
-                # A random id met one already used: draw new ones (rows, not bytes).
-                if attempt == ID_ATTEMPTS:
-                    raise StoreError(f"could not store {len(batch)} messages: {exc.orig}") from exc
-                log.info("message.id_collision", attempt=attempt)
+        if any(a.data is not None or a.path is not None for n in batch for a in n.attachments):
+            refs = await asyncio.to_thread(self._store_bytes, batch)
+        else:  # nothing to write to files (an SMS): no trip to a thread
+            refs = self._store_bytes(batch)
+        try:
+            rows, files, _ = await self._commits.insert(
+                lambda: self._rows_for(batch, statuses, refs)
+            )
+        except BaseException:
+            # The rows never came: their files go with the next sweep (if nothing else
+            # has come to use them by then).
+            self.pending_erase.update(
+                ref.sha256 for group in refs for ref in group if ref is not None
+            )
+            raise
         by_message: dict[int, list[Attachment]] = {row["id"]: [] for row in rows}
         for file in files:
             by_message[file["message_id"]].append(attachment_from_row(file))
@@ -151,15 +152,18 @@ class Mailbox:
             )
         return created
 
-    def _store_bytes(self, batch: Sequence[NewMessage]) -> list[list[BlobRef]]:
-        out = []
+    def _store_bytes(self, batch: Sequence[NewMessage]) -> list[list[BlobRef | None]]:
+        """Each attachment's bytes into the blob store (None for the message's text)."""
+        out: list[list[BlobRef | None]] = []
         for new in batch:
-            refs = []
+            refs: list[BlobRef | None] = []
             for item in new.attachments:
                 if item.data is not None:
                     refs.append(self.blobs.put_bytes(item.data))
                 elif item.path is not None:
                     refs.append(self.blobs.put_file(item.path))
+                else:
+                    refs.append(None)
             out.append(refs)
         return out
 
@@ -174,7 +178,7 @@ class Mailbox:
         self,
         batch: Sequence[NewMessage],
         statuses: Sequence[MessageStatus],
-        refs: list[list[BlobRef]],
+        refs: list[list[BlobRef | None]],
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         now = self.clock.now()
         rows, files, events = [], [], []
@@ -191,8 +195,8 @@ class Mailbox:
                         "type": item.type.value,
                         "content_type": item.content_type,
                         "file_name": item.file_name,
-                        "size": ref.size,
-                        "sha256": ref.sha256,
+                        "size": ref.size if ref else len((new.subject or "").encode()),
+                        "sha256": ref.sha256 if ref else None,
                         "width": item.width,
                         "height": item.height,
                         "vm_duration": item.vm_duration,
@@ -292,11 +296,14 @@ class Mailbox:
 
     async def attachment(
         self, message_id: int, attachment_id: int, *, extension_id: int | None = None
-    ) -> tuple[Attachment, Path]:
-        """The attachment record and the path of its bytes."""
+    ) -> tuple[Attachment, Path | bytes]:
+        """The attachment record and its content: the path of its file, or, for the
+        text of an SMS or pager message, the bytes."""
         message = await self.get(message_id, extension_id=extension_id)
         for item in message.attachments:
             if item.id == attachment_id:
+                if item.sha256 is None:
+                    return item, (message.subject or "").encode()
                 return item, self.blobs.path(item.sha256)
         raise MessageNotFound(attachment_id, what="attachment")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,8 @@ def test_check_config_on_the_documented_file() -> None:
     assert result.returncode == 0, result.stderr
     assert "gatewayd.toml: OK" in result.stdout
     assert "users      1: alice@example.com" in result.stdout
+    office = "LibreOffice at" if shutil.which("soffice") else "LibreOffice not found"
+    assert office in result.stdout
 
 
 def test_check_config_names_every_broken_key(tmp_path: Path) -> None:

@@ -68,7 +68,9 @@ def _check_consistency(data_dir: Path, confirmed: set[int], sent: set[int]) -> N
                 "SELECT message_status FROM messages WHERE id = ?", (message_id,)
             ).fetchone()
             assert status == "Sent"
-        for sha256, size in db.execute("SELECT sha256, size FROM attachments"):
+        for sha256, size in db.execute(
+            "SELECT sha256, size FROM attachments WHERE sha256 IS NOT NULL"
+        ):
             blob = data_dir / "blobs" / sha256[:2] / sha256
             data = blob.read_bytes()
             assert len(data) == size

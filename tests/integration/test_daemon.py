@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.smtp_client import free_port
 
 EXIT_CONFIG, EXIT_STARTUP = 3, 4
 
@@ -51,6 +52,7 @@ def config_for(tmp_path: Path, data_dir: Path | None = None) -> Path:
     config = tmp_path / "gatewayd.toml"
     config.write_text(
         f'[mailbox]\ndata_dir = "{data_dir or tmp_path / "data"}"\n'
+        f'[smtp]\nlisten = "127.0.0.1:{free_port()}"\n'
         f'[log]\nformat = "json"\nfile = "{tmp_path / "gatewayd.log"}"\n'
     )
     return config
@@ -69,7 +71,9 @@ def test_starts_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
         daemon.kill()
     assert daemon.returncode == 0, err
     tail = [json.loads(line) for line in out.splitlines()]
-    assert [e["event"] for e in tail][-3:] == ["daemon.signal", "daemon.stopping", "daemon.stopped"]
+    events = [e["event"] for e in tail]
+    assert events[0] == "daemon.signal"
+    assert events.index("smtp.stopped") < events.index("daemon.stopped") == len(events) - 1
     assert tail[-1]["exit_code"] == 0
     assert (tmp_path / "data" / "mailbox.sqlite3").exists()
     logged = [

@@ -60,13 +60,21 @@ async def test_delete_restore_delete_purge(mailbox: Mailbox, clock: ManualClock)
 
 
 async def test_purge_at_once_erases_text_and_attachment_files(mailbox: Mailbox) -> None:
-    message = await mailbox.create(sms(text="the secret"))
-    digest = message.attachments[0].sha256
+    text = await mailbox.create(sms(text="the secret"))
+    _, content = await mailbox.attachment(text.id, text.attachments[0].id)
+    assert content == b"the secret"  # an SMS's Text attachment is its subject, stored once
+    document = await mailbox.create(fax(document=b"%PDF- private", cover_page_text="note"))
+    digest = document.attachments[0].sha256
+    assert digest is not None
     age_blobs(mailbox)
-    purged = await mailbox.change_availability(message.id, PURGE, reason="purge=true")
+    purged = await mailbox.change_availability(text.id, PURGE, reason="purge=true")
     assert purged.availability is Availability.PURGED
     assert purged.subject is None
+    assert purged.attachments == ()
     assert purged.message_status is MessageStatus.QUEUED  # status and availability are apart
+    purged_fax = await mailbox.change_availability(document.id, PURGE, reason="purge=true")
+    assert purged_fax.cover_page_text is None
+    assert purged_fax.subject == "Contract"  # a fax's subject is not its content
     assert not mailbox.blobs.path(digest).exists()
 
 

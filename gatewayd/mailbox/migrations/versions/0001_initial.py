@@ -118,7 +118,7 @@ def upgrade() -> None:
         sa.Column("content_type", sa.String(128), nullable=False),
         sa.Column("file_name", sa.String(255)),
         sa.Column("size", sa.BigInteger(), nullable=False),
-        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("sha256", sa.String(64)),
         sa.Column("width", sa.Integer()),
         sa.Column("height", sa.Integer()),
         sa.Column("vm_duration", sa.Integer()),

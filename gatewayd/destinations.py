@@ -1,0 +1,100 @@
+"""Destination numbers: parsed with phonenumbers into E.164, and checked against the
+destination policy of a channel (fax or SMS).
+
+Accepted spellings: +E.164; national numbers in the configured default region; the
+international prefixes 00 and 011 whatever the region; spaces, dots, dashes and
+parentheses anywhere. Every refusal says why, in words a sender can act on.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
+
+from gatewayd.config.settings import DestinationPolicy
+
+_TYPE_NAMES = {
+    value: name for name, value in vars(PhoneNumberType).items() if isinstance(value, int)
+}
+_SEPARATORS = re.compile(r"[\s.\-()/]")
+_ALLOWED = re.compile(r"^\+?[0-9]+$")
+_WHY_NOT_POSSIBLE = {
+    ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    ValidationResult.TOO_SHORT: "too short",
+    ValidationResult.TOO_LONG: "too long",
+    ValidationResult.INVALID_LENGTH: "wrong length",
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "a local number without its area code",
+}
+
+
+class NumberError(ValueError):
+    """The text is not a phone number; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    e164: str
+    country_code: int
+    number_type: str  # a phonenumbers PhoneNumberType name, e.g. "MOBILE"
+
+
+def _parse(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(text, region)
+    except NumberParseException:
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_number(text: str, region: str) -> Destination:
+    """The destination ``text`` names, or NumberError saying why it names none.
+    (Cached: parsing is slow, and a mail's numbers are read at RCPT and again at DATA.)"""
+    compact = _SEPARATORS.sub("", text.strip())
+    if not compact:
+        raise NumberError("no number given")
+    if not _ALLOWED.match(compact):
+        raise NumberError(f"{text!r} is not a phone number (only digits, spaces, . - ( ) and "
+                          "a leading + belong in one)")  # fmt: skip
+    candidates = [compact]
+    for prefix in ("00", "011"):  # international prefixes, whatever the region's own
+        if compact.startswith(prefix):
+            candidates.append("+" + compact[len(prefix) :])
+    number = None
+    for candidate in candidates:
+        parsed = _parse(candidate, region)
+        if parsed is not None and phonenumbers.is_valid_number(parsed):
+            number = parsed
+            break
+    if number is None:
+        parsed = _parse(compact, region)
+        if parsed is None:
+            raise NumberError(f"{text!r} is not a phone number")
+        why = _WHY_NOT_POSSIBLE.get(phonenumbers.is_possible_number_with_reason(parsed))
+        raise NumberError(f"{text!r} is not a valid phone number" + (f" ({why})" if why else ""))
+    return Destination(
+        e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        country_code=int(number.country_code or 0),
+        number_type=_TYPE_NAMES.get(phonenumbers.number_type(number), "UNKNOWN"),
+    )
+
+
+def refusal(destination: Destination, policy: DestinationPolicy, channel: str) -> str | None:
+    """Why the policy refuses this destination (naming the rule), or None."""
+    if policy.allowed_countries and destination.country_code not in policy.allowed_countries:
+        allowed = ", ".join(f"+{c}" for c in policy.allowed_countries)
+        return (f"{destination.e164}: country code +{destination.country_code} is not allowed "
+                f"({channel}.policy.allowed_countries: {allowed})")  # fmt: skip
+    if destination.number_type in policy.refused_number_types:
+        kind = destination.number_type.lower().replace("_", " ")
+        return (f"{destination.e164} is a {kind} number "
+                f"({channel}.policy.refused_number_types)")  # fmt: skip
+    for entry in policy.deny:
+        if destination.e164 == entry or (
+            entry.endswith("*") and destination.e164.startswith(entry[:-1])
+        ):
+            return f"{destination.e164} is on the deny list ({channel}.policy.deny: {entry})"
+    return None

@@ -1,0 +1,1 @@
+"""Email ingress: the SMTP door, addressing, senders, and taking mail apart."""

@@ -1,0 +1,217 @@
+"""The SMTP conversation's decisions, as aiosmtpd handler hooks.
+
+MAIL: the sender must be a configured user (after login, one of that user's
+addresses), allowed to send unauthenticated only from a trusted network on a listener
+that does not require AUTH, and under their rate limit.
+RCPT: a fax or SMS address with a valid, permitted number, or fax@/sms@ for numbers in
+the subject; anything else is relaying and refused.
+DATA: the mail is taken apart, checked (From header, content, limits) and stored as one
+Queued message per destination; 250 names their ids, and is sent only after the rows
+and files are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from aiosmtpd.smtp import Envelope, Session
+from sqlalchemy.exc import SQLAlchemyError
+
+from gatewayd.config.settings import Settings, User
+from gatewayd.destinations import Destination
+from gatewayd.errors import RejectedMessage, RenderError, StoreError
+from gatewayd.ingress import compose, replies, senders
+from gatewayd.ingress.addressing import Channel, Recipient, recipient, subject_destinations
+from gatewayd.ingress.mime import Mail, parse_mail
+from gatewayd.ingress.server import GatewaySMTP
+from gatewayd.logging import get_logger
+from gatewayd.mailbox import Mailbox, NewMessage
+from gatewayd.render import probe
+
+log = get_logger("gatewayd.smtp")
+
+PARSE_IN_THREAD_BYTES = 128 * 1024  # smaller mails are parsed on the loop: it is quicker
+
+
+class IngressHandler:
+    def __init__(self, settings: Settings, mailbox: Mailbox, *, office: bool = False) -> None:
+        self.settings = settings
+        self.mailbox = mailbox
+        self.office = office
+        self.limiter = senders.RateLimiter(settings.smtp.rate_per_minute)
+        self._trusted = [ipaddress.ip_network(n) for n in settings.smtp.trusted_networks]
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- hooks -------------------------------------------------------------------------
+
+    async def handle_EHLO(
+        self, server: GatewaySMTP, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:  # fmt: skip
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_MAIL(
+        self, server: GatewaySMTP, session: Session, envelope: Envelope, address: str,
+        mail_options: list[str],
+    ) -> str:  # fmt: skip
+        logged_in = self._logged_in(session)
+        if logged_in is None:
+            if server.listener.require_auth:
+                return self._refused(session, address, replies.AUTH_REQUIRED)
+            host = _host(session)
+            if not self._is_trusted(host):
+                return self._refused(session, address, replies.untrusted_peer(host))
+        try:
+            user = senders.identify(self.settings, address, logged_in)
+        except RejectedMessage as exc:
+            return self._refused(session, address, exc.reply)
+        if self.limiter.exceeded(user):
+            return self._refused(session, address, replies.rate_limited(self.limiter.per_minute))
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return replies.SENDER_OK
+
+    async def handle_RCPT(
+        self, server: GatewaySMTP, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:  # fmt: skip
+        limit = self.settings.smtp.max_recipients
+        if len(envelope.rcpt_tos) >= limit:
+            return self._refused(session, address, replies.too_many_recipients(limit))
+        try:
+            found = recipient(address, self.settings)
+            if found.channel is Channel.SMS:
+                user = senders.identify(self.settings, envelope.mail_from or "",
+                                        self._logged_in(session))  # fmt: skip
+                if not user.sms_numbers:
+                    raise RejectedMessage(replies.no_sms_number(user.emails[0]))
+        except RejectedMessage as exc:
+            return self._refused(session, address, exc.reply)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return replies.RECIPIENT_OK
+
+    async def handle_DATA(self, server: GatewaySMTP, session: Session, envelope: Envelope) -> str:
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._accept(session, envelope)
+        except RejectedMessage as exc:
+            return self._refused(session, envelope.mail_from or "", exc.reply)
+        except (StoreError, SQLAlchemyError, OSError) as exc:
+            log.error("smtp.store_failed", sender=envelope.mail_from, error=str(exc))
+            return replies.MAILBOX_UNAVAILABLE
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
+
+    async def drained(self, seconds: float) -> bool:
+        """Wait until no mail is being stored (at most ``seconds``)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- DATA --------------------------------------------------------------------------
+
+    async def _accept(self, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        mail_from = envelope.mail_from or ""
+        user = senders.identify(self.settings, mail_from, self._logged_in(session))
+        mail = (
+            parse_mail(raw)
+            if len(raw) < PARSE_IN_THREAD_BYTES
+            else await asyncio.to_thread(parse_mail, raw)
+        )
+        senders.check_from_header(self.settings, mail, user, mail_from)
+        recipients = [recipient(address, self.settings) for address in envelope.rcpt_tos]
+        batch: list[NewMessage] = []
+        sms = self._destinations(mail, recipients, Channel.SMS)
+        fax = self._destinations(mail, recipients, Channel.FAX)
+        total, limit = len(sms) + len(fax), self.settings.smtp.max_recipients
+        if total > limit:
+            raise RejectedMessage(replies.too_many_destinations(total, limit))
+        if sms:
+            by_number = any(r.destination for r in recipients if r.channel is Channel.SMS)
+            text = compose.sms_text(mail, number_in_address=by_number, settings=self.settings)
+            batch += compose.sms_messages(text, sms, user, mail_from)
+        if fax:
+            batch += await self._fax(mail, recipients, fax, user, mail_from)
+        # A client that hangs up now must not cut a commit in half: shield it.
+        created = await asyncio.shield(self.mailbox.create_many(batch))
+        self.limiter.record(user, len(created))
+        ids = [m.id for m in created]
+        log.info("smtp.accepted", sender=mail_from, peer=_host(session), message_ids=ids,
+                 sms=len(sms), fax=len(fax), size=len(raw))  # fmt: skip
+        return replies.queued(ids)
+
+    def _destinations(
+        self, mail: Mail, recipients: Sequence[Recipient], channel: Channel
+    ) -> list[Destination]:
+        """Every destination number of a channel, each once, in order."""
+        out: dict[str, Destination] = {}
+        for r in recipients:
+            if r.channel is not channel:
+                continue
+            found = [r.destination] if r.destination else subject_destinations(
+                mail.subject, self.settings, channel
+            )  # fmt: skip
+            for destination in found:
+                out.setdefault(destination.e164, destination)
+        return list(out.values())
+
+    async def _fax(
+        self, mail: Mail, recipients: Sequence[Recipient], destinations: list[Destination],
+        user: User, mail_from: str,
+    ) -> list[NewMessage]:  # fmt: skip
+        options = compose.fax_options(mail, self.settings)
+        documents = compose.fax_documents(mail, self.settings, office=self.office)
+        pages = 1 if options.cover else 0
+        for index, document in enumerate(documents):
+            try:
+                pages += await asyncio.to_thread(probe.pages, document.kind, document.data)
+            except RenderError as exc:
+                name = document.file_name or f"attachment {index + 1}"
+                raise RejectedMessage(replies.unreadable_document(name, exc.reason)) from exc
+        if pages > self.settings.fax.max_pages:
+            raise RejectedMessage(replies.too_many_pages(pages, self.settings.fax.max_pages))
+        # The subject is the cover's subject, unless it held the numbers (fax@...).
+        by_number = any(r.destination for r in recipients if r.channel is Channel.FAX)
+        return compose.fax_messages(
+            mail, documents, destinations, user=user, mail_from=mail_from, options=options,
+            cover_subject=mail.subject if by_number else None,
+        )  # fmt: skip
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _logged_in(session: Session) -> User | None:
+        data: Any = session.auth_data if session.authenticated else None
+        return data if isinstance(data, User) else None
+
+    def _is_trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return any(address.ipv4_mapped in network for network in self._trusted)
+        return any(address in network for network in self._trusted)
+
+    @staticmethod
+    def _refused(session: Session, address: str, reply: str) -> str:
+        log.info("smtp.refused", sender=address, peer=_host(session), reply=reply)
+        return reply
+
+
+def _host(session: Session) -> str:
+    peer: Any = session.peer  # (host, port, ...) as asyncio gives it
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)

@@ -1,0 +1,74 @@
+"""Who may send: the envelope sender (and the login, when there is one) must be a
+configured user, the From header must be that user's (anti-spoofing), and each user
+sends at most ``rate_per_minute`` messages a minute."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+from gatewayd import credentials
+from gatewayd.config.settings import Settings, User
+from gatewayd.errors import RejectedMessage
+from gatewayd.ingress import replies
+from gatewayd.ingress.mime import Mail
+
+
+def identify(settings: Settings, mail_from: str, logged_in: User | None) -> User:
+    """The user an envelope sender speaks for, or RejectedMessage (550 5.7.1)."""
+    if mail_from == "<>":
+        mail_from = ""  # the null reverse-path
+    if logged_in is not None:
+        if mail_from.lower() not in logged_in.emails:
+            raise RejectedMessage(replies.not_your_address(mail_from, logged_in.emails[0]))
+        return logged_in
+    user = settings.user_by_email(mail_from) if mail_from else None
+    if user is None:
+        raise RejectedMessage(replies.unknown_sender(mail_from))
+    return user
+
+
+def check_from_header(settings: Settings, mail: Mail, user: User, mail_from: str) -> None:
+    if settings.smtp.allow_from_mismatch:
+        return
+    if not mail.from_addresses:
+        raise RejectedMessage(replies.from_mismatch("(none)", mail_from))
+    for address in mail.from_addresses:
+        if address not in user.emails:
+            raise RejectedMessage(replies.from_mismatch(address, mail_from))
+
+
+def login(settings: Settings, username: str, password: str) -> User | None:
+    """The user these credentials belong to, or None. Slow on purpose (scrypt): call it
+    in a thread."""
+    user = settings.user_by_email(username)
+    if user is None or not user.smtp_password_hash:
+        credentials.hash_password(password)  # the same time either way
+        return None
+    return user if credentials.verify(password, user.smtp_password_hash) else None
+
+
+class RateLimiter:
+    """At most ``per_minute`` messages per user in any 60 seconds (0: no limit)."""
+
+    WINDOW = 60.0
+
+    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._sent: dict[int, deque[float]] = {}
+
+    def _recent(self, key: int) -> deque[float]:
+        sent = self._sent.setdefault(key, deque())
+        horizon = self._clock() - self.WINDOW
+        while sent and sent[0] <= horizon:
+            sent.popleft()
+        return sent
+
+    def exceeded(self, user: User) -> bool:
+        return bool(self.per_minute) and len(self._recent(user.extension_id)) >= self.per_minute
+
+    def record(self, user: User, count: int = 1) -> None:
+        if self.per_minute:
+            self._recent(user.extension_id).extend([self._clock()] * count)

@@ -1,0 +1,1 @@
+"""Fax rendering: documents into fax TIFF pages (the renderer follows); page counts."""

@@ -1,0 +1,1 @@
+"""SMS: text encoding and segmentation (the SMPP link follows)."""

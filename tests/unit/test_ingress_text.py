@@ -1,0 +1,57 @@
+"""Email bodies into SMS text and readable text: signatures, quotes, footers, HTML."""
+
+from __future__ import annotations
+
+import pytest
+
+from gatewayd.ingress.text import clean_sms_text, html_to_text
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        ("Hello Bob", "Hello Bob"),
+        ("  Hello Bob  \n\n\n", "Hello Bob"),
+        ("See you at 8\n\n-- \nAlice\nACME Corp", "See you at 8"),
+        ("See you at 8\n--\nAlice", "See you at 8"),
+        ("Yes!\n\nOn Tue, 24 Nov 2026 at 10:00, Bob <bob@x.example> wrote:\n> Lunch?", "Yes!"),
+        ("Ja!\n\nAm 24.11.2026 um 10:00 schrieb Bob <bob@x.example>:\n> Mittag?", "Ja!"),
+        ("OK\n\n-----Original Message-----\nFrom: Bob\nSent: Tuesday\nSubject: x", "OK"),
+        ("OK\n\nFrom: Bob <bob@x.example>\nSent: Tuesday, 24 November 2026 10:00\nTo: me", "OK"),
+        ("OK\n________________________________\nVon: Bob\nGesendet: Dienstag", "OK"),
+        ("Top reply\n> quoted line\n>> older\nmore text", "Top reply\nmore text"),
+        ("On my way\n\nSent from my iPhone", "On my way"),
+        ("On my way\n\nGet Outlook for Android", "On my way"),
+        ("Unterwegs\n\nVon meinem iPhone gesendet", "Unterwegs"),
+        ("Bin gleich da\n\nGesendet von meinem Samsung Galaxy", "Bin gleich da"),
+        ("Ok\r\n\r\nSent from Mail for Windows\r\n", "Ok"),
+        ("Line one\n\n\n\n\nLine two", "Line one\n\nLine two"),
+        ("-- \nonly a signature", ""),
+        ("\n \n\t\n", ""),
+        (
+            "Sent from my iPhone is my favourite phrase",
+            "Sent from my iPhone is my favourite phrase",
+        ),
+    ],
+)
+def test_clean_sms_text(body: str, text: str) -> None:
+    assert clean_sms_text(body) == text
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>Hello&nbsp;<b>Bob</b></p><p>Bye</p>", "Hello Bob\n\nBye"),
+        ("<html><head><style>p{color:red}</style><title>T</title></head><body>Hi</body></html>",
+         "Hi"),
+        ("<script>alert(1)</script>Safe", "Safe"),
+        ("a<br>b<br/>c", "a\nb\nc"),
+        ("<ul><li>one</li><li>two</li></ul>", "- one\n- two"),
+        ("<div>x   y\n z</div>", "x y z"),
+        ("<pre>keep\nlines</pre>", "keep\nlines"),
+        ("Fish &amp; chips &lt;3 &#8364;5", "Fish & chips <3 €5"),
+        ("<table><tr><td>a</td><td>b</td></tr></table>", "a\tb"),
+    ],
+)  # fmt: skip
+def test_html_to_text(html: str, text: str) -> None:
+    assert html_to_text(html) == text
