@@ -8,14 +8,17 @@
 - ``[log] file`` also writes JSON lines to a file: what ``gatewayd logs`` and
   ``gatewayd trace`` read.
 - Values under secret-looking keys and message bodies are replaced before rendering.
+- In the daemon (``background=True``) lines are rendered and written by a thread of
+  their own, so a slow stdout or journald never stalls the event loop.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import queue
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -46,7 +49,13 @@ SENSITIVE_KEYS = frozenset(
         "data",
     }
 )
-_QUIET_LOGGERS = {"aiosqlite": logging.WARNING, "alembic": logging.WARNING}
+# aiosmtpd's "mail.log" logs each command line at DEBUG, message data included: never
+# below INFO, whatever [log] level says.
+_QUIET_LOGGERS = {
+    "aiosqlite": logging.WARNING,
+    "alembic": logging.WARNING,
+    "mail.log": logging.WARNING,
+}
 
 
 def redact(_logger: Any, _name: str, event_dict: EventDict) -> EventDict:
@@ -65,9 +74,18 @@ def _order_keys(_logger: Any, _name: str, event_dict: EventDict) -> EventDict:
     return ordered
 
 
+def _merge_record_context(_logger: Any, _name: str, event_dict: EventDict) -> EventDict:
+    """The context of the thread that logged a stdlib record (see _Enqueue)."""
+    record = event_dict.get("_record")
+    for key, value in getattr(record, "gatewayd_context", {}).items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
+        _merge_record_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
@@ -110,8 +128,20 @@ def _configure_structlog() -> None:
 _configure_structlog()
 
 
-def configure_logging(settings: LogSettings, *, stream: TextIO | None = None) -> None:
-    """Route structlog and stdlib logging to ``stream`` (stdout) and the optional file."""
+class _Enqueue(logging.handlers.QueueHandler):
+    """Hands records to the writer thread as they are: rendering happens there. The
+    logging thread's contextvars (message_id, ...) travel with the record."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.gatewayd_context = structlog.contextvars.get_contextvars()
+        return record
+
+
+def configure_logging(
+    settings: LogSettings, *, stream: TextIO | None = None, background: bool = False
+) -> Callable[[], None]:
+    """Route structlog and stdlib logging to ``stream`` (stdout) and the optional file.
+    Returns the function that flushes and stops the writer thread (a no-op without one)."""
     stream = stream if stream is not None else sys.stdout
     shared = _shared_processors()
     use_console = settings.format == "console" or (settings.format == "auto" and stream.isatty())
@@ -137,12 +167,25 @@ def configure_logging(settings: LogSettings, *, stream: TextIO | None = None) ->
     for old in root.handlers[:]:
         root.removeHandler(old)
         old.close()
-    for handler in handlers:
-        root.addHandler(handler)
+    stop: Callable[[], None] = _nothing
+    if background:
+        lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        listener = logging.handlers.QueueListener(lines, *handlers, respect_handler_level=True)
+        listener.start()
+        root.addHandler(_Enqueue(lines))
+        stop = listener.stop
+    else:
+        for handler in handlers:
+            root.addHandler(handler)
     root.setLevel(settings.level.upper())
     for name, level in _QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(level, root.level))
     logging.captureWarnings(True)
+    return stop
+
+
+def _nothing() -> None:
+    return None
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

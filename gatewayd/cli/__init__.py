@@ -149,8 +149,11 @@ def _fail(reason: str) -> None:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    configure_logging(settings.log)
-    return asyncio.run(Daemon(settings, grace=args.grace).run())
+    stop_logging = configure_logging(settings.log, background=True)
+    try:
+        return asyncio.run(Daemon(settings, grace=args.grace).run())
+    finally:
+        stop_logging()
 
 
 def _check_config(path: Any) -> int:

@@ -233,13 +233,14 @@ class Settings:
     log: LogSettings = LogSettings()
     notify: NotifySettings = NotifySettings()
     users: tuple[User, ...] = ()
+    _by_email: dict[str, User] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        index = {email.lower(): user for user in self.users for email in user.emails}
+        object.__setattr__(self, "_by_email", index)
 
     def user_by_email(self, address: str) -> User | None:
-        wanted = address.strip().lower()
-        for user in self.users:
-            if wanted in (e.lower() for e in user.emails):
-                return user
-        return None
+        return self._by_email.get(address.strip().lower())
 
     def user_by_extension(self, extension_id: int) -> User | None:
         return next((u for u in self.users if u.extension_id == extension_id), None)

@@ -43,6 +43,8 @@ _PLAIN_ADDRESS = re.compile(
     r"(.*)$",
     re.DOTALL,
 )
+# Replies after which the client waits (or the connection changes): never held.
+_FLUSH_NOW = ("220", "221", "334", "354", "421")
 # Replies with no enhanced code by nature: the greeting, AUTH challenges, "go ahead".
 _PLAIN_CODES = frozenset({"220", "334", "354"})
 
@@ -63,13 +65,23 @@ class GatewaySMTP(SMTP):
         self.settings = settings
         self.listener = listener
         self._in_ehlo = False
+        self._held: list[bytes] = []
         connections.add(self)
 
     # -- replies ------------------------------------------------------------------------
 
     async def push(self, status: AnyStr) -> None:
-        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
-        await super().push(self._worded(text))
+        """Send a reply. While the client has already sent its next command (RFC 2920
+        pipelining) the reply is held and goes out with the next one: one packet for
+        MAIL, RCPT and DATA instead of three (a send is dear: ~50 us here)."""
+        text = self._worded(status.decode("utf-8", "replace") if isinstance(status, bytes)
+                            else status)  # fmt: skip
+        self._held.append(text.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n")
+        if not text.startswith(_FLUSH_NOW) and b"\n" in getattr(self._reader, "_buffer", b""):
+            return
+        held, self._held = b"".join(self._held), []
+        self._writer.write(held)
+        await self._writer.drain()
 
     def _worded(self, text: str) -> str:
         code = text[:3]

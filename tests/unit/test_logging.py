@@ -101,3 +101,23 @@ def test_exceptions_are_rendered_into_the_line() -> None:
         get_logger("gatewayd.test").exception("task.failed")
     (line,) = lines(out)
     assert "RuntimeError: boom" in str(line["exception"])
+
+
+def test_the_daemon_writes_lines_from_a_thread_of_their_own() -> None:
+    out = io.StringIO()
+    stop = configure_logging(LogSettings(format="json", file=None), stream=out, background=True)
+    with bound_message(42):
+        get_logger("gatewayd.test").info("sms.receipt", stat="DELIVRD")
+        logging.getLogger("aiosmtpd.test").warning("stdlib %s", "line")
+    stop()  # flushes what is queued
+    first, second = lines(out)
+    assert (first["event"], first["message_id"], first["stat"]) == ("sms.receipt", 42, "DELIVRD")
+    assert (second["event"], second["message_id"]) == ("stdlib line", 42)
+
+
+def test_aiosmtpd_never_logs_mail_data_even_at_debug() -> None:
+    out = io.StringIO()
+    configure_logging(LogSettings(level="debug", format="json", file=None), stream=out)
+    logging.getLogger("mail.log").debug("DATA readline: %s", b"Dear Bob, the secret plan")
+    get_logger("gatewayd.test").debug("visible")
+    assert [line["event"] for line in lines(out)] == ["visible"]
