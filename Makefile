@@ -1,5 +1,5 @@
 # The single entry point for people and CI. Everything runs from .venv, which the
-# targets create and keep in step with pyproject.toml.
+# targets create and keep in step with pyproject.toml (and the C fax coder's source).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml setup.py gatewayd/render/_fax.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,lint,postgres]'
 	touch $(STAMP)
@@ -36,6 +36,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/mailbox.py
 	$(BIN)/python bench/smtp_ingest.py
+	$(BIN)/python bench/render.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,3 +1,4 @@
 from gatewayd.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a worker process imports the main module
+    raise SystemExit(main())

@@ -12,10 +12,11 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from gatewayd import __version__, credentials
-from gatewayd.cli import logs, messages
+from gatewayd.cli import logs, messages, render
 from gatewayd.cli.output import CommandError
 from gatewayd.config import Settings, config_path, load_config
 from gatewayd.config.settings import LogSettings
@@ -24,6 +25,7 @@ from gatewayd.errors import ConfigError, GatewayError
 from gatewayd.logging import configure_logging
 from gatewayd.mailbox import SweepReport
 from gatewayd.model import MessageStatus, MessageType
+from gatewayd.render import fonts
 from gatewayd.render.office import find_soffice
 
 
@@ -106,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
 
     purge = sub.add_parser("purge", parents=[common], help="run the life-cycle sweep once")
     purge.set_defaults(handler=_purge)
+
+    render.add_parser(sub, common)
     return parser
 
 
@@ -118,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "hash-secret":
             return _hash_secret(args)
         try:
-            settings = load_config(path)
+            settings = _settings(args, path)
         except ConfigError as exc:
             _fail(
                 f"{exc.source}: {exc.problems[0]}"
@@ -142,6 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _settings(args: argparse.Namespace, path: Path) -> Settings:
+    """The config; ``render`` also runs without one, on the built-in defaults."""
+    if args.command == "render" and not path.exists() and path == config_path(None):
+        return Settings()
+    return load_config(path)
 
 
 def _fail(reason: str) -> None:
@@ -188,6 +199,14 @@ def _check_config(path: Any) -> int:
         if office
         else "  office     LibreOffice not found (fax.libreoffice, PATH): Word, Excel, PowerPoint, "
         "OpenDocument and RTF documents are refused"
+    )
+    dejavu = fonts.find(fonts.DEJAVU["sans"][0])
+    print(
+        f"  fonts      DejaVu at {dejavu.parent}: text pages and cover pages"
+        if dejavu
+        else "  fonts      warning: DejaVu not found (install fonts-dejavu-core): text and cover "
+        "pages use reportlab's Vera, which has Western European letters only; other "
+        "characters print as [U+XXXX]"
     )
     print(f"  api        {s.api.listen}")
     print(

@@ -38,9 +38,10 @@ from gatewayd.mailbox.rows import (
     new_id,
     parts_of,
 )
-from gatewayd.mailbox.schema import message_events, message_parts, messages
+from gatewayd.mailbox.schema import attachments, message_events, message_parts, messages
 from gatewayd.mailbox.status import move_status, refuse
 from gatewayd.model import (
+    AttachmentType,
     Availability,
     AvailabilityAction,
     MessageStatus,
@@ -354,6 +355,63 @@ class Mailbox:
                     detail = {**(detail or {}), "parts_given_up": given_up}
             await move_status(conn, row, [to], now=now, reason=reason, detail=detail, values=values)
             return await fetch_message(conn, message_id)
+
+    async def add_rendered(
+        self,
+        message_id: int,
+        path: Path,
+        pages: int,
+        *,
+        lease_owner: str | None = None,
+    ) -> Message:
+        """Store a Queued fax's rendered pages (a TIFF file) as its RenderedDocument,
+        replacing an earlier rendering, and set faxPageCount."""
+        ref = await asyncio.to_thread(self.blobs.put_file, path)
+        now = self.clock.now()
+        try:
+            async with self.db.write() as conn:
+                row = await message_row(conn, message_id, for_update=True)
+                queue.check_lease(row, lease_owner)
+                if row["type"] != MessageType.FAX.value or row["message_status"] != (
+                    MessageStatus.QUEUED.value
+                ):
+                    raise StoreError(f"message {message_id} is not a queued fax")
+                found = await conn.execute(
+                    sa.select(attachments).where(attachments.c.message_id == message_id)
+                )
+                current = [attachment_from_row(r) for r in found.mappings()]
+                earlier = [a for a in current if a.type is AttachmentType.RENDERED_DOCUMENT]
+                if earlier:
+                    await conn.execute(
+                        sa.delete(attachments).where(attachments.c.id.in_([a.id for a in earlier]))
+                    )
+                await conn.execute(
+                    attachments.insert().values(
+                        id=new_id(),
+                        message_id=message_id,
+                        position=max((a.position for a in current), default=-1) + 1,
+                        type=AttachmentType.RENDERED_DOCUMENT.value,
+                        content_type="image/tiff",
+                        file_name="fax.tif",
+                        size=ref.size,
+                        sha256=ref.sha256,
+                    )
+                )
+                await conn.execute(
+                    sa.update(messages)
+                    .where(messages.c.id == message_id)
+                    .values(fax_page_count=pages, last_modified_time=now)
+                )
+                detail = {"pages": pages, "bytes": ref.size}
+                await add_events(
+                    conn, [event_row(message_id, now, "rendered", "rendered", detail=detail)]
+                )
+                message = await fetch_message(conn, message_id)
+        except BaseException:
+            self.pending_erase.add(ref.sha256)  # unless something else holds it
+            raise
+        self.pending_erase.update(a.sha256 for a in earlier if a.sha256 and a.sha256 != ref.sha256)
+        return message
 
     async def record_event(
         self, message_id: int, kind: str, reason: str, detail: dict[str, Any] | None = None

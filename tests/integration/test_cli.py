@@ -14,6 +14,7 @@ from gatewayd.config.settings import LogSettings, MailboxSettings
 from gatewayd.logging import bound_message, configure_logging, get_logger
 from gatewayd.mailbox import Mailbox, Message
 from gatewayd.model import MessageStatus, MessageType, PartStatus
+from gatewayd.render.fonts import DEJAVU, find
 from tests.conftest import ROOT, fax, gatewayd, sms
 
 
@@ -73,6 +74,8 @@ def test_check_config_on_the_documented_file() -> None:
     assert "users      1: alice@example.com" in result.stdout
     office = "LibreOffice at" if shutil.which("soffice") else "LibreOffice not found"
     assert office in result.stdout
+    fonts = "fonts      DejaVu at" if find(DEJAVU["sans"][0]) else "DejaVu not found"
+    assert fonts in result.stdout
 
 
 def test_check_config_names_every_broken_key(tmp_path: Path) -> None:
@@ -297,6 +300,7 @@ def test_every_command_has_help() -> None:
         ["logs"],
         ["purge"],
         ["hash-secret"],
+        ["render"],
     ):
         result = gatewayd(*command, "--help")
         assert result.returncode == 0

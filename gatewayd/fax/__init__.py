@@ -1,0 +1,1 @@
+"""Faxes out: rendering a queued fax's documents into pages (and, later, the carriers)."""

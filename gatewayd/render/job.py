@@ -1,0 +1,177 @@
+"""A fax job rendered: an optional cover page and documents, in order, into one
+multi-page TIFF, by a pool of worker processes.
+
+Documents are prepared in parallel (pages counted; text, HTML and office documents
+made into PDFs), the page total checked against ``max_pages``, then page ranges of
+every document drawn in parallel, the cover page last (it states the total). Each
+call into a worker has a processor-time budget and a wall-clock deadline; a worker
+that misses the deadline is killed with its pool, which is started again; a worker
+over its budget kills itself (see worker.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gatewayd.config.settings import FaxSettings
+from gatewayd.errors import RenderError
+from gatewayd.logging import get_logger
+from gatewayd.render import tiff, worker
+from gatewayd.render.cover import CoverSheet
+from gatewayd.render.office import find_soffice
+from gatewayd.render.raster import FaxFormat
+from gatewayd.render.worker import Call, Limits, Prepared, Source
+
+log = get_logger("gatewayd.render")
+T = TypeVar("T")
+
+CHUNK = 12  # pages per call into a worker, at most
+TOO_MANY_PAGES = "TooManyPages"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    fax: FaxFormat
+    max_pages: int = 200
+    max_input_bytes: int = 50_000_000
+    limits: Limits = field(default_factory=lambda: Limits(100_000_000, 120.0, None, 120.0))
+
+    @classmethod
+    def from_settings(cls, settings: FaxSettings, *, resolution: str | None = None,
+                      paper: str | None = None,
+                      compression: str | None = None) -> RenderOptions:  # fmt: skip
+        fax = FaxFormat.named(paper or settings.paper, resolution or settings.resolution,
+                              compression or settings.compression)  # fmt: skip
+        limits = Limits(settings.max_image_pixels, settings.render_cpu_seconds,
+                        find_soffice(settings), settings.office_timeout)  # fmt: skip
+        return cls(fax, settings.max_pages, settings.max_input_bytes, limits)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    path: Path
+    pages: int
+    size: int
+
+
+class Renderer:
+    """Renders fax jobs with ``workers`` processes."""
+
+    def __init__(self, workers: int, *, scratch: Path | None = None) -> None:
+        self.workers = workers
+        self.scratch = scratch
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("forkserver"),
+                initializer=worker.initialize,
+            )
+        return self._pool
+
+    def _kill(self, pool: ProcessPoolExecutor) -> None:
+        """Stop every worker of ``pool`` now (one hangs, or the pool broke); the next
+        call starts a new pool. A pool already replaced is left to its successor."""
+        if self._pool is pool:
+            self._pool = None
+        for process in list(getattr(pool, "_processes", {}).values()):  # no public way
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+
+    async def _call(self, call: Call, function: Callable[..., T], *args: Any) -> T:
+        deadline = call.limits.cpu_seconds * 2 + 10
+        for attempt in (1, 2):
+            pool = self._executor()
+            future = asyncio.get_running_loop().run_in_executor(pool, function, *args)
+            try:
+                return await asyncio.wait_for(future, deadline)
+            except TimeoutError:
+                self._kill(pool)
+                raise RenderError(f"rendering did not finish within {deadline:g} s") from None
+            except BrokenProcessPool:
+                # A worker died: over this job's budget (its marker says so), or while
+                # rendering another job, or it crashed. Start again, once.
+                self._kill(pool)
+                if await asyncio.to_thread(call.over_budget_marker.exists):
+                    raise RenderError(
+                        f"rendering took more than {call.limits.cpu_seconds:g} s of processor "
+                        "time; the document may be damaged or too complex"
+                    ) from None
+                if attempt == 2:
+                    raise RenderError("the renderer crashed on this document") from None
+        raise AssertionError("unreachable")
+
+    async def render(self, sources: Sequence[Source], cover: CoverSheet | None,
+                     options: RenderOptions, out: Path) -> Rendered:  # fmt: skip
+        """Render the job into ``out`` (a TIFF), or RenderError saying why not."""
+        size = sum(s.path.stat().st_size for s in sources)
+        if size > options.max_input_bytes:
+            raise RenderError(f"the documents are too large: {size:,} bytes, at most "
+                              f"{options.max_input_bytes:,}")  # fmt: skip
+        if not sources and cover is None:
+            raise RenderError("nothing to fax: no document and no cover page")
+        workdir = Path(tempfile.mkdtemp(prefix="gatewayd-render-", dir=self.scratch))
+        overlap = self.workers < (os.cpu_count() or 1)
+        call = Call(workdir, options.fax, options.limits, overlap)
+        try:
+            prepared = await asyncio.gather(*(
+                self._named(s.name, self._call(call, worker.prepare, s, call)) for s in sources
+            ))  # fmt: skip
+            total = sum(p.pages for p in prepared) + (1 if cover else 0)
+            if total > options.max_pages:
+                raise RenderError(f"too many pages: {total}, at most {options.max_pages}",
+                                  fax_error_code=TOO_MANY_PAGES)  # fmt: skip
+            chunks = await asyncio.gather(*(
+                self._named(p.name, self._call(call, worker.render_pages, p, pages, call))
+                for p in prepared for pages in self._chunks(p.pages)
+            ))  # fmt: skip
+            pages = [page for chunk in chunks for page in chunk]
+            if cover is not None:
+                sheet = await self._call(call, worker.render_cover, cover, total, call)
+                pages.insert(0, sheet)
+            written = await asyncio.to_thread(tiff.write_file, pages, out)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+        log.info("fax.rendered", pages=len(pages), bytes=written, documents=len(sources),
+                 cover=cover is not None)  # fmt: skip
+        return Rendered(out, len(pages), written)
+
+    def _chunks(self, pages: int) -> list[range]:
+        """A document's pages in calls of at most CHUNK pages, smaller towards the end
+        so that the workers finish together."""
+        chunks, first = [], 0
+        while first < pages:
+            count = min(CHUNK, max(1, -(-(pages - first) // (2 * self.workers))))
+            chunks.append(range(first, first + count))
+            first += count
+        return chunks
+
+    @staticmethod
+    async def _named(name: str, call: Any) -> Any:
+        """The result of ``call``; a RenderError names the document it came from."""
+        try:
+            return await call
+        except RenderError as exc:
+            if exc.reason.startswith(f"{name}:"):
+                raise
+            raise RenderError(f"{name}: {exc.reason}", fax_error_code=exc.fax_error_code) from exc
+
+
+__all__ = ["CoverSheet", "Prepared", "RenderOptions", "Rendered", "Renderer", "Source"]

@@ -1,0 +1,159 @@
+"""The C fax coder: every page it codes must decode, with libtiff (through Pillow), to
+exactly the pixels it was given; the screen and the block classifier do what they say."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+from PIL import Image
+
+from gatewayd.render import _fax
+from gatewayd.render.raster import BLOCK, FaxFormat, encode, encode_grey, photo_blocks
+from gatewayd.render.tiff import COMPRESSION_G3, COMPRESSION_G4, CodedPage, write
+
+
+def decode(data: bytes, width: int, height: int, compression: int) -> NDArray[np.bool_]:
+    out = io.BytesIO()
+    write([CodedPage(width, height, 196, compression, data)], out)
+    with Image.open(io.BytesIO(out.getvalue())) as image:
+        return np.asarray(image.convert("L")) < 128
+
+
+def code(bits: NDArray[np.bool_], compression: int, k: int = 4) -> bytes:
+    packed = np.packbits(bits, axis=1)
+    return _fax.encode(packed, bits.shape[1], bits.shape[0], packed.shape[1],
+                       compression == COMPRESSION_G3, k)  # fmt: skip
+
+
+def runs_image(rng: np.random.Generator, height: int, width: int) -> NDArray[np.bool_]:
+    """Rows of random runs, some very long (make-up codes, the 2560+ extension)."""
+    bits = np.zeros((height, width), bool)
+    for row in bits:
+        x, black = 0, bool(rng.integers(2))
+        while x < width:
+            run = int(rng.choice([rng.integers(1, 8), rng.integers(1, 200), rng.integers(1, 3000)]))
+            row[x : x + run] = black
+            x, black = x + run, not black
+    return bits
+
+
+SHAPES = {
+    "white": lambda rng, h, w: np.zeros((h, w), bool),
+    "black": lambda rng, h, w: np.ones((h, w), bool),
+    "noise": lambda rng, h, w: rng.random((h, w)) < rng.random(),
+    "runs": runs_image,
+    "checkerboard": lambda rng, h, w: (np.indices((h, w)).sum(axis=0) % 2).astype(bool),
+    "stripes": lambda rng, h, w: np.tile(rng.random(w) < 0.5, (h, 1)),
+}
+
+
+@pytest.mark.parametrize("compression", [COMPRESSION_G4, COMPRESSION_G3])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("width", [1, 7, 8, 63, 64, 65, 1728, 2600, 5000])
+def test_round_trip_through_libtiff(compression: int, shape: str, width: int) -> None:
+    rng = np.random.default_rng(width)
+    bits = SHAPES[shape](rng, 23, width)
+    assert np.array_equal(decode(code(bits, compression), width, 23, compression), bits)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    width=st.integers(1, 3000),
+    height=st.integers(1, 12),
+    g3=st.booleans(),
+    k=st.integers(1, 6),
+)
+def test_any_page_round_trips(seed: int, width: int, height: int, g3: bool, k: int) -> None:
+    rng = np.random.default_rng(seed)
+    bits = SHAPES[["noise", "runs"][seed % 2]](rng, height, width)
+    compression = COMPRESSION_G3 if g3 else COMPRESSION_G4
+    assert np.array_equal(decode(code(bits, compression, k), width, height, compression), bits)
+
+
+def test_grey_input_codes_as_its_threshold() -> None:
+    rng = np.random.default_rng(5)
+    grey = rng.integers(0, 256, (40, 1728), dtype=np.uint8)
+    for threshold in (1, 128, 255):
+        packed = code(grey < threshold, COMPRESSION_G4)
+        assert _fax.encode(grey, 1728, 40, 1728, False, 1, threshold) == packed
+
+
+@pytest.mark.parametrize("photo", [False, True, None])
+def test_grey_rows_may_be_strided(photo: bool | None) -> None:
+    """A view into a wider bitmap (a PDFium bitmap's stride) codes like a copy of it."""
+    rng = np.random.default_rng(6)
+    wide = rng.integers(0, 256, (30, 1800), dtype=np.uint8)
+    view = wide[:, :1728]
+    fax = FaxFormat()
+    assert encode_grey(view, fax, photo=photo).data == (
+        encode_grey(np.ascontiguousarray(view), fax, photo=photo).data
+    )
+
+
+def test_g3_lines_end_with_byte_aligned_eols_and_rtc() -> None:
+    bits = runs_image(np.random.default_rng(7), 10, 1728)
+    data = code(bits, COMPRESSION_G3)
+    # RTC: six EOLs each with a tag bit 1 (000000000001 1), then zero padding
+    rtc = int.from_bytes(data[-10:], "big")
+    rtc_bits = bin(rtc)[2:].rstrip("0")
+    assert rtc_bits.endswith("1" + "0000000000011" * 5)
+
+
+def test_bad_buffers_are_refused() -> None:
+    with pytest.raises(ValueError, match="does not hold"):
+        _fax.encode(b"\x00" * 10, 1728, 10, 216, False)
+    with pytest.raises(ValueError, match="screen needs"):
+        _fax.encode(b"\xff" * 1728 * 16, 1728, 16, 1728, False, 1, 128, b"\x01", 16,
+                    b"\x00" * 10, b"\x00" * 64)  # fmt: skip
+
+
+def test_a_flat_grey_is_screened_into_regular_dots() -> None:
+    fax = FaxFormat(y_dpi=196)
+    grey = np.full((fax.height, fax.width), 128, np.uint8)
+    page = decode(encode_grey(grey, fax, photo=True).data, fax.width, fax.height, COMPRESSION_G4)
+    coverage = page.mean()
+    assert 0.25 < coverage < 0.5  # mid-grey, lightened by the tone curve
+    cell = page[:8, :8]
+    assert np.array_equal(page[8:16, 8:16], cell)  # a dot every 8 pixels, both ways
+    # and as one clustered dot, not scattered pixels: black touches black
+    black = np.argwhere(cell)
+    assert (
+        all(any(abs(y - y2) + abs(x - x2) == 1 for y2, x2 in black) for y, x in black)
+        or len(black) == 1
+    )
+
+
+def test_photo_blocks_find_the_grey_and_grow_by_one_block() -> None:
+    grey = np.full((320, 1728), 255, np.uint8)
+    grey[100:164, 400:480] = 120  # 4 x 5 blocks of mid-grey
+    grey[10:20, 10:1000] = 0  # black text is not a photograph
+    blocks = photo_blocks(grey)
+    assert blocks is not None
+    flagged = np.argwhere(blocks)
+    rows, cols = {int(r) for r, _ in flagged}, {int(c) for _, c in flagged}
+    assert rows == set(range(100 // BLOCK - 1, 164 // BLOCK + 1))
+    assert cols == set(range(400 // BLOCK - 1, 480 // BLOCK + 1))
+    assert photo_blocks(np.where(grey == 0, 0, 255).astype(np.uint8)) is None
+
+
+def test_text_stays_thresholded_beside_a_photograph() -> None:
+    fax = FaxFormat()
+    grey = np.full((fax.height, fax.width), 255, np.uint8)
+    grey[200:600, 200:800] = 128  # a photograph
+    grey[1000:1004, 100:1500] = 0  # a rule: pure black, away from it
+    page = decode(encode_grey(grey, fax).data, fax.width, fax.height, COMPRESSION_G4)
+    assert page[1000:1004, 100:1500].all()
+    assert not page[990:1000].any()
+    assert not page[1004:1014].any()
+    assert 0.2 < page[200:600, 200:800].mean() < 0.6
+
+
+def test_bilevel_pages_must_be_fax_width() -> None:
+    with pytest.raises(Exception, match="1728 dots wide"):
+        encode(np.zeros((10, 1000), bool), FaxFormat())
