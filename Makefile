@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/mailbox.py
 	$(BIN)/python bench/smtp_ingest.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/smpp.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

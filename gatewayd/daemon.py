@@ -13,7 +13,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,8 +25,10 @@ from gatewayd.errors import GatewayError
 from gatewayd.ingress.handler import IngressHandler
 from gatewayd.ingress.server import SmtpListeners
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import Mailbox
+from gatewayd.mailbox import Mailbox, Message
+from gatewayd.model import MessageType
 from gatewayd.render.office import find_soffice
+from gatewayd.sms.service import SmsService
 
 log = get_logger("gatewayd.daemon")
 
@@ -50,6 +52,7 @@ class Daemon:
         self.exit_code = EXIT_OK
         self.mailbox: Mailbox | None = None
         self.smtp: SmtpListeners | None = None
+        self.sms: SmsService | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._signals = 0
 
@@ -85,10 +88,18 @@ class Daemon:
     async def startup(self) -> None:
         self.mailbox = await Mailbox.open(self.settings.mailbox, clock=self.clock)
         self.spawn("sweeper", self._sweeper)
+        self.sms = SmsService(self.mailbox, self.settings)
+        self.sms.start()
+        self.spawn("sms-dispatcher", self.sms.dispatcher.run)
         office = find_soffice(self.settings.fax)
         handler = IngressHandler(self.settings, self.mailbox, office=office is not None)
+        handler.on_queued = self._queued
         self.smtp = SmtpListeners(self.settings, handler)
         await self.smtp.start()
+
+    def _queued(self, messages: Sequence[Message]) -> None:
+        if self.sms is not None and any(m.type is MessageType.SMS for m in messages):
+            self.sms.dispatcher.wake()
 
     def spawn(self, name: str, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``body`` until it returns or the daemon stops; a crash stops the daemon."""
@@ -117,6 +128,8 @@ class Daemon:
             closed = self.smtp.hang_up()
             log.info("smtp.stopped", connections_closed=closed)
             self.smtp = None
+        if self.sms is not None:
+            self.sms.dispatcher.stop()  # lease no more; what is in flight gets the grace
         if self._tasks:
             log.info("daemon.stopping", tasks=len(self._tasks), grace=self.grace)
             _done, pending = await asyncio.wait(set(self._tasks), timeout=self.grace)
@@ -129,6 +142,9 @@ class Daemon:
                     tasks=len(pending),
                     names=sorted(t.get_name() for t in pending),
                 )
+        if self.sms is not None:
+            await self.sms.close()
+            self.sms = None
         if self.mailbox is not None:
             await self.mailbox.close()
             self.mailbox = None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd import __version__, credentials
-from gatewayd.cli import logs, messages, render
+from gatewayd.cli import logs, messages, render, smsc_sim
 from gatewayd.cli.output import CommandError
 from gatewayd.config import Settings, config_path, load_config
 from gatewayd.config.settings import LogSettings
@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     purge.set_defaults(handler=_purge)
 
     render.add_parser(sub, common)
+    smsc_sim.add_parser(sub, common)
     return parser
 
 
@@ -149,8 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _settings(args: argparse.Namespace, path: Path) -> Settings:
-    """The config; ``render`` also runs without one, on the built-in defaults."""
-    if args.command == "render" and not path.exists() and path == config_path(None):
+    """The config; ``render`` and ``smsc-sim`` also run without one, on the built-in
+    defaults."""
+    if args.command in ("render", "smsc-sim") and not path.exists() and path == config_path(None):
         return Settings()
     return load_config(path)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
@@ -28,7 +28,7 @@ from gatewayd.ingress.addressing import Channel, Recipient, recipient, subject_d
 from gatewayd.ingress.mime import Mail, parse_mail
 from gatewayd.ingress.server import GatewaySMTP
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import Mailbox, NewMessage
+from gatewayd.mailbox import Mailbox, Message, NewMessage
 from gatewayd.render import probe
 
 log = get_logger("gatewayd.smtp")
@@ -46,6 +46,8 @@ class IngressHandler:
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # Called with the new messages once committed (the daemon wakes its dispatchers).
+        self.on_queued: Callable[[Sequence[Message]], None] | None = None
 
     # -- hooks -------------------------------------------------------------------------
 
@@ -148,6 +150,8 @@ class IngressHandler:
         # A client that hangs up now must not cut a commit in half: shield it.
         created = await asyncio.shield(self.mailbox.create_many(batch))
         self.limiter.record(user, len(created))
+        if self.on_queued is not None:
+            self.on_queued(created)
         ids = [m.id for m in created]
         log.info("smtp.accepted", sender=mail_from, peer=_host(session), message_ids=ids,
                  sms=len(sms), fax=len(fax), size=len(raw))  # fmt: skip

@@ -191,3 +191,21 @@ message_events = sa.Table(
     sa.Column("detail", sa.JSON),
     sa.Index("ix_message_events_message_id", "message_id", "id"),
 )
+
+# Parts of a concatenated inbound SMS, kept until the last one arrives (or the wait
+# ends): each is acknowledged to the SMSC only once it is stored here.
+sms_fragments = sa.Table(
+    "sms_fragments",
+    metadata,
+    sa.Column("id", _KEY, primary_key=True, autoincrement=True),
+    sa.Column("link", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("destination", sa.String(32), nullable=False),
+    sa.Column("reference", sa.Integer, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("received_at", UtcTimestamp, nullable=False),
+    sa.UniqueConstraint("link", "source", "destination", "reference", "total", "seq"),
+    sa.Index("ix_sms_fragments_received_at", "received_at"),
+)

@@ -26,6 +26,7 @@ from gatewayd.mailbox import lifecycle, parts, queries, queue
 from gatewayd.mailbox.blobs import BlobRef, BlobStore, FileBlobStore
 from gatewayd.mailbox.commit import GroupCommit
 from gatewayd.mailbox.database import Database
+from gatewayd.mailbox.ledger import Ledger
 from gatewayd.mailbox.records import Attachment, Event, Message, NewMessage, Part
 from gatewayd.mailbox.rows import (
     add_events,
@@ -80,6 +81,8 @@ class Mailbox:
         # Blobs freed but too fresh to erase yet (see blobs.py); retried by each sweep.
         self.pending_erase: set[str] = set()
         self._commits = GroupCommit(db)
+        # What SMSCs say of SMS parts, written in bulk (ledger.py).
+        self.ledger = Ledger(self)
 
     @classmethod
     async def open(cls, settings: MailboxSettings, *, clock: Clock | None = None) -> Mailbox:
@@ -108,6 +111,7 @@ class Mailbox:
 
     async def close(self) -> None:
         await self._commits.close()
+        await self.ledger.close()
         await self.db.close()
 
     # -- creating ---------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""Parts of concatenated inbound SMS, stored as they come so that each can be
+acknowledged to the SMSC at once and none is lost in a restart. When the last part of
+a message is stored, the parts are taken out (in the same transaction) and handed back
+to be made into the message; parts whose siblings never came are taken out by
+``take_stale`` after the reassembly wait."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from gatewayd.mailbox.schema import sms_fragments
+
+if TYPE_CHECKING:
+    from gatewayd.mailbox.store import Mailbox
+
+Key = tuple[str, str, str, int, int]  # link, source, destination, reference, total
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    link: str
+    source: str
+    destination: str
+    reference: int
+    total: int
+    seq: int  # 1-based
+    text: str
+    received_at: datetime
+
+    @property
+    def key(self) -> Key:
+        return (self.link, self.source, self.destination, self.reference, self.total)
+
+
+def _fragment(row: sa.RowMapping) -> Fragment:
+    return Fragment(
+        row["link"],
+        row["source"],
+        row["destination"],
+        row["reference"],
+        row["total"],
+        row["seq"],
+        row["text"],
+        row["received_at"],
+    )
+
+
+def _same(key: Key) -> sa.ColumnElement[bool]:
+    c = sms_fragments.c
+    link, source, destination, reference, total = key
+    return sa.and_(
+        c.link == link,
+        c.source == source,
+        c.destination == destination,
+        c.reference == reference,
+        c.total == total,
+    )
+
+
+async def add(mailbox: Mailbox, fragment: Fragment) -> list[Fragment] | None:
+    """Store ``fragment`` (a part sent twice is stored once); every part of its message,
+    in order, when this one completes it (they are then no longer stored)."""
+    values = {
+        "link": fragment.link,
+        "source": fragment.source,
+        "destination": fragment.destination,
+        "reference": fragment.reference,
+        "total": fragment.total,
+        "seq": fragment.seq,
+        "text": fragment.text,
+        "received_at": fragment.received_at,
+    }
+    async with mailbox.db.write() as conn:
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        await conn.execute(insert(sms_fragments).values(values).on_conflict_do_nothing())
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(sms_fragments)
+                    .where(_same(fragment.key))
+                    .order_by(sms_fragments.c.seq)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        if len(rows) < fragment.total:
+            return None
+        await conn.execute(sa.delete(sms_fragments).where(_same(fragment.key)))
+    return [_fragment(row) for row in rows]
+
+
+async def take_stale(mailbox: Mailbox, older_than: datetime) -> list[list[Fragment]]:
+    """The parts of every message whose oldest part came before ``older_than``, taken
+    out of the store, grouped by message."""
+    c = sms_fragments.c
+    async with mailbox.db.write() as conn:
+        stale = (
+            await conn.execute(
+                sa.select(c.link, c.source, c.destination, c.reference, c.total)
+                .group_by(c.link, c.source, c.destination, c.reference, c.total)
+                .having(sa.func.min(c.received_at) < older_than)
+            )
+        ).all()
+        groups = []
+        for key in stale:
+            key_tuple: Key = tuple(key)
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(sms_fragments).where(_same(key_tuple)).order_by(c.seq)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            await conn.execute(sa.delete(sms_fragments).where(_same(key_tuple)))
+            groups.append([_fragment(row) for row in rows])
+    return groups

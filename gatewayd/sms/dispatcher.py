@@ -1,0 +1,363 @@
+"""Queued SMS out through the SMPP links.
+
+The dispatcher leases due Queued SMS from the mailbox (the mailbox is the queue) while
+a link is bound, routes each by its destination (the link with the longest matching
+prefix, else the default link), splits its text into parts (GSM-7 or UCS-2; UDH with an
+8- or 16-bit reference, SAR TLVs or message_payload, per link), and submits the parts
+not yet accepted by an earlier attempt, concurrently, through the link's window.
+
+What the SMSC answers decides (command_status classes as in reference/smpp.md §4):
+
+- ESME_ROK: the part is accepted; its SMSC id (normalised per link) goes to the ledger
+  at once, so that its receipt finds it. The SMS is Sent when every part is.
+- ESME_RTHROTTLED, ESME_RMSGQFUL: the link pauses, and the part is sent again within
+  the same attempt (up to THROTTLE_RETRIES times).
+- ESME_RSYSERR, ESME_RX_T_APPN, ESME_RINVBNDSTS, no answer in time, the link going down:
+  the SMS is given back to the queue, due again after ``sms.retry_delay`` doubling per
+  attempt. (A submit_sm whose answer was lost may have been taken: sending it again can
+  duplicate it, as in every SMPP gateway.)
+- anything else is permanent: the SMS is SendingFailed with deliveryErrorCode (the
+  status name) and a reason naming it.
+
+An SMS older than ``sms.max_age``, or past ``sms.max_attempts`` attempts (each lease
+counts one: smsSendingAttemptsCount), is SendingFailed with the last reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from gatewayd.config.settings import Settings, SmppLinkSettings
+from gatewayd.errors import GatewayError, LeaseLost, StoreError
+from gatewayd.logging import bound_message, get_logger
+from gatewayd.mailbox import Mailbox, Message, Part
+from gatewayd.mailbox.ledger import PartAccepted, PartRefused
+from gatewayd.model import MessageStatus, MessageType, PartStatus
+from gatewayd.sms import encoding, pdu, receipts
+from gatewayd.sms.encoding import Concatenation, Split
+from gatewayd.sms.link import LinkDown, SmppLink
+from gatewayd.sms.pdu import ESM_UDHI, Status, Tag
+
+log = get_logger("gatewayd.sms")
+
+TEMPORARY = frozenset(
+    {Status.RSYSERR, Status.RX_T_APPN, Status.RINVBNDSTS, Status.RMSGQFUL, Status.RTHROTTLED}
+)
+THROTTLE_RETRIES = 10
+IDLE_POLL = 0.5
+MAX_RETRY_DELAY = 3600.0
+LEASE_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    number: str
+    ton: int
+    npi: int
+
+
+def address_of(number: str) -> Address:
+    """E.164 as international (TON 1, NPI 1, without the +); a name as alphanumeric
+    (TON 5, NPI 0); other digits as national (TON 2, NPI 1)."""
+    if number.startswith("+"):
+        return Address(number[1:], 1, 1)
+    if any(not c.isdigit() for c in number):
+        return Address(number, 5, 0)
+    return Address(number, 2, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class PartOut:
+    """One part's submit_sm, waiting for its sequence number."""
+
+    source: Address
+    destination: Address
+    short_message: bytes
+    esm_class: int
+    data_coding: int
+    registered_delivery: int
+    tlvs: tuple[tuple[int, bytes], ...]
+
+    def build(self, sequence: int) -> bytes:
+        return pdu.encode_submit_sm(
+            sequence,
+            source=self.source.number,
+            source_ton=self.source.ton,
+            source_npi=self.source.npi,
+            destination=self.destination.number,
+            dest_ton=self.destination.ton,
+            dest_npi=self.destination.npi,
+            short_message=self.short_message,
+            esm_class=self.esm_class,
+            data_coding=self.data_coding,
+            registered_delivery=self.registered_delivery,
+            tlvs=self.tlvs,
+        )
+
+
+def parts_out(
+    split: Split, link: SmppLinkSettings, source: Address, destination: Address, reference: int
+) -> list[PartOut]:
+    """The submit_sm of every part of ``split``, concatenated as the link wants."""
+    encoded = split.encoded()
+    total = len(encoded)
+    data_coding = link.data_coding if split.data_coding == 0 else split.data_coding
+    receipt = 1 if link.registered_delivery else 0
+    concatenation = Concatenation(link.concatenation)
+    out = []
+    for index, body in enumerate(encoded):
+        seq, esm_class, short = index + 1, 0, body
+        tlvs: tuple[tuple[int, bytes], ...] = ()
+        if concatenation is Concatenation.PAYLOAD:
+            tlvs, short = (pdu.tlv(Tag.MESSAGE_PAYLOAD, body),), b""
+        elif total > 1 and concatenation is Concatenation.UDH8:
+            short, esm_class = bytes((5, 0, 3, reference % 256, total, seq)) + body, ESM_UDHI
+        elif total > 1 and concatenation is Concatenation.UDH16:
+            udh = bytes((6, 8, 4, reference >> 8 & 0xFF, reference & 0xFF, total, seq))
+            short, esm_class = udh + body, ESM_UDHI
+        elif total > 1:  # SAR
+            tlvs = (
+                pdu.tlv(Tag.SAR_MSG_REF_NUM, reference & 0xFFFF, 2),
+                pdu.tlv(Tag.SAR_TOTAL_SEGMENTS, total),
+                pdu.tlv(Tag.SAR_SEGMENT_SEQNUM, seq),
+            )
+        out.append(PartOut(source, destination, short, esm_class, data_coding, receipt, tlvs))
+    return out
+
+
+class Links:
+    """The configured links and the routing between them."""
+
+    def __init__(self, links: Sequence[SmppLink]) -> None:
+        self.links = list(links)
+        self._default = next((link for link in links if link.settings.default), None)
+        self._prefixes = sorted(
+            ((prefix, link) for link in links for prefix in link.settings.prefixes),
+            key=lambda item: -len(item[0]),
+        )
+
+    def route(self, number: str) -> SmppLink | None:
+        for prefix, link in self._prefixes:
+            if number.startswith(prefix):
+                return link
+        return self._default
+
+    @property
+    def any_bound(self) -> bool:
+        return any(link.bound for link in self.links)
+
+    def capacity(self) -> int:
+        return sum(link.settings.window for link in self.links if link.bound)
+
+
+class Temporary(Exception):  # an outcome, not an error to report
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class Permanent(Exception):
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class SmsDispatcher:
+    def __init__(self, mailbox: Mailbox, settings: Settings, links: Links) -> None:
+        self.mailbox = mailbox
+        self.settings = settings
+        self.links = links
+        self.owner = f"sms@{socket.gethostname()}:{os.getpid()}"
+        self._wake = asyncio.Event()
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._references: dict[int, int] = {}  # message id -> concatenation reference
+        self.stopping = False
+        self._stopped = asyncio.Event()
+
+    def wake(self) -> None:
+        """New SMS are queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Lease and send until ``stop``; then wait for the messages in flight."""
+        try:
+            while not self.stopping:
+                if not self.links.any_bound:
+                    await self._nap(IDLE_POLL)
+                    continue
+                room = self.links.capacity() * 16 - self._in_flight
+                if room <= 0:
+                    await self._nap(0.05)
+                    continue
+                try:
+                    batch = await self.mailbox.lease(
+                        self.owner,
+                        types=[MessageType.SMS],
+                        limit=min(room, 500),
+                        lease_for=LEASE_SECONDS,
+                    )
+                except (StoreError, SQLAlchemyError, OSError) as exc:
+                    log.error("sms.lease_failed", error=str(exc))
+                    await self._nap(1.0)
+                    continue
+                if not batch:
+                    await self._nap(IDLE_POLL)
+                    continue
+                for message in batch:
+                    self._in_flight += 1
+                    task = asyncio.create_task(self._send(message))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._done)
+        finally:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+
+    def stop(self) -> None:
+        """Lease no more; parts not yet sent go back to the queue."""
+        self.stopping = True
+        self._stopped.set()
+        self._wake.set()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight -= 1
+
+    async def _nap(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    # -- one message ------------------------------------------------------------------
+
+    async def _send(self, message: Message) -> None:
+        with bound_message(message.id):
+            try:
+                await self._attempt(message)
+            except LeaseLost:
+                log.warning("sms.lease_lost", message_id=message.id)
+            except (GatewayError, SQLAlchemyError, OSError) as exc:
+                # The mailbox failed: the lease runs out and the message comes back.
+                log.error("sms.send_failed", message_id=message.id, error=str(exc))
+
+    async def _attempt(self, message: Message) -> None:
+        sms = self.settings.sms
+        destination = message.to[0].phone_number if message.to else None
+        if not destination or message.subject is None:
+            await self._fail(message, "the SMS has no destination or no text", "NoContent")
+            return
+        age = self.mailbox.clock.now() - message.creation_time
+        if age > timedelta(seconds=sms.max_age):
+            await self._fail(
+                message,
+                f"not accepted by the SMSC within {sms.max_age:g} s",
+                message.delivery_error_code or "Expired",
+            )
+            return
+        link = self.links.route(destination)
+        if link is None:
+            await self._fail(message, f"no SMPP link routes {destination}", "NoRoute")
+            return
+        try:
+            split = encoding.split(message.subject, Concatenation(link.settings.concatenation))
+        except encoding.EncodingError as exc:
+            await self._fail(message, str(exc), "TooLong")
+            return
+        done = {p.index for p in await self._parts(message) if p.status is not PartStatus.QUEUED}
+        reference = self._references.setdefault(
+            message.id, link.next_reference(16 if link.settings.concatenation == "udh16" else 8)
+        )
+        source = address_of(message.from_.phone_number or "")
+        outs = parts_out(split, link.settings, source, address_of(destination), reference)
+        total = len(outs)
+        results = await asyncio.gather(
+            *(
+                self._submit_part(link, message.id, index, total, part)
+                for index, part in enumerate(outs)
+                if index not in done
+            ),
+            return_exceptions=True,
+        )
+        permanent = [r for r in results if isinstance(r, Permanent)]
+        temporary = [r for r in results if isinstance(r, Temporary)]
+        other = [
+            r
+            for r in results
+            if isinstance(r, BaseException) and not isinstance(r, Temporary | Permanent)
+        ]
+        if other:
+            raise other[0]
+        if permanent or not temporary:
+            self._references.pop(message.id, None)
+            return  # Sent, or SendingFailed through the ledger
+        first = temporary[0]
+        if message.attempts >= sms.max_attempts:
+            self._references.pop(message.id, None)
+            await self._fail(
+                message, f"gave up after {message.attempts} attempts: {first.reason}", first.code
+            )
+            return
+        delay = min(sms.retry_delay * 2 ** (message.attempts - 1), MAX_RETRY_DELAY)
+        delay *= random.uniform(0.9, 1.1)
+        await self.mailbox.retry_later(
+            message.id, self.owner, delay=delay, reason=first.reason, detail={"code": first.code}
+        )
+
+    async def _parts(self, message: Message) -> list[Part]:
+        """The parts an earlier attempt recorded (a first attempt has none)."""
+        if message.attempts <= 1:
+            return []
+        return await self.mailbox.parts(message.id)
+
+    async def _submit_part(
+        self, link: SmppLink, message_id: int, index: int, total: int, part: PartOut
+    ) -> None:
+        """Submit one part; record what the SMSC said. Temporary or Permanent when it
+        was not accepted."""
+        answer = None
+        for _ in range(THROTTLE_RETRIES):
+            try:
+                answer = await link.submit(part.build, unless=self._stopped)
+            except LinkDown as exc:
+                raise Temporary(str(exc), "LinkDown") from None
+            if answer.status not in (Status.RTHROTTLED, Status.RMSGQFUL):
+                break
+        assert answer is not None
+        name = pdu.status_name(answer.status)
+        if answer.status == Status.ROK:
+            fmt = receipts.IdFormat(link.settings.smsc_id_format)
+            carrier_id = receipts.normalise(answer.fields.get("message_id", ""), fmt)
+            link.answered(carrier_id)
+            try:
+                await self.mailbox.ledger.record(
+                    PartAccepted(message_id, index, total, link.name, carrier_id)
+                )
+            finally:
+                link.announce(carrier_id)
+            return
+        if answer.status in TEMPORARY:
+            raise Temporary(f"the SMSC answered part {index + 1} of {total} with {name}", name)
+        reason = f"the SMSC refused part {index + 1} of {total}: {name}"
+        await self.mailbox.ledger.record(PartRefused(message_id, index, total, name, reason))
+        raise Permanent(reason, name)
+
+    async def _fail(self, message: Message, reason: str, code: str) -> None:
+        await self.mailbox.transition(
+            message.id,
+            MessageStatus.SENDING_FAILED,
+            reason=reason,
+            lease_owner=self.owner,
+            delivery_error_code=code[:32],
+        )
+        log.warning("sms.sending_failed", message_id=message.id, reason=reason, code=code)

@@ -1,0 +1,524 @@
+"""An SMPP 3.4 link to an SMSC, as an asyncio ESME: one transceiver bind, or a
+transmitter and a receiver bind, kept up for as long as the daemon runs.
+
+Each bind is a Session (an asyncio Protocol): it frames PDUs by command_length, numbers
+requests, matches responses by sequence number, and answers what the SMSC sends:
+enquire_link, unbind (unbind_resp, then the link reconnects), deliver_sm and data_sm
+(handed to the link's handler; deliver_sm_resp goes back with the status the handler
+returns, only after the handler is done), and anything else with generic_nack
+ESME_RINVCMDID. A session with no traffic for ``inactivity_timeout``, or whose
+enquire_link goes unanswered for ``response_timeout``, is closed and made again.
+
+The link reconnects after ``reconnect_delay``, doubling to ``reconnect_delay_max``,
+with jitter, and starts over at the first delay once bound. A bind refused for its
+credentials or system_type (ESME_RINVPASWD, ESME_RINVSYSID, ESME_RINVSYSTYP) stops the
+link with one error line and the state ``stopped``: retrying cannot help. Other bind
+failures retry.
+
+Submitting: at most ``window`` submit_sm wait for their response at once, no more than
+``tps`` a second leave (a token bucket), and each waits at most ``response_timeout``.
+An SMSC that answers ESME_RTHROTTLED or ESME_RMSGQFUL is given a pause (one second, as
+Kannel does, doubling while it keeps saying so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, cast
+
+from gatewayd.config.settings import SmppLinkSettings
+from gatewayd.errors import GatewayError
+from gatewayd.logging import get_logger
+from gatewayd.sms import pdu
+from gatewayd.sms.pdu import Command, Pdu, Status
+
+log = get_logger("gatewayd.sms")
+
+PERMANENT_BIND_ERRORS = frozenset({Status.RINVPASWD, Status.RINVSYSID, Status.RINVSYSTYP})
+THROTTLING = frozenset({Status.RTHROTTLED, Status.RMSGQFUL})
+THROTTLE_PAUSE = 1.0
+THROTTLE_PAUSE_MAX = 30.0
+RECENT_IDS = 65536  # ids a late-looking receipt may still find (a few seconds of traffic)
+
+
+class LinkState(StrEnum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    BOUND = "bound"
+    RECONNECTING = "reconnecting"  # waiting out the reconnect delay
+    STOPPED = "stopped"  # the SMSC refused our credentials: an operator must act
+    CLOSED = "closed"
+
+
+class LinkDown(GatewayError):
+    """The link is not bound, or went down while a request waited for its answer."""
+
+
+class ResponseTimeout(LinkDown):
+    """No response within response_timeout."""
+
+
+class BindRefused(GatewayError):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the SMSC refused the bind: {pdu.status_name(status)}")
+        self.status = status
+
+
+class Handler(Protocol):
+    async def __call__(self, link: SmppLink, request: Pdu) -> int:
+        """Handle a deliver_sm or data_sm; returns the command_status to answer with."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    name: str  # "transceiver", "transmitter" or "receiver"
+    bind: Command
+    submits: bool
+    receives: bool
+
+
+TRANSCEIVER = Role("transceiver", Command.BIND_TRANSCEIVER, submits=True, receives=True)
+TRANSMITTER = Role("transmitter", Command.BIND_TRANSMITTER, submits=True, receives=False)
+RECEIVER = Role("receiver", Command.BIND_RECEIVER, submits=False, receives=True)
+
+
+class TokenBucket:
+    """At most ``rate`` a second, in bursts of at most ``burst``; rate 0: no cap."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate / 10)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    async def take(self) -> None:
+        if self.rate <= 0:
+            return
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class Session(asyncio.Protocol):
+    """One connection and its bind."""
+
+    def __init__(self, link: SmppLink, role: Role) -> None:
+        self.link = link
+        self.role = role
+        self.transport: asyncio.Transport | None = None
+        self.framer = pdu.Framer()
+        self.pending: dict[int, asyncio.Future[Pdu]] = {}
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.bound = False
+        self.last_heard = time.monotonic()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.close_reason = "the SMSC closed the connection"
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.last_heard = time.monotonic()
+        try:
+            frames = self.framer.feed(data)
+        except pdu.DecodeError as exc:
+            self.close(f"the SMSC sent a broken stream ({exc})")
+            return
+        for frame in frames:
+            self._handle(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.bound = False
+        reason = self.close_reason if exc is None else f"connection lost ({exc})"
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(LinkDown(f"link {self.link.name}: {reason}"))
+        self.pending.clear()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise LinkDown(f"link {self.link.name} is not connected")
+        self.transport.write(data)
+
+    async def request(self, build: Callable[[int], bytes], within: float) -> Pdu:
+        """Send a request made by ``build(sequence)``; its response."""
+        sequence = self.link.next_sequence()
+        future: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+        self.pending[sequence] = future
+        try:
+            self.send(build(sequence))
+            return await asyncio.wait_for(future, within)
+        except TimeoutError:
+            raise ResponseTimeout(
+                f"link {self.link.name}: no response within {within:g} s"
+            ) from None
+        finally:
+            self.pending.pop(sequence, None)
+
+    def close(self, reason: str) -> None:
+        self.bound = False
+        self.close_reason = reason
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # -- what the SMSC sends ------------------------------------------------------------
+
+    def _handle(self, frame: bytes) -> None:
+        try:
+            request = pdu.decode(frame)
+        except pdu.DecodeError as exc:
+            command, sequence = pdu.HEADER.unpack_from(frame)[1::2]
+            log.warning(
+                "sms.bad_pdu", link=self.link.name, command=f"0x{command:08X}", reason=str(exc)
+            )
+            if not command & pdu.RESPONSE:
+                self.send(pdu.frame(Command.GENERIC_NACK, exc.status, sequence))
+            return
+        if request.is_response:
+            future = self.pending.get(request.sequence)
+            if future is not None and not future.done():
+                future.set_result(request)
+            elif request.command != Command.GENERIC_NACK or request.status:
+                log.info(
+                    "sms.unexpected_response",
+                    link=self.link.name,
+                    command=request.name,
+                    sequence=request.sequence,
+                )
+            return
+        command = request.command
+        if command == Command.ENQUIRE_LINK:
+            self.send(pdu.frame(Command.ENQUIRE_LINK_RESP, 0, request.sequence))
+        elif command == Command.UNBIND:
+            self.send(pdu.frame(Command.UNBIND_RESP, 0, request.sequence))
+            log.warning("sms.smsc_unbind", link=self.link.name, bind=self.role.name)
+            self.close("the SMSC unbound")
+        elif command in (Command.DELIVER_SM, Command.DATA_SM) and self.role.receives:
+            task = asyncio.create_task(self._deliver(request))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        elif command == Command.ALERT_NOTIFICATION:
+            log.info("sms.alert_notification", link=self.link.name, **request.fields)
+        else:
+            log.warning("sms.unsupported_command", link=self.link.name, command=request.name)
+            self.send(pdu.frame(Command.GENERIC_NACK, Status.RINVCMDID, request.sequence))
+
+    async def _deliver(self, request: Pdu) -> None:
+        self.link.counts["deliver_sm"] += 1
+        try:
+            status = await self.link.handler(self.link, request)
+        except Exception:  # a bug in the handler: the SMSC retries later
+            log.exception("sms.deliver_failed", link=self.link.name)
+            status = Status.RX_T_APPN
+        answer = (
+            Command.DELIVER_SM_RESP
+            if request.command == Command.DELIVER_SM
+            else Command.DATA_SM_RESP
+        )
+        with contextlib.suppress(LinkDown):
+            self.send(pdu.encode_resp(answer, request.sequence, status))
+
+
+class SmppLink:
+    """One configured SMPP link: its binds, kept up; submit_sm through it."""
+
+    def __init__(self, settings: SmppLinkSettings, handler: Handler) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.handler = handler
+        self.state = LinkState.IDLE
+        self.error: str | None = None  # why it is stopped, or the last failure
+        roles = [TRANSCEIVER] if settings.bind == "transceiver" else [TRANSMITTER, RECEIVER]
+        self._roles = roles
+        self._sessions: dict[str, Session | None] = {role.name: None for role in roles}
+        self._window = asyncio.Semaphore(settings.window)
+        self._bucket = TokenBucket(settings.tps)
+        self._sequence = 0
+        self._paused_until = 0.0
+        self._throttle = THROTTLE_PAUSE
+        self._bound = asyncio.Event()
+        self._closing = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._concat_reference = random.Random(settings.name).randrange(65536)
+        self._ids: dict[str, asyncio.Event] = {}  # carrier ids receipts wait for
+        self._recording: set[str] = set()  # answered, not yet in the mailbox
+        self._announced: OrderedDict[str, None] = OrderedDict()  # recently in the mailbox
+        self.counts: Counter[str] = Counter()  # submit_sm, submit_sm_ok, deliver_sm
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def bound(self) -> bool:
+        return self._bound.is_set()
+
+    async def wait_bound(self, within: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._bound.wait(), within)
+        return self.bound
+
+    def _set_state(self, state: LinkState, **fields: object) -> None:
+        if state is self.state:
+            return
+        previous, self.state = self.state, state
+        level = "error" if state is LinkState.STOPPED else "info"
+        getattr(log, level)(
+            "sms.link_state", link=self.name, previous=previous.value, state=state.value, **fields
+        )
+
+    def _update_bound(self) -> None:
+        up = all(s is not None and s.bound for s in self._sessions.values())
+        if up:
+            self._bound.set()
+            self._set_state(LinkState.BOUND)
+        else:
+            self._bound.clear()
+
+    def _stopping(self) -> bool:
+        return self._closing
+
+    def next_sequence(self) -> int:
+        self._sequence = self._sequence % 0x7FFFFFFF + 1
+        return self._sequence
+
+    def next_reference(self, bits: int) -> int:
+        """The next concatenation reference (counted per link, not drawn at random)."""
+        self._concat_reference = (self._concat_reference + 1) % 65536
+        return self._concat_reference % (1 << bits)
+
+    # -- running ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        for role in self._roles:
+            self._tasks.append(asyncio.create_task(self._keep(role), name=f"smpp-{self.name}"))
+
+    async def close(self, within: float = 5.0) -> None:
+        """Unbind politely, then close."""
+        self._closing = True
+        for session in self._sessions.values():
+            if session is not None and session.bound:
+                with contextlib.suppress(LinkDown, OSError):
+                    await session.request(
+                        lambda s: pdu.frame(Command.UNBIND, 0, s),
+                        min(within, self.settings.response_timeout),
+                    )
+                session.close("unbound")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._bound.clear()
+        self._set_state(LinkState.CLOSED)
+
+    async def _keep(self, role: Role) -> None:
+        delay = self.settings.reconnect_delay
+        while not self._closing:
+            self._set_state(LinkState.CONNECTING)
+            try:
+                session = await self._open(role)
+            except BindRefused as exc:
+                if exc.status in PERMANENT_BIND_ERRORS:
+                    self.error = (
+                        f"{exc}: check sms.links {self.name!r} system_id, password and system_type"
+                    )
+                    self._set_state(LinkState.STOPPED, reason=self.error)
+                    return
+                self.error = str(exc)
+            except (OSError, LinkDown, TimeoutError) as exc:
+                self.error = f"{role.name} bind to {self.settings.address}: {exc}"
+            else:
+                delay = self.settings.reconnect_delay
+                self.error = None
+                self._sessions[role.name] = session
+                self._update_bound()
+                log.info(
+                    "sms.bound", link=self.name, bind=role.name, address=str(self.settings.address)
+                )
+                await self._watch(session)
+                self._sessions[role.name] = None
+                self._update_bound()
+                if self._stopping():
+                    return
+                self.error = session.close_reason
+                log.warning(
+                    "sms.link_lost", link=self.name, bind=role.name, reason=session.close_reason
+                )
+            self._set_state(LinkState.RECONNECTING, reason=self.error, retry_in=round(delay, 1))
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.settings.reconnect_delay_max)
+
+    async def _open(self, role: Role) -> Session:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        context = ssl.create_default_context() if settings.tls else None
+        session = Session(self, role)
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: session, settings.address.host, settings.address.port, ssl=context
+                ),
+                settings.bind_timeout,
+            )
+        except TimeoutError:
+            raise LinkDown(f"no connection within {settings.bind_timeout:g} s") from None
+        values = {
+            "system_id": settings.system_id,
+            "password": settings.password,
+            "system_type": settings.system_type,
+            "interface_version": pdu.INTERFACE_VERSION,
+            "address_range": settings.addr_range,
+        }
+        try:
+            answer = await session.request(
+                lambda s: pdu.encode(role.bind, s, values), settings.bind_timeout
+            )
+        except BaseException:
+            session.close("bind failed")
+            raise
+        if answer.status != Status.ROK:
+            session.close("bind refused")
+            raise BindRefused(answer.status)
+        session.bound = True
+        return session
+
+    async def _watch(self, session: Session) -> None:
+        """Keep the session alive with enquire_link until it closes."""
+        interval = self.settings.enquire_link_interval
+        while not session.closed.done():
+            done, _ = await asyncio.wait({session.closed}, timeout=interval)
+            if done:
+                return
+            if time.monotonic() - session.last_heard > self.settings.inactivity_timeout:
+                session.close(f"nothing heard for {self.settings.inactivity_timeout:g} s")
+                continue
+            try:
+                await session.request(
+                    lambda s: pdu.frame(Command.ENQUIRE_LINK, 0, s), self.settings.response_timeout
+                )
+            except ResponseTimeout:
+                session.close("enquire_link unanswered")
+            except LinkDown:
+                pass
+
+    # -- submitting ---------------------------------------------------------------------
+
+    def _submitter(self) -> Session:
+        for role in self._roles:
+            session = self._sessions[role.name]
+            if role.submits and session is not None and session.bound:
+                return session
+        raise LinkDown(f"link {self.name} is {self.state.value}")
+
+    async def submit(
+        self, build: Callable[[int], bytes], *, unless: asyncio.Event | None = None
+    ) -> Pdu:
+        """Send one submit_sm made by ``build(sequence)``; its submit_sm_resp (or
+        generic_nack). LinkDown when the link is down or goes down meanwhile, or when
+        ``unless`` is set while the submit_sm still waits for its turn (once sent, its
+        answer is always awaited); ResponseTimeout when the SMSC does not answer in
+        time."""
+        await self._acquire(unless)
+        try:
+            await self._bucket.take()
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            if unless is not None and unless.is_set():
+                raise LinkDown(f"link {self.name}: stopping")
+            self.counts["submit_sm"] += 1
+            answer = await self._submitter().request(build, self.settings.response_timeout)
+        finally:
+            self._window.release()
+        if answer.status in THROTTLING:
+            self._paused_until = time.monotonic() + self._throttle
+            log.info(
+                "sms.throttled",
+                link=self.name,
+                status=pdu.status_name(answer.status),
+                pause=self._throttle,
+            )
+            self._throttle = min(self._throttle * 2, THROTTLE_PAUSE_MAX)
+        elif answer.status == Status.ROK:
+            self._throttle = THROTTLE_PAUSE
+            self.counts["submit_sm_ok"] += 1
+        return answer
+
+    async def _acquire(self, unless: asyncio.Event | None) -> None:
+        """A place in the window, or LinkDown once ``unless`` is set."""
+        if unless is None or not self._window.locked():
+            await self._window.acquire()
+            return
+        acquire = asyncio.ensure_future(self._window.acquire())
+        stopped = asyncio.ensure_future(unless.wait())
+        await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if acquire.done() and not acquire.cancelled():
+            if not unless.is_set():
+                return
+            self._window.release()
+        acquire.cancel()
+        raise LinkDown(f"link {self.name}: stopping")
+
+    def may_announce(self, carrier_ids: tuple[str, ...]) -> bool:
+        """Whether a receipt for these ids, unknown to the mailbox a moment ago, may be
+        for a part whose answer is still on its way or being recorded (some SMSCs send
+        the receipt before the submit_sm_resp)."""
+        if any(c in self._recording or c in self._announced for c in carrier_ids):
+            return True
+        return any(s is not None and s.pending for s in self._sessions.values())
+
+    def being_recorded(self, carrier_id: str) -> bool:
+        return carrier_id in self._recording
+
+    def answered(self, carrier_id: str) -> None:
+        """A submit_sm_resp named ``carrier_id``, about to be recorded."""
+        self._recording.add(carrier_id)
+
+    def announce(self, carrier_id: str) -> None:
+        """The part answered as ``carrier_id`` is in the mailbox: wake receipts waiting
+        for it, and remember it a while for one that looked just before the commit."""
+        self._recording.discard(carrier_id)
+        self._announced[carrier_id] = None
+        while len(self._announced) > RECENT_IDS:
+            self._announced.popitem(last=False)
+        event = self._ids.pop(carrier_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait_announced(self, carrier_ids: tuple[str, ...], within: float) -> bool:
+        if any(c in self._announced for c in carrier_ids):
+            return True
+        events = [self._ids.setdefault(c, asyncio.Event()) for c in carrier_ids]
+        waits = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            done, _ = await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+            return bool(done)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            for carrier_id, event in zip(carrier_ids, events, strict=True):
+                if not event.is_set() and self._ids.get(carrier_id) is event:
+                    del self._ids[carrier_id]
+
+
+IncomingHandler = Callable[[SmppLink, Pdu], Awaitable[int]]

@@ -1,0 +1,87 @@
+"""The whole SMS path with real processes: ``gatewayd smsc-sim`` on a port, ``gatewayd
+run`` bound to it, a mail in over SMTP, the SMS out, its receipt back, an SMS in; then
+a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT, gatewayd
+from tests.integration.test_daemon import start, wait_for
+from tests.smtp_client import free_port, message, send
+
+
+def simulator(port: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gatewayd",
+            "smsc-sim",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--receipt-delay",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    assert process.stdout is not None
+    assert "listening on" in process.stdout.readline()
+    return process
+
+
+def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
+    sim_port, smtp_port = free_port(), free_port()
+    config = tmp_path / "gatewayd.toml"
+    template = (ROOT / "config" / "gatewayd.toml").read_text()
+    config.write_text(
+        template.replace('data_dir = "var"', f'data_dir = "{tmp_path / "data"}"')
+        .replace('listen = ["127.0.0.1:2525"]', f'listen = ["127.0.0.1:{smtp_port}"]')
+        .replace('address = "127.0.0.1:2775"', f'address = "127.0.0.1:{sim_port}"')
+        .replace('\nformat = "auto"', '\nformat = "json"')
+        .replace('file = "var/gatewayd.log"', f'file = "{tmp_path / "gatewayd.log"}"')
+    )
+    sim = simulator(sim_port)
+    daemon = start(config)
+    try:
+        wait_for(daemon, "sms.bound")
+        reply = send(
+            smtp_port,
+            "alice@example.com",
+            ["+4915112340000@sms.example.com"],
+            message(to="+4915112340000@sms.example.com", body="Hello Bob"),
+        )
+        assert reply.code == 250, reply
+        message_id = reply.text.split()[-1]
+        deadline = time.monotonic() + 20
+        shown: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            result = gatewayd("messages", "show", message_id, "--json", "--config", str(config))
+            shown = json.loads(result.stdout)
+            if shown["messageStatus"] == "Delivered":
+                break
+            time.sleep(0.2)
+        assert shown["messageStatus"] == "Delivered", shown
+        assert shown["smsSendingAttemptsCount"] == 1
+        assert "smsDeliveryTime" in shown
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+        sim.send_signal(signal.SIGTERM)
+        sim_out, _ = sim.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert "1 binds, 1 submit_sm, 1 receipts" in sim_out
+    trace = gatewayd("trace", message_id, "--config", str(config))
+    assert "accepted by the SMSC" in trace.stdout
+    assert "receipt: Delivered" in trace.stdout
