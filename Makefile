@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/smtp_ingest.py
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/smpp.py
+	$(BIN)/python bench/fax_spool.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

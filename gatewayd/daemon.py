@@ -22,6 +22,7 @@ from gatewayd import __version__
 from gatewayd.clock import Clock, SystemClock
 from gatewayd.config.settings import Settings
 from gatewayd.errors import GatewayError
+from gatewayd.fax.service import FaxService
 from gatewayd.ingress.handler import IngressHandler
 from gatewayd.ingress.server import SmtpListeners
 from gatewayd.logging import get_logger
@@ -53,6 +54,7 @@ class Daemon:
         self.mailbox: Mailbox | None = None
         self.smtp: SmtpListeners | None = None
         self.sms: SmsService | None = None
+        self.fax: FaxService | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._signals = 0
 
@@ -91,6 +93,8 @@ class Daemon:
         self.sms = SmsService(self.mailbox, self.settings)
         self.sms.start()
         self.spawn("sms-dispatcher", self.sms.dispatcher.run)
+        self.fax = FaxService(self.mailbox, self.settings)
+        self.spawn("fax-dispatcher", self.fax.dispatcher.run)
         office = find_soffice(self.settings.fax)
         handler = IngressHandler(self.settings, self.mailbox, office=office is not None)
         handler.on_queued = self._queued
@@ -100,6 +104,8 @@ class Daemon:
     def _queued(self, messages: Sequence[Message]) -> None:
         if self.sms is not None and any(m.type is MessageType.SMS for m in messages):
             self.sms.dispatcher.wake()
+        if self.fax is not None and any(m.type is MessageType.FAX for m in messages):
+            self.fax.dispatcher.wake()
 
     def spawn(self, name: str, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``body`` until it returns or the daemon stops; a crash stops the daemon."""
@@ -130,6 +136,8 @@ class Daemon:
             self.smtp = None
         if self.sms is not None:
             self.sms.dispatcher.stop()  # lease no more; what is in flight gets the grace
+        if self.fax is not None:
+            self.fax.dispatcher.stop()  # jobs at the carrier are followed after a restart
         if self._tasks:
             log.info("daemon.stopping", tasks=len(self._tasks), grace=self.grace)
             _done, pending = await asyncio.wait(set(self._tasks), timeout=self.grace)
@@ -145,6 +153,9 @@ class Daemon:
         if self.sms is not None:
             await self.sms.close()
             self.sms = None
+        if self.fax is not None:
+            await self.fax.close()
+            self.fax = None
         if self.mailbox is not None:
             await self.mailbox.close()
             self.mailbox = None

@@ -170,3 +170,50 @@ async def renew(mailbox: Mailbox, message_id: int, owner: str, *, lease_for: flo
         )
         if result.rowcount == 0:
             raise LeaseLost(message_id, owner)
+
+
+async def set_carrier(
+    mailbox: Mailbox,
+    message_id: int,
+    owner: str,
+    *,
+    carrier: str | None,
+    ref: str | None,
+    reason: str,
+    detail: dict[str, Any] | None = None,
+) -> Message:
+    """Record (or clear) the carrier job a leased Queued message is with, with an event;
+    committed before anyone relies on it (a restart asks the carrier about this job)."""
+    now = mailbox.clock.now()
+    async with mailbox.db.write() as conn:
+        row = await message_row(conn, message_id, for_update=True)
+        check_lease(row, owner)
+        if row["message_status"] != MessageStatus.QUEUED.value:
+            refuse(
+                message_id,
+                "messageStatus",
+                row["message_status"],
+                "Queued",
+                "only a Queued message is with a carrier",
+            )
+        await conn.execute(
+            sa.update(messages)
+            .where(messages.c.id == message_id)
+            .values(carrier=carrier, carrier_ref=ref, last_modified_time=now)
+        )
+        event_detail = {"carrier": carrier, "carrier_ref": ref, **(detail or {})}
+        await add_events(conn, [event_row(message_id, now, "carrier", reason, detail=event_detail)])
+        return await fetch_message(conn, message_id)
+
+
+async def leased_by(
+    mailbox: Mailbox, owner: str, *, types: Collection[MessageType]
+) -> list[Message]:
+    """The Queued messages ``owner`` holds (an earlier life of the same worker)."""
+    async with mailbox.db.read() as conn:
+        query = select_messages(conn).where(
+            messages.c.lease_owner == owner,
+            messages.c.message_status == MessageStatus.QUEUED.value,
+            messages.c.type.in_([t.value for t in types]),
+        )
+        return await load_messages(conn, query)

@@ -503,6 +503,23 @@ class Mailbox:
     async def renew_lease(self, message_id: int, owner: str, *, lease_for: float) -> None:
         await queue.renew(self, message_id, owner, lease_for=lease_for)
 
+    async def set_carrier(
+        self,
+        message_id: int,
+        owner: str,
+        *,
+        carrier: str | None,
+        ref: str | None,
+        reason: str,
+        detail: dict[str, Any] | None = None,
+    ) -> Message:
+        return await queue.set_carrier(
+            self, message_id, owner, carrier=carrier, ref=ref, reason=reason, detail=detail
+        )
+
+    async def leased_by(self, owner: str, *, types: Collection[MessageType]) -> list[Message]:
+        return await queue.leased_by(self, owner, types=types)
+
     # -- read state and life cycle ----------------------------------------------------
 
     async def set_read_status(

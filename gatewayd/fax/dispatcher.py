@@ -1,0 +1,437 @@
+"""Queued faxes out through the configured carrier.
+
+The dispatcher leases due Queued faxes (a fax with a send time is not due before it),
+renders each (in the renderer's worker processes) unless an earlier attempt did,
+hands the TIFF to the carrier and records the carrier's job id on the message before
+anything else, then follows the job until the carrier says what became of it:
+
+- Sent: the message is Sent (with the pages and the call's duration in its event).
+- a permanent failure (no fax machine, invalid number, ...): SendingFailed at once
+  with the faxErrorCode and the carrier's reason.
+- a temporary failure (busy, no answer, call failed, carrier unreachable): back to
+  the queue, due after ``fax.retry_delay`` doubling per attempt; SendingFailed after
+  ``fax.max_attempts`` attempts or ``fax.max_age`` after the fax was due.
+- deleted while Queued: cancelled at the carrier, SendingFailed ("cancelled").
+- still pending past its kill time: cancelled, SendingFailed.
+
+Restart safety: the dispatcher's lease owner is the same across restarts of the
+daemon on one host, so a new process finds the faxes its previous life held. One
+with a carrier job id is followed again (the carrier is asked), never submitted
+again. One that was being handed over when the process died is looked for at the
+carrier by its message id and attempt (``find``) before it is submitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from gatewayd.config.settings import Settings
+from gatewayd.errors import GatewayError, LeaseLost, StoreError
+from gatewayd.fax.carrier import (
+    Carrier,
+    CarrierError,
+    CarrierRefused,
+    FaxJob,
+    Result,
+    Sent,
+)
+from gatewayd.fax.rendering import Rendered, render_fax
+from gatewayd.logging import bound_message, get_logger
+from gatewayd.mailbox import Mailbox, Message
+from gatewayd.model import Availability, FaxErrorCode, FaxResolution, MessageStatus, MessageType
+from gatewayd.render.job import Renderer
+
+log = get_logger("gatewayd.fax")
+T = TypeVar("T")
+
+LEASE_SECONDS = 600.0
+IDLE_POLL = 2.0
+MAX_RETRY_DELAY = 6 * 3600.0
+KILL_SLACK = 300.0  # a carrier that keeps a job past its kill time this long: we stop it
+
+
+@dataclass(slots=True)
+class Tracked:
+    message_id: int
+    attempt: int
+    ref: str
+    kill_at: datetime
+    due: datetime  # when the fax became due (send time or creation): max_age counts from it
+    renewed: float  # loop time of the last lease renewal
+
+
+class FaxDispatcher:
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        settings: Settings,
+        carrier: Carrier,
+        renderer: Renderer,
+        *,
+        poll_interval: float,
+    ) -> None:
+        self.mailbox = mailbox
+        self.settings = settings
+        self.carrier = carrier
+        self.renderer = renderer
+        self.poll_interval = poll_interval
+        self.owner = f"fax@{socket.gethostname()}"
+        self.tracked: dict[str, Tracked] = {}
+        self._starting: set[int] = set()  # leased, being rendered or handed over
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._carrier_error: str | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopped.is_set()
+
+    async def run(self) -> None:
+        """Adopt what an earlier life held, then lease and follow until ``stop``."""
+        follow = asyncio.create_task(self._follow_forever(), name="fax-follow")
+        try:
+            await self._adopt()
+            while not self.stopping:
+                room = max(1, self.settings.fax.render_workers) * 2 - len(self._starting)
+                if room > 0:
+                    try:
+                        batch = await self.mailbox.lease(
+                            self.owner, types=[MessageType.FAX], limit=room,
+                            lease_for=LEASE_SECONDS,
+                        )  # fmt: skip
+                    except (StoreError, SQLAlchemyError, OSError) as exc:
+                        log.error("fax.lease_failed", error=str(exc))
+                        batch = []
+                    for message in batch:
+                        self._start(message)
+                    if len(batch) == room:
+                        await asyncio.sleep(0)
+                        continue
+                await self._nap(IDLE_POLL)
+        finally:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+            self._stopped.set()
+            await follow
+
+    async def _nap(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def _adopt(self) -> None:
+        try:
+            held = await self.mailbox.leased_by(self.owner, types=[MessageType.FAX])
+        except (StoreError, SQLAlchemyError, OSError) as exc:
+            log.error("fax.adopt_failed", error=str(exc))
+            return
+        for message in held:
+            log.info(
+                "fax.adopted", message_id=message.id, carrier_ref=message.carrier_ref,
+                attempt=message.attempts,
+            )  # fmt: skip
+            self._start(message)
+
+    def _start(self, message: Message) -> None:
+        if message.id in self._starting or any(
+            t.message_id == message.id for t in self.tracked.values()
+        ):
+            return  # ours already (its lease ran out under us: the clock jumped)
+        self._starting.add(message.id)
+        task = asyncio.create_task(self._begin(message), name=f"fax-{message.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- one fax: render, hand over ---------------------------------------------------
+
+    async def _begin(self, message: Message) -> None:
+        with bound_message(message.id):
+            try:
+                await self._hand_over(message)
+            except LeaseLost:
+                log.warning("fax.lease_lost", message_id=message.id)
+            except (GatewayError, SQLAlchemyError, OSError) as exc:
+                # The mailbox failed: the lease runs out and the fax comes back.
+                log.error("fax.dispatch_failed", message_id=message.id, error=str(exc))
+            finally:
+                self._starting.discard(message.id)
+
+    def _due(self, message: Message) -> datetime:
+        return max(message.creation_time, message.send_time or message.creation_time)
+
+    async def _hand_over(self, message: Message) -> None:
+        fax = self.settings.fax
+        now = self.mailbox.clock.now()
+        if message.availability is not Availability.ALIVE:
+            await self._fail(message.id, "cancelled: the fax was deleted before it was sent", None)
+            return
+        if message.carrier_ref and message.carrier == self.carrier.name:
+            # An earlier life handed it over: follow it, with the kill time it was given.
+            earlier = message.carrier_ref
+            events = await self.mailbox.events(message.id)
+            kill_at = next(
+                (
+                    datetime.fromisoformat(e.detail["kill_at"])
+                    for e in reversed(events)
+                    if e.kind == "carrier" and e.detail and e.detail.get("carrier_ref") == earlier
+                    and "kill_at" in e.detail
+                ),
+                None,
+            )  # fmt: skip
+            self._track(message, earlier, kill_at=kill_at)
+            return
+        due = self._due(message)
+        if now - due > timedelta(seconds=fax.max_age):
+            await self._fail(
+                message.id,
+                f"not sent within {fax.max_age:g} s of being due",
+                FaxErrorCode(message.fax_error_code or FaxErrorCode.CALL_FAILED),
+            )
+            return
+        if not message.to or not message.to[0].phone_number:
+            await self._fail(
+                message.id, "the fax has no destination number", FaxErrorCode.INVALID_NUMBER
+            )
+            return
+        rendered = await render_fax(
+            self.mailbox, self.renderer, self.settings, message, lease_owner=self.owner
+        )
+        if rendered is None:
+            return  # SendingFailed (RenderingFailed or TooManyPages), logged
+        job = self._job(rendered, now)
+        ref = None
+        if message.carrier == self.carrier.name:  # handed over, ref not recorded?
+            try:
+                ref = await self.carrier.find(job)
+            except CarrierError as exc:  # cannot tell: do not risk sending it twice
+                self._carrier_trouble(exc)
+                await self.mailbox.retry_later(
+                    message.id, self.owner, delay=self.poll_interval, reason=exc.reason
+                )
+                return
+            if ref is not None:
+                log.info("fax.found_at_carrier", message_id=message.id, carrier_ref=ref)
+        if ref is None:
+            await self.mailbox.set_carrier(
+                message.id, self.owner, carrier=self.carrier.name, ref=None,
+                reason=f"handing over to {self.carrier.name}", detail={"attempt": job.attempt},
+            )  # fmt: skip
+            try:
+                ref = await self.carrier.submit(job)
+            except CarrierError as exc:
+                await self._retry_or_fail(message, FaxErrorCode.CALL_FAILED, exc.reason)
+                self._carrier_trouble(exc)
+                return
+        updated = await self.mailbox.set_carrier(
+            message.id, self.owner, carrier=self.carrier.name, ref=ref,
+            reason=f"submitted to {self.carrier.name} as {ref}",
+            detail={"attempt": job.attempt, "pages": job.pages, "kill_at": job.kill_at.isoformat()},
+        )  # fmt: skip
+        log.info(
+            "fax.submitted", message_id=message.id, carrier=self.carrier.name, carrier_ref=ref,
+            pages=job.pages, destination=job.destination,
+        )  # fmt: skip
+        self._track(updated, ref, kill_at=job.kill_at)
+
+    def _job(self, rendered: Rendered, now: datetime) -> FaxJob:
+        message, fax = rendered.message, self.settings.fax
+        user = self.settings.user_by_extension(message.extension_id)
+        station = message.from_.phone_number or ""
+        sender = user.name if user else (message.from_.name or "")
+        kill_at = min(
+            now + timedelta(seconds=fax.hylafax.kill_time),
+            self._due(message) + timedelta(seconds=fax.max_age),
+        )
+        destination = message.to[0].phone_number if message.to else None
+        assert destination is not None  # checked before rendering
+        return FaxJob(
+            message_id=message.id,
+            attempt=message.attempts,
+            tiff=rendered.path,
+            destination=destination,
+            pages=rendered.pages,
+            resolution="normal" if message.fax_resolution is FaxResolution.LOW else "fine",
+            paper=fax.paper,
+            station_id=station,
+            header=" ".join(part for part in (sender, station) if part),
+            kill_at=kill_at,
+            handed_at=now,
+            options={"sender_email": message.sender_email} if message.sender_email else {},
+        )
+
+    def _track(self, message: Message, ref: str, *, kill_at: datetime | None = None) -> None:
+        fax = self.settings.fax
+        due = self._due(message)
+        limit = due + timedelta(seconds=fax.max_age)
+        self.tracked[ref] = Tracked(
+            message.id, message.attempts, ref, kill_at or limit, due,
+            asyncio.get_running_loop().time(),
+        )  # fmt: skip
+        self._wake.set()
+
+    # -- following jobs at the carrier ------------------------------------------------
+
+    async def _follow_forever(self) -> None:
+        while True:
+            if self.tracked:
+                try:
+                    await self.follow()
+                except (GatewayError, SQLAlchemyError, OSError) as exc:
+                    log.error("fax.follow_failed", error=str(exc))
+            if self.stopping and not self._tasks:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self.poll_interval)
+
+    async def follow(self) -> None:
+        """Ask the carrier about every job followed; record what is final."""
+        refs = list(self.tracked)
+        results = await self._carrier_call(self.carrier.status(refs))
+        if results is None:
+            results = {}
+        else:
+            self._carrier_ok()
+        now = self.mailbox.clock.now()
+        loop_now = asyncio.get_running_loop().time()
+        for ref in refs:
+            item = self.tracked.get(ref)
+            if item is None:
+                continue
+            with bound_message(item.message_id):
+                try:
+                    await self._follow_one(item, results.get(ref), now, loop_now)
+                except LeaseLost:
+                    log.warning("fax.lease_lost", message_id=item.message_id)
+                    self.tracked.pop(ref, None)
+
+    async def _follow_one(
+        self, item: Tracked, result: Result | None, now: datetime, loop_now: float
+    ) -> None:
+        if result is not None:
+            await self._finish(item, result)
+            return
+        message = await self.mailbox.get(item.message_id)
+        if message.message_status is not MessageStatus.QUEUED:
+            self.tracked.pop(item.ref, None)  # finished elsewhere
+            return
+        if message.availability is not Availability.ALIVE:
+            await self._carrier_call(self.carrier.cancel(item.ref))
+            self.tracked.pop(item.ref, None)
+            await self._fail(
+                item.message_id, "cancelled: the fax was deleted before it was sent", None
+            )
+            return
+        if now > item.kill_at + timedelta(seconds=KILL_SLACK):
+            await self._carrier_call(self.carrier.cancel(item.ref))
+            self.tracked.pop(item.ref, None)
+            await self._fail(
+                item.message_id,
+                "the carrier did not send it before its kill time "
+                f"({item.kill_at:%Y-%m-%d %H:%M} UTC)",
+                FaxErrorCode.CALL_FAILED,
+            )
+            return
+        if loop_now - item.renewed > LEASE_SECONDS / 3:
+            await self.mailbox.renew_lease(item.message_id, self.owner, lease_for=LEASE_SECONDS)
+            item.renewed = loop_now
+
+    async def _finish(self, item: Tracked, result: Result) -> None:
+        self.tracked.pop(item.ref, None)
+        message = await self.mailbox.get(item.message_id)
+        if message.message_status is not MessageStatus.QUEUED:
+            await self._carrier_call(self.carrier.done(item.ref))
+            return
+        if isinstance(result, Sent):
+            detail = {"carrier_ref": item.ref, "pages": result.pages, "duration": result.duration}
+            await self.mailbox.transition(
+                item.message_id, MessageStatus.SENT, lease_owner=self.owner,
+                reason=f"sent by {self.carrier.name}{': ' if result.detail else ''}{result.detail}",
+                detail=detail,
+            )  # fmt: skip
+            log.info("fax.sent", message_id=item.message_id, **detail)
+        elif result.temporary:
+            await self._retry_or_fail(message, result.code, result.reason, clear_ref=True)
+        else:
+            await self._fail(item.message_id, result.reason, result.code)
+        await self._carrier_call(self.carrier.done(item.ref))
+
+    # -- outcomes ---------------------------------------------------------------------
+
+    async def _retry_or_fail(
+        self, message: Message, code: FaxErrorCode, reason: str, *, clear_ref: bool = False
+    ) -> None:
+        fax = self.settings.fax
+        now = self.mailbox.clock.now()
+        delay = min(fax.retry_delay * 2 ** max(0, message.attempts - 1), MAX_RETRY_DELAY)
+        too_old = now + timedelta(seconds=delay) - self._due(message) > timedelta(
+            seconds=fax.max_age
+        )
+        if message.attempts >= fax.max_attempts or too_old:
+            why = (
+                f"gave up after {message.attempts} attempts"
+                if message.attempts >= fax.max_attempts
+                else f"the next attempt would be past max_age ({fax.max_age:g} s)"
+            )
+            await self._fail(message.id, f"{reason} ({why})", code)
+            return
+        if clear_ref:
+            await self.mailbox.set_carrier(
+                message.id, self.owner, carrier=None, ref=None,
+                reason=f"attempt {message.attempts} failed: {reason}",
+                detail={"fax_error_code": code.value},
+            )  # fmt: skip
+        await self.mailbox.retry_later(
+            message.id, self.owner, delay=delay, reason=reason,
+            detail={"fax_error_code": code.value},
+        )  # fmt: skip
+
+    async def _fail(self, message_id: int, reason: str, code: FaxErrorCode | None) -> None:
+        await self.mailbox.transition(
+            message_id, MessageStatus.SENDING_FAILED, reason=reason, lease_owner=self.owner,
+            fax_error_code=code,
+        )  # fmt: skip
+        log.warning(
+            "fax.sending_failed", message_id=message_id, reason=reason,
+            fax_error_code=code.value if code else None,
+        )  # fmt: skip
+
+    # -- the carrier's health ---------------------------------------------------------
+
+    async def _carrier_call(self, call: Awaitable[T]) -> T | None:
+        """``call``'s answer; None (and one log line per new problem) if the carrier
+        cannot be reached or refuses us."""
+        try:
+            return await call
+        except CarrierError as exc:
+            self._carrier_trouble(exc)
+            return None
+
+    def _carrier_trouble(self, exc: CarrierError) -> None:
+        if exc.reason == self._carrier_error:
+            return
+        self._carrier_error = exc.reason
+        event = (
+            "fax.carrier_refused" if isinstance(exc, CarrierRefused) else "fax.carrier_unavailable"
+        )
+        log.error(event, carrier=self.carrier.name, reason=exc.reason)
+
+    def _carrier_ok(self) -> None:
+        if self._carrier_error is not None:
+            log.info("fax.carrier_back", carrier=self.carrier.name)
+            self._carrier_error = None
