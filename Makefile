@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/smpp.py
 	$(BIN)/python bench/fax_spool.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

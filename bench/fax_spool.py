@@ -44,6 +44,7 @@ def config_for(work: Path, port: int) -> Path:
         .replace('listen = ["127.0.0.1:2525"]', f'listen = ["127.0.0.1:{port}"]')
         .replace('outbox = "var/fax/outbox"', f'outbox = "{work / "outbox"}"')
         .replace('results = "var/fax/results"', f'results = "{work / "results"}"')
+        .replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{free_port()}"')
         .replace('\nformat = "auto"', '\nformat = "json"')
         .replace('level = "info"', 'level = "warning"')
         .replace('file = "var/gatewayd.log"', 'file = ""')

@@ -167,6 +167,8 @@ def start_daemon(workdir: Path, port: int) -> subprocess.Popen[bytes]:
     config.write_text(
         f'[mailbox]\ndata_dir = "{workdir / "data"}"\n'
         f'[smtp]\nlisten = "127.0.0.1:{port}"\nrate_per_minute = 0\n'
+        f'[api]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'[fax.spool]\noutbox = "{workdir / "outbox"}"\nresults = "{workdir / "results"}"\n'
         f'[log]\nlevel = "info"\nformat = "json"\nfile = ""\n'
         '[[users]]\nemail = "alice@example.com"\naccount_id = 1\nextension_id = 101\n'
         'extension_number = "101"\nsms_numbers = ["+4930123456"]\n'

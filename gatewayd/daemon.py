@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from gatewayd import __version__
+from gatewayd.api.app import ApiServer, create_app
 from gatewayd.clock import Clock, SystemClock
 from gatewayd.config.settings import Settings
 from gatewayd.errors import GatewayError
@@ -55,6 +56,7 @@ class Daemon:
         self.smtp: SmtpListeners | None = None
         self.sms: SmsService | None = None
         self.fax: FaxService | None = None
+        self.api: ApiServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._signals = 0
 
@@ -96,6 +98,10 @@ class Daemon:
         self.fax = FaxService(self.mailbox, self.settings)
         self.spawn("fax-dispatcher", self.fax.dispatcher.run)
         office = find_soffice(self.settings.fax)
+        app = create_app(self.mailbox, self.settings, on_queued=self._queued,
+                         office=office is not None)  # fmt: skip
+        self.api = ApiServer(app, self.settings)
+        await self.api.start()
         handler = IngressHandler(self.settings, self.mailbox, office=office is not None)
         handler.on_queued = self._queued
         self.smtp = SmtpListeners(self.settings, handler)
@@ -134,6 +140,9 @@ class Daemon:
             closed = self.smtp.hang_up()
             log.info("smtp.stopped", connections_closed=closed)
             self.smtp = None
+        if self.api is not None:
+            await self.api.stop(min(self.grace, 5.0))
+            self.api = None
         if self.sms is not None:
             self.sms.dispatcher.stop()  # lease no more; what is in flight gets the grace
         if self.fax is not None:

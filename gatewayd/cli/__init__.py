@@ -109,6 +109,17 @@ def _parser() -> argparse.ArgumentParser:
     purge = sub.add_parser("purge", parents=[common], help="run the life-cycle sweep once")
     purge.set_defaults(handler=_purge)
 
+    token = sub.add_parser("token", parents=[common], help="API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="create")
+    create = token_sub.add_parser(
+        "create", parents=[common],
+        help="a new API token for a user: printed once, with the hash for the config",
+    )  # fmt: skip
+    create.add_argument(
+        "--user", required=True, metavar="EMAIL", help="one of the user's addresses"
+    )
+    create.set_defaults(handler=_token_create)
+
     render.add_parser(sub, common)
     smsc_sim.add_parser(sub, common)
     return parser
@@ -239,6 +250,18 @@ def _hash_secret(args: argparse.Namespace) -> int:
     if not secret:
         raise CommandError("empty secret: nothing to hash")
     print(credentials.hash_token(secret) if args.token else credentials.hash_password(secret))
+    return 0
+
+
+def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    user = settings.user_by_email(args.user)
+    if user is None:
+        raise CommandError(f"no user has the address {args.user!r} in the config")
+    token = credentials.new_token()
+    print(f"token: {token}")
+    print(f"# in the [[users]] entry of {user.emails[0]} (extension {user.extension_number}):")
+    print(f'api_token_hash = "{credentials.hash_token(token)}"')
+    print("# then reload or restart gatewayd; the token is not stored anywhere else")
     return 0
 
 

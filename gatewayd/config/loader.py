@@ -522,6 +522,7 @@ def _user(t: TableReader) -> s.User | None:
         smtp_password_hash=_secret_hash(t, "smtp_password_hash"),
         api_token_hash=_secret_hash(t, "api_token_hash"),
         forward_inbound_sms=t.boolean("forward_inbound_sms", False),
+        api_admin=t.boolean("api_admin", False),
     )
     t.finish()
     if not (user.emails and user.account_id and user.extension_id and user.extension_number):

@@ -221,6 +221,7 @@ class User:
     smtp_password_hash: str = field(default="", repr=False)
     api_token_hash: str = field(default="", repr=False)
     forward_inbound_sms: bool = False
+    api_admin: bool = False  # this user's token may read every extension of the account
 
 
 @dataclass(frozen=True, slots=True)

@@ -290,6 +290,18 @@ def test_hash_secret_reads_stdin_never_argv() -> None:
     assert empty.returncode == 1
 
 
+def test_a_token_is_created_for_a_user_in_the_config(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    result = gatewayd("token", "create", "--user", "ALICE@example.com", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    token = lines[0].removeprefix("token: ")
+    assert f'api_token_hash = "{credentials.hash_token(token)}"' in lines
+    other = gatewayd("token", "create", "--user", "nobody@example.com", "--config", str(config))
+    assert other.returncode == 1
+    assert "no user has the address 'nobody@example.com'" in other.stderr
+
+
 def test_every_command_has_help() -> None:
     for command in (
         ["run"],
@@ -300,6 +312,7 @@ def test_every_command_has_help() -> None:
         ["logs"],
         ["purge"],
         ["hash-secret"],
+        ["token", "create"],
         ["render"],
     ):
         result = gatewayd(*command, "--help")

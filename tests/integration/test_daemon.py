@@ -53,6 +53,7 @@ def config_for(tmp_path: Path, data_dir: Path | None = None) -> Path:
     config.write_text(
         f'[mailbox]\ndata_dir = "{data_dir or tmp_path / "data"}"\n'
         f'[smtp]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'[api]\nlisten = "127.0.0.1:{free_port()}"\n'
         f'[log]\nformat = "json"\nfile = "{tmp_path / "gatewayd.log"}"\n'
     )
     return config

@@ -26,6 +26,7 @@ def test_an_email_with_a_pdf_becomes_a_sent_fax(tmp_path: Path) -> None:
         .replace('listen = ["127.0.0.1:2525"]', f'listen = ["127.0.0.1:{smtp_port}"]')
         .replace('outbox = "var/fax/outbox"', f'outbox = "{outbox}"')
         .replace('results = "var/fax/results"', f'results = "{results}"')
+        .replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{free_port()}"')
         .replace('\nformat = "auto"', '\nformat = "json"')
         .replace('file = "var/gatewayd.log"', f'file = "{tmp_path / "gatewayd.log"}"')
     )

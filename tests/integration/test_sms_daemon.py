@@ -12,9 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
+from gatewayd.credentials import hash_token
 from tests.conftest import ROOT, gatewayd
 from tests.integration.test_daemon import start, wait_for
 from tests.smtp_client import free_port, message, send
+
+TOKEN = "api-token-for-alice"
 
 
 def simulator(port: int) -> subprocess.Popen[str]:
@@ -42,15 +47,17 @@ def simulator(port: int) -> subprocess.Popen[str]:
 
 
 def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
-    sim_port, smtp_port = free_port(), free_port()
+    sim_port, smtp_port, api_port = free_port(), free_port(), free_port()
     config = tmp_path / "gatewayd.toml"
     template = (ROOT / "config" / "gatewayd.toml").read_text()
     config.write_text(
         template.replace('data_dir = "var"', f'data_dir = "{tmp_path / "data"}"')
         .replace('listen = ["127.0.0.1:2525"]', f'listen = ["127.0.0.1:{smtp_port}"]')
         .replace('address = "127.0.0.1:2775"', f'address = "127.0.0.1:{sim_port}"')
+        .replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{api_port}"')
         .replace('\nformat = "auto"', '\nformat = "json"')
         .replace('file = "var/gatewayd.log"', f'file = "{tmp_path / "gatewayd.log"}"')
+        .replace('api_token_hash = ""', f'api_token_hash = "{hash_token(TOKEN)}"')
     )
     sim = simulator(sim_port)
     daemon = start(config)
@@ -75,13 +82,28 @@ def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
         assert shown["messageStatus"] == "Delivered", shown
         assert shown["smsSendingAttemptsCount"] == 1
         assert "smsDeliveryTime" in shown
+        # the API's SMS go through the same dispatcher
+        api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}/restapi/v1.0/account/~/extension/~",
+                           headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)  # fmt: skip
+        with api:
+            made = api.post("/sms", json={"from": {"phoneNumber": "+4930123456"},
+                                          "to": [{"phoneNumber": "+4915112340002"}],
+                                          "text": "From the API"})  # fmt: skip
+            assert made.status_code == 200, made.text
+            while time.monotonic() < deadline + 20:
+                seen = api.get(f"/message-store/{made.json()['id']}").json()
+                if seen["messageStatus"] != "Queued" and seen["messageStatus"] != "Sent":
+                    break
+                time.sleep(0.2)
+        assert seen["messageStatus"] == "DeliveryFailed", seen  # ...0002 is EXPIRED
+        assert seen["deliveryErrorCode"] == "EXPIRED"
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)
         sim.send_signal(signal.SIGTERM)
         sim_out, _ = sim.communicate(timeout=30)
     assert daemon.returncode == 0, err
-    assert "1 binds, 1 submit_sm, 1 receipts" in sim_out
+    assert "1 binds, 2 submit_sm, 2 receipts" in sim_out
     trace = gatewayd("trace", message_id, "--config", str(config))
     assert "accepted by the SMSC" in trace.stdout
     assert "receipt: Delivered" in trace.stdout

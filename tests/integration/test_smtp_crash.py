@@ -37,6 +37,8 @@ def start_daemon(tmp_path: Path, port: int) -> subprocess.Popen[str]:
     config = tmp_path / "gatewayd.toml"
     config.write_text(
         f'[mailbox]\ndata_dir = "{tmp_path / "data"}"\n[smtp]\nlisten = "127.0.0.1:{port}"\n'
+        f'[api]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'[fax.spool]\noutbox = "{tmp_path / "outbox"}"\nresults = "{tmp_path / "results"}"\n'
         f'[log]\nformat = "json"\nfile = ""\n{USER}'
     )
     daemon = subprocess.Popen(

@@ -1,0 +1,220 @@
+"""Message-store API latency: list requests against a 1M-message mailbox.
+
+    python bench/api.py [--messages 1000000] [--rate 50] [--seconds 30] [--keep DIR]
+
+Builds the mailbox of bench/mailbox.py (N messages over 100 extensions and 30 days;
+reused from --keep DIR when it is there), starts ``gatewayd run`` on it as its own
+process (rate limits off, logs at warning, loopback only) with one API token per
+extension, and sends GET message-store requests at a steady RATE a second for SECONDS,
+from four paced client threads over keep-alive connections, each request for a random
+extension and one of the typical lists: the last week (100 a page), SMS only, unread
+inbound, page 3. Latency is from the request's scheduled time to the last byte of the
+answer (a late answer delays the next request: that delay is counted). Reports p50 and
+p99 per list and overall; the target is p99 under 15 ms. Writes
+bench/results/api.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import mailbox as mailbox_bench  # noqa: E402  (bench/mailbox.py)
+
+from gatewayd.clock import ManualClock  # noqa: E402
+from gatewayd.config.settings import MailboxSettings  # noqa: E402
+from gatewayd.credentials import hash_token  # noqa: E402
+from gatewayd.mailbox import Mailbox  # noqa: E402
+
+EXTENSIONS = 100
+WEEK_TO = mailbox_bench.NOW
+WEEK_FROM = WEEK_TO - timedelta(days=7)
+PATH = "/restapi/v1.0/account/~/extension/~/message-store"
+LISTS: dict[str, dict[str, Any]] = {
+    "last week, 100 a page": {},
+    "SMS only": {"messageType": "SMS"},
+    "unread inbound": {"readStatus": "Unread", "direction": "Inbound"},
+    "page 3": {"page": 3},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def token(extension: int) -> str:
+    return f"bench-token-{extension}"
+
+
+async def build(workdir: Path, messages: int) -> None:
+    if (workdir / "mailbox.sqlite3").exists():
+        return
+    print(f"populating {messages:,} messages in {workdir}", file=sys.stderr)
+    box = await Mailbox.open(MailboxSettings(data_dir=workdir, max_messages=0),
+                             clock=ManualClock(mailbox_bench.NOW))  # fmt: skip
+    try:
+        await mailbox_bench.populate(box, messages, EXTENSIONS)
+    finally:
+        await box.close()
+
+
+def config(workdir: Path, port: int) -> Path:
+    users = "".join(
+        f'[[users]]\nemail = "user{e}@example.com"\naccount_id = 1\nextension_id = {e}\n'
+        f'extension_number = "{e}"\napi_token_hash = "{hash_token(token(e))}"\n'
+        for e in range(1000, 1000 + EXTENSIONS)
+    )
+    path = workdir / "gatewayd.toml"
+    path.write_text(
+        f'[mailbox]\ndata_dir = "{workdir}"\nmax_messages = 0\n'
+        f'[smtp]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'[api]\nlisten = "127.0.0.1:{port}"\nrate_limits = false\n'
+        f'[fax.spool]\noutbox = "{workdir / "out"}"\nresults = "{workdir / "res"}"\n'
+        f'[log]\nlevel = "warning"\nformat = "json"\nfile = ""\n{users}'
+    )
+    return path
+
+
+def client(
+    port: int, rate: float, seconds: float, seed: int, *,
+    out: list[tuple[str, float]], errors: list[str],
+) -> None:  # fmt: skip
+    rng = random.Random(seed)
+    interval = 1 / rate
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        start = time.perf_counter() + rng.random() * interval
+        count = int(seconds * rate)
+        for i in range(count):
+            due = start + i * interval
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            name = rng.choice(list(LISTS))
+            extension = 1000 + rng.randrange(EXTENSIONS)
+            params = {"dateFrom": WEEK_FROM.isoformat(), "dateTo": WEEK_TO.isoformat(),
+                      **LISTS[name]}  # fmt: skip
+            answer = http.get(PATH, params=params,
+                              headers={"Authorization": f"Bearer {token(extension)}"})  # fmt: skip
+            done = time.perf_counter()
+            if answer.status_code != 200 or not answer.json()["records"]:
+                errors.append(f"{answer.status_code} {answer.text[:200]}")
+            out.append((name, (done - due) * 1000))
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=float, default=50.0, help="requests a second in all")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--keep", type=Path, help="build in (and keep) this directory")
+    args = parser.parse_args()
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="gatewayd-bench-api-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(build(workdir, args.messages))
+    port = free_port()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "gatewayd", "run", "--config", str(config(workdir, port))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    samples: list[tuple[str, float]] = []
+    errors: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or daemon.poll() is not None:
+                    raise SystemExit("the daemon did not start") from None
+                time.sleep(0.2)
+        workers = 4
+        threads = [
+            threading.Thread(
+                target=client,
+                args=(port, args.rate / workers, args.seconds, n),
+                kwargs={"out": samples, "errors": errors},
+            )
+            for n in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=60)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    by_list = {name: [ms for n, ms in samples if n == name] for name in LISTS}
+    everything = [ms for _, ms in samples]
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "messages": args.messages,
+        "rate_per_s": args.rate,
+        "seconds": args.seconds,
+        "requests": len(samples),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "lists": {
+            name: {
+                "p50_ms": round(statistics.median(v), 2),
+                "p99_ms": round(percentile(v, 99), 2),
+                "requests": len(v),
+            }
+            for name, v in by_list.items()
+            if v
+        },
+        "all": {
+            "p50_ms": round(statistics.median(everything), 2),
+            "p99_ms": round(percentile(everything, 99), 2),
+        },
+    }
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "api.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        f"# API list latency ({report['when']})", "",
+        f"{args.messages:,} messages, GET message-store at {args.rate:g} requests/s for "
+        f"{args.seconds:g} s over HTTP to `gatewayd run` (SQLite); {len(samples)} requests, "
+        f"{len(errors)} errors.", "",
+        "| list | p50 ms | p99 ms | requests |", "| --- | ---: | ---: | ---: |",
+        *[f"| {n} | {v['p50_ms']} | {v['p99_ms']} | {v['requests']} |"
+          for n, v in report["lists"].items()],
+        f"| all | {report['all']['p50_ms']} | {report['all']['p99_ms']} | {len(samples)} |",
+    ]  # fmt: skip
+    (out / "api.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The HTTP API: a FastAPI app over the mailbox, served by uvicorn in the daemon's loop.
+
+``create_app`` builds the app; ``ApiServer`` serves it on ``[api] listen`` (TLS when
+``tls_cert`` and ``tls_key`` are set) and stops it within the daemon's grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gatewayd import __version__
+from gatewayd.api import send, store
+from gatewayd.api.auth import Authenticator
+from gatewayd.api.errors import FastJSON, error_body, install
+from gatewayd.api.models import ERRORS
+from gatewayd.config.settings import Settings
+from gatewayd.logging import get_logger
+from gatewayd.mailbox import Mailbox, Message
+
+log = get_logger("gatewayd.api")
+
+BODY_LIMIT = 1_000_000  # JSON bodies
+FAX_BODY_LIMIT = send.FAX_BODY_LIMIT
+
+
+class BodyLimit:
+    """413 for a request whose Content-Length says it is too large, before reading it;
+    a body that grows past the limit while being read is cut off the same way."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send_: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send_)
+            return
+        limit = FAX_BODY_LIMIT if scope["path"].endswith("/fax") else BODY_LIMIT
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(send_, limit)
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send_)
+        except _TooLarge:
+            await _too_large(send_, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send_: Send, limit: int) -> None:
+    body = json.dumps(error_body("CMN-104", f"The request body is larger than {limit} bytes"))
+    await send_({"type": "http.response.start", "status": 413,
+                 "headers": [(b"content-type", b"application/json"),
+                             (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send_({"type": "http.response.body", "body": body.encode()})
+
+
+def create_app(
+    mailbox: Mailbox,
+    settings: Settings,
+    *,
+    on_queued: Callable[[Sequence[Message]], None] = lambda _: None,
+    office: bool = False,
+) -> FastAPI:
+    app = FastAPI(
+        default_response_class=FastJSON,
+        title="gatewayd message store",
+        version=__version__,
+        description="The RingCentral-style message store of gatewayd (docs/api.md).",
+        docs_url=None,
+        redoc_url=None,
+        responses=ERRORS,  # type: ignore[arg-type]
+    )
+    install(app)
+    auth = Authenticator(settings)
+    app.include_router(store.router(mailbox, auth))
+    app.include_router(send.router(mailbox, settings, auth, on_queued, office=office))
+    app.state.auth = auth
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)  # we answer 400
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit)
+    return app
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn leaves signals to the daemon (its own handlers would take SIGTERM)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ApiServer:
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        api = settings.api
+        self.host, self.port = api.listen.host, api.listen.port
+        config = uvicorn.Config(
+            app, host=self.host, port=self.port, lifespan="off", log_config=None, http="httptools",
+            access_log=False, server_header=False, proxy_headers=False,
+            ssl_certfile=str(api.tls_cert) if api.tls_cert else None,
+            ssl_keyfile=str(api.tls_key) if api.tls_key else None,
+        )  # fmt: skip
+        self.server = _EmbeddedServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Listen (an address in use is an OSError here, not uvicorn's exit)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        # IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets; without it each
+        # keep-alive answer waits for the peer's delayed ACK (~40 ms).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"API: cannot listen on {self.host}:{self.port}: {exc}") from exc
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="api")
+        while not self.server.started:
+            if self._task.done():
+                try:
+                    self._task.result()
+                except SystemExit as exc:
+                    raise OSError(f"API: uvicorn did not start (exit {exc.code})") from None
+                raise OSError("API: uvicorn did not start")
+            await asyncio.sleep(0.01)
+        log.info("api.listening", address=f"{self.host}:{self.port}",
+                 tls=self.server.config.ssl_certfile is not None)  # fmt: skip
+
+    async def stop(self, grace: float = 5.0) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self.server.should_exit = True
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            self.server.force_exit = True
+            for connection in list(self.server.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+            for request in list(self.server.server_state.tasks):
+                request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

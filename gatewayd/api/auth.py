@@ -1,0 +1,128 @@
+"""Who is calling, which mailbox they may touch, and how often.
+
+A caller is the user whose API token (``Authorization: Bearer <token>``) hashes to the
+``api_token_hash`` of their ``[[users]]`` entry. ``~`` in the path is the caller's own
+account or extension. A user reads and changes only their own extension; a user with
+``api_admin = true`` may also read (GET) every extension of their account. Another
+account is 404 (CMN-102, nothing there for the caller), another extension 403 CMN-419.
+
+Rate limits per user and group, as the platform's defaults: Light 50, Medium 40, Heavy
+10 requests a minute. Every answer carries X-Rate-Limit-Group, -Limit, -Remaining and
+-Window; past the limit the answer is 429 CMN-301 with Retry-After, and the caller is
+penalised for 60 s (a request during the penalty starts it again).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass, field
+
+from fastapi import Request, Response
+
+from gatewayd.api.errors import ApiError, not_found
+from gatewayd.config.settings import Settings, User
+from gatewayd.credentials import hash_token
+
+WINDOW = 60.0
+PENALTY = 60.0
+GROUPS = {"Light": 50, "Medium": 40, "Heavy": 10}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    user: User
+    account_id: int
+    extension_id: int  # the mailbox this request is about
+
+    @property
+    def own(self) -> bool:
+        return self.extension_id == self.user.extension_id
+
+
+@dataclass(slots=True)
+class _Bucket:
+    started: float
+    used: int = 0
+    penalty_until: float = 0.0
+
+
+@dataclass
+class RateLimiter:
+    enabled: bool = True
+    buckets: dict[tuple[int, str], _Bucket] = field(default_factory=dict)
+
+    def check(self, user: User, group: str, response: Response) -> None:
+        limit = GROUPS[group]
+        now = time.monotonic()
+        key = (user.extension_id, group)
+        bucket = self.buckets.get(key)
+        if bucket is None or now - bucket.started >= WINDOW:
+            penalty = bucket.penalty_until if bucket else 0.0
+            bucket = self.buckets[key] = _Bucket(now, penalty_until=penalty)
+        headers = {
+            "X-Rate-Limit-Group": group,
+            "X-Rate-Limit-Limit": str(limit),
+            "X-Rate-Limit-Window": str(int(WINDOW)),
+        }
+        if self.enabled and (now < bucket.penalty_until or bucket.used >= limit):
+            bucket.penalty_until = now + PENALTY
+            refused = {**headers, "X-Rate-Limit-Remaining": "0", "Retry-After": str(int(PENALTY))}
+            raise ApiError(
+                429, "CMN-301", f"Request rate exceeded ({group}: {limit} a minute)",
+                headers=refused,
+            )  # fmt: skip
+        bucket.used += 1
+        response.headers.update(headers)
+        response.headers["X-Rate-Limit-Remaining"] = str(max(0, limit - bucket.used))
+
+
+class Authenticator:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.limiter = RateLimiter(enabled=settings.api.rate_limits)
+        self._by_hash = {u.api_token_hash: u for u in settings.users if u.api_token_hash}
+
+    def user_for(self, request: Request) -> User:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "CMN-405", "Login to extension required: send Authorization: "
+                           "Bearer <token>", headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        digest = hash_token(token.strip())
+        user = self._by_hash.get(digest)
+        # constant-time compare against the one candidate (the dict lookup leaks nothing
+        # useful: it is keyed by the hash, not the token)
+        if user is None or not hmac.compare_digest(user.api_token_hash, digest):
+            raise ApiError(401, "OAU-149", "Invalid token", headers={"WWW-Authenticate": "Bearer"})
+        return user
+
+    def caller(
+        self, request: Request, response: Response, account: str, extension: str, group: str,
+        *, write: bool,
+    ) -> Caller:  # fmt: skip
+        user = self.user_for(request)
+        self.limiter.check(user, group, response)
+        account_id = _resolve(account, user.account_id, "accountId")
+        if account_id != user.account_id:
+            raise not_found("accountId", account)
+        extension_id = _resolve(extension, user.extension_id, "extensionId")
+        if extension_id != user.extension_id:
+            known = any(
+                u.extension_id == extension_id and u.account_id == account_id
+                for u in self.settings.users
+            )
+            if not known:
+                raise not_found("extensionId", extension)
+            if write or not user.api_admin:
+                raise ApiError(403, "CMN-419", "Calling for another extension needs extended "
+                               "scope", parameter="extensionId", value=extension)  # fmt: skip
+        return Caller(user, account_id, extension_id)
+
+
+def _resolve(value: str, own: int, name: str) -> int:
+    if value == "~":
+        return own
+    if value.isdigit() and len(value) < 19:
+        return int(value)
+    raise not_found(name, value)
