@@ -1,0 +1,1 @@
+"""The message-store HTTP API (docs/api.md)."""
