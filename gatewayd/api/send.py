@@ -119,9 +119,10 @@ def router(
         if parts > settings.sms.max_parts:
             raise invalid("text", None, f"The text needs {parts} SMS parts; at most "
                           f"{settings.sms.max_parts} are allowed.")  # fmt: skip
+        ours = Party(phone_number=sender, name=who.user.name or None)
         message = NewMessage(
             account_id=who.account_id, extension_id=who.extension_id, type=MessageType.SMS,
-            direction=Direction.OUTBOUND, from_=Party(phone_number=sender, name=who.user.name),
+            direction=Direction.OUTBOUND, from_=ours,
             to=(Party(phone_number=to),), origin=ORIGIN, subject=body.text,
             attachments=(NewAttachment.text_of_message(),),
         )  # fmt: skip
