@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml setup.py gatewayd/render/_fax.c | $(BIN)/python
 
 install: $(STAMP)
 
-## make run: install, then start the daemon on the embedded defaults
+## make run: install, then start the daemon on the embedded defaults, with the SMSC
+## simulator the shipped config binds to (faxes go to the spool directory var/fax)
 run: $(STAMP)
+	@$(BIN)/gatewayd smsc-sim --listen 127.0.0.1:2775 & sim=$$!; \
+	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/gatewayd run --config $(CONFIG)
 
 ## make test: install, then run the whole test suite

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from gatewayd import __version__
+from gatewayd import __version__, metrics
 from gatewayd.api.app import ApiServer, create_app
 from gatewayd.clock import Clock, SystemClock
+from gatewayd.config.loader import load_config
 from gatewayd.config.settings import Settings
-from gatewayd.errors import GatewayError
+from gatewayd.errors import ConfigError, GatewayError
 from gatewayd.fax.service import FaxService
 from gatewayd.ingress.handler import IngressHandler
 from gatewayd.ingress.server import SmtpListeners
@@ -31,6 +35,7 @@ from gatewayd.mailbox import Mailbox, Message
 from gatewayd.model import MessageType
 from gatewayd.render.office import find_soffice
 from gatewayd.sms.service import SmsService
+from gatewayd.systemd import Notifier
 
 log = get_logger("gatewayd.daemon")
 
@@ -45,9 +50,15 @@ ORPHAN_SCAN_INTERVAL = 24 * 3600.0
 
 class Daemon:
     def __init__(
-        self, settings: Settings, *, grace: float = DEFAULT_GRACE, clock: Clock | None = None
+        self,
+        settings: Settings,
+        *,
+        grace: float = DEFAULT_GRACE,
+        clock: Clock | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.settings = settings
+        self.config_path = config_path
         self.grace = grace
         self.clock = clock or SystemClock()
         self.stopping = asyncio.Event()
@@ -59,11 +70,13 @@ class Daemon:
         self.api: ApiServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._signals = 0
+        self.notifier = Notifier()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             try:
                 await self.startup()
@@ -72,11 +85,14 @@ class Daemon:
                 self.exit_code = EXIT_STARTUP
                 return self.exit_code
             log.info("daemon.started", version=__version__, pid=os.getpid())
+            self.notifier.ready(self._status())
+            if self.notifier.watchdog_seconds:
+                self.spawn("watchdog", self._watchdog)
             await self.stopping.wait()
             return self.exit_code
         finally:
             await self.shutdown()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -91,9 +107,11 @@ class Daemon:
 
     async def startup(self) -> None:
         self.mailbox = await Mailbox.open(self.settings.mailbox, clock=self.clock)
+        metrics.LIVE.mailbox = self.mailbox
         self.spawn("sweeper", self._sweeper)
         self.sms = SmsService(self.mailbox, self.settings)
         self.sms.start()
+        metrics.LIVE.links = self.sms.links.links
         self.spawn("sms-dispatcher", self.sms.dispatcher.run)
         self.fax = FaxService(self.mailbox, self.settings)
         self.spawn("fax-dispatcher", self.fax.dispatcher.run)
@@ -129,7 +147,64 @@ class Daemon:
             self.exit_code = EXIT_FAILURE
             self.stopping.set()
 
+    def reload(self) -> None:
+        """SIGHUP: users, destination policies and the log level from the config file
+        again, without dropping a connection. Anything else in the file needs a restart
+        (and is said so). An invalid file changes nothing."""
+        if self.config_path is None:
+            log.warning("daemon.reload_ignored", reason="no config file to read")
+            return
+        self.notifier.send("RELOADING=1")
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("daemon.reload_failed", problems=list(exc.problems))
+            self.notifier.send("READY=1", "STATUS=reload failed: the config is invalid")
+            return
+        old = self.settings
+        merged = replace(
+            old,
+            users=new.users,
+            sms=replace(old.sms, policy=new.sms.policy),
+            fax=replace(old.fax, policy=new.fax.policy),
+            log=replace(old.log, level=new.log.level),
+        )
+        restart = [
+            name for name in ("mailbox", "smtp", "sms", "fax", "api", "notify")
+            if getattr(new, name) != getattr(merged, name)
+        ]  # fmt: skip
+        self.settings = merged
+        if self.smtp is not None:
+            self.smtp.settings = merged
+            self.smtp.handler.settings = merged
+        if self.sms is not None:
+            self.sms.inbound.settings = merged
+            self.sms.dispatcher.settings = merged
+        if self.fax is not None:
+            self.fax.dispatcher.settings = merged
+        if self.api is not None:
+            self.api.auth.reload(merged)
+        logging.getLogger().setLevel(merged.log.level.upper())
+        log.info("daemon.reloaded", users=len(merged.users), level=merged.log.level,
+                 needs_restart=restart)  # fmt: skip
+        self.notifier.send("READY=1", f"STATUS={self._status()}")
+
+    def _status(self) -> str:
+        api = f"API on {self.api.host}:{self.api.port}" if self.api else "no API"
+        smtp = ", ".join(str(listener.address) for listener in self.settings.smtp.listen)
+        return f"gatewayd {__version__}: SMTP on {smtp}; {api}"
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 from the event loop itself: if the loop is stuck, no pings."""
+        assert self.notifier.watchdog_seconds
+        interval = self.notifier.watchdog_seconds / 2
+        while not self.stopping.is_set():
+            self.notifier.watchdog()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), interval)
+
     async def shutdown(self) -> None:
+        self.notifier.stopping()
         self.stopping.set()
         started = time.monotonic()
         if self.smtp is not None:
@@ -171,6 +246,7 @@ class Daemon:
         log.info(
             "daemon.stopped", seconds=round(time.monotonic() - started, 3), exit_code=self.exit_code
         )
+        self.notifier.close()
 
     async def _sweeper(self) -> None:
         """The life-cycle sweep every ``sweep_interval``; the orphan scan once a day."""

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gatewayd import __version__
+from gatewayd import __version__, metrics
 from gatewayd.api import send, store
 from gatewayd.api.auth import Authenticator
 from gatewayd.api.errors import FastJSON, error_body, install
@@ -96,8 +97,13 @@ def create_app(
     install(app)
     auth = Authenticator(settings)
     app.include_router(store.router(mailbox, auth))
-    app.include_router(send.router(mailbox, settings, auth, on_queued, office=office))
+    app.include_router(send.router(mailbox, auth, on_queued, office=office))
     app.state.auth = auth
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        """Prometheus text format; no token (the API listens on loopback by default)."""
+        return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -132,6 +138,7 @@ class ApiServer:
             ssl_keyfile=str(api.tls_key) if api.tls_key else None,
         )  # fmt: skip
         self.server = _EmbeddedServer(config)
+        self.auth: Authenticator = app.state.auth
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

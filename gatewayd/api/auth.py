@@ -79,8 +79,12 @@ class RateLimiter:
 
 class Authenticator:
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         self.limiter = RateLimiter(enabled=settings.api.rate_limits)
+        self.reload(settings)
+
+    def reload(self, settings: Settings) -> None:
+        """New users and tokens (SIGHUP); requests in flight finish with the old ones."""
+        self.settings = settings
         self._by_hash = {u.api_token_hash: u for u in settings.users if u.api_token_hash}
 
     def user_for(self, request: Request) -> User:

@@ -21,7 +21,6 @@ from gatewayd.api.errors import ApiError, FastJSON, invalid, not_found
 from gatewayd.api.models import MessageInfo, PagerBody, SmsBody
 from gatewayd.api.params import when
 from gatewayd.api.store import PREFIX, base_url
-from gatewayd.config.settings import Settings
 from gatewayd.destinations import NumberError, parse_number, refusal
 from gatewayd.errors import RenderError
 from gatewayd.ingress.sniff import describe, sniff, supported
@@ -73,7 +72,6 @@ class FaxRequest:
 
 def router(
     mailbox: Mailbox,
-    settings: Settings,
     auth: Authenticator,
     on_queued: Callable[[Sequence[Message]], None],
     *,
@@ -83,10 +81,10 @@ def router(
 
     def destination(text: str, channel: str, parameter: str) -> str:
         try:
-            number = parse_number(text, settings.smtp.default_region)
+            number = parse_number(text, auth.settings.smtp.default_region)
         except NumberError as exc:
             raise invalid(parameter, text, str(exc)) from None
-        policy = settings.sms.policy if channel == "sms" else settings.fax.policy
+        policy = auth.settings.sms.policy if channel == "sms" else auth.settings.fax.policy
         why = refusal(number, policy, channel)
         if why:
             raise ApiError(403, "MSG-384", f"The destination is not allowed: {why}",
@@ -116,9 +114,9 @@ def router(
         if units > 1000:
             raise invalid("text", None, f"At most 1000 UTF-16 code units; this text has {units}.")
         parts = len(encoding.split(body.text).parts)
-        if parts > settings.sms.max_parts:
+        if parts > auth.settings.sms.max_parts:
             raise invalid("text", None, f"The text needs {parts} SMS parts; at most "
-                          f"{settings.sms.max_parts} are allowed.")  # fmt: skip
+                          f"{auth.settings.sms.max_parts} are allowed.")  # fmt: skip
         ours = Party(phone_number=sender, name=who.user.name or None)
         message = NewMessage(
             account_id=who.account_id, extension_id=who.extension_id, type=MessageType.SMS,
@@ -147,7 +145,7 @@ def router(
         return await created(request, response, await _fax_messages(who, form))
 
     async def _fax_messages(who: Caller, form: FaxRequest) -> list[NewMessage]:
-        fax = settings.fax
+        fax = auth.settings.fax
         if not form.to:
             raise invalid("to", None, "Give at least one destination.")
         numbers = list(dict.fromkeys(destination(t, "fax", "to") for t in form.to))
@@ -227,11 +225,11 @@ def router(
             conversation = original.conversation_id
             if not body.to:
                 numbers = {p.extension_number for p in (original.from_, *original.to)}
-                recipients = [u for u in settings.users if u.account_id == me.account_id
+                recipients = [u for u in auth.settings.users if u.account_id == me.account_id
                               and u.extension_number in numbers and u is not me]  # fmt: skip
         for index, party in enumerate(body.to or ()):
             found = next(
-                (u for u in settings.users if u.account_id == me.account_id and (
+                (u for u in auth.settings.users if u.account_id == me.account_id and (
                     (party.extensionId is not None and str(u.extension_id) == party.extensionId)
                     or (party.extensionNumber is not None
                         and u.extension_number == party.extensionNumber))),

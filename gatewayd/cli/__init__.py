@@ -175,7 +175,9 @@ def _fail(reason: str) -> None:
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     stop_logging = configure_logging(settings.log, background=True)
     try:
-        return asyncio.run(Daemon(settings, grace=args.grace).run())
+        return asyncio.run(
+            Daemon(settings, grace=args.grace, config_path=config_path(args.config)).run()
+        )
     finally:
         stop_logging()
 

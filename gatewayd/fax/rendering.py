@@ -20,6 +20,7 @@ from gatewayd.errors import RenderError
 from gatewayd.ingress.sniff import Kind
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import Mailbox, Message
+from gatewayd.metrics import RENDER_SECONDS
 from gatewayd.model import AttachmentType, FaxResolution, MessageStatus
 from gatewayd.render.job import CoverSheet, Renderer, RenderOptions, Source
 
@@ -92,12 +93,13 @@ async def render_fax(
     out = Path(name)
     try:
         try:
-            result = await renderer.render(
-                sources_of(mailbox, message),
-                cover_of(settings, message),
-                options_for(settings, message),
-                out,
-            )
+            with RENDER_SECONDS.time():
+                result = await renderer.render(
+                    sources_of(mailbox, message),
+                    cover_of(settings, message),
+                    options_for(settings, message),
+                    out,
+                )
         except RenderError as exc:
             log.warning("fax.render_failed", message_id=message.id, reason=exc.reason,
                         fax_error_code=exc.fax_error_code)  # fmt: skip

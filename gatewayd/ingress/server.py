@@ -15,7 +15,7 @@ import ssl
 import weakref
 from base64 import b64decode
 from functools import partial
-from typing import Any, AnyStr
+from typing import Any, AnyStr, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
 
@@ -24,6 +24,7 @@ from gatewayd.config.settings import Settings, SmtpListener, User
 from gatewayd.errors import StartupError
 from gatewayd.ingress import replies, senders
 from gatewayd.logging import get_logger
+from gatewayd.metrics import SMTP_REPLIES
 
 log = get_logger("gatewayd.smtp")
 
@@ -76,6 +77,7 @@ class GatewaySMTP(SMTP):
         MAIL, RCPT and DATA instead of three (a send is dear: ~50 us here)."""
         text = self._worded(status.decode("utf-8", "replace") if isinstance(status, bytes)
                             else status)  # fmt: skip
+        SMTP_REPLIES.labels(text[:3]).inc()
         self._held.append(text.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n")
         if not text.startswith(_FLUSH_NOW) and b"\n" in getattr(self._reader, "_buffer", b""):
             return
@@ -191,8 +193,16 @@ class SmtpListeners:
     def __init__(self, settings: Settings, handler: Any) -> None:
         self.settings = settings
         self.handler = handler
+        self.draining = False
         self.connections: weakref.WeakSet[GatewaySMTP] = weakref.WeakSet()
         self.servers: list[asyncio.Server] = []
+
+    def _connection(self, **kwargs: Any) -> asyncio.BaseProtocol:
+        """A new connection, with the settings of now (SIGHUP may have changed users);
+        while the daemon drains, a 421 and goodbye."""
+        if self.draining:
+            return _ShuttingDown()
+        return GatewaySMTP(self.handler, settings=self.settings, **kwargs)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -200,9 +210,7 @@ class SmtpListeners:
         smtp = self.settings.smtp
         for listener in smtp.listen:
             factory = partial(
-                GatewaySMTP,
-                self.handler,
-                settings=self.settings,
+                self._connection,
                 listener=listener,
                 connections=self.connections,
                 data_size_limit=smtp.max_message_size,
@@ -227,12 +235,28 @@ class SmtpListeners:
                      require_auth=listener.require_auth, starttls=context is not None)  # fmt: skip
 
     def stop_accepting(self) -> None:
+        """Take no more mail: new connections are answered 421 until ``hang_up``."""
+        self.draining = True
+
+    def close_listeners(self) -> None:
         for server in self.servers:
             server.close()
 
     def hang_up(self) -> int:
-        """Close every connection still open; returns how many there were."""
+        """Stop listening and close every connection still open; returns how many
+        there were."""
+        self.close_listeners()
         open_now = list(self.connections)
         for connection in open_now:
             connection.close_for_shutdown()
         return len(open_now)
+
+
+class _ShuttingDown(asyncio.Protocol):
+    """A connection that arrives while the daemon drains: told to come back later."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        SMTP_REPLIES.labels("421").inc()
+        writer = cast(asyncio.WriteTransport, transport)
+        writer.write(b"421 4.3.2 gatewayd is shutting down; try again later\r\n")
+        writer.close()

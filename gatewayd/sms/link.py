@@ -479,6 +479,11 @@ class SmppLink:
         acquire.cancel()
         raise LinkDown(f"link {self.name}: stopping")
 
+    @property
+    def window_in_use(self) -> int:
+        """submit_sm sent and not yet answered, on every bind of the link."""
+        return sum(len(s.pending) for s in self._sessions.values() if s is not None)
+
     def may_announce(self, carrier_ids: tuple[str, ...]) -> bool:
         """Whether a receipt for these ids, unknown to the mailbox a moment ago, may be
         for a part whose answer is still on its way or being recorded (some SMSCs send

@@ -456,3 +456,22 @@ async def test_openapi_describes_every_endpoint(api: httpx.AsyncClient) -> None:
 
 
 _ = (MessageType, ReadStatus)
+
+
+async def test_metrics_count_the_mailbox(
+    api: httpx.AsyncClient, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gatewayd import metrics
+
+    monkeypatch.setattr(metrics.LIVE, "mailbox", mailbox)
+    monkeypatch.setattr(metrics.LIVE, "_read_at", 0.0)
+    await mailbox.create(sms())
+    await mailbox.create(sms(to="+4915100000009"))
+    await mailbox.create(fax())
+    response = await api.get("/metrics", headers={"Authorization": ""})
+    assert response.status_code == 200
+    text = response.text
+    assert 'gatewayd_messages{status="Queued",type="SMS"} 2.0' in text
+    assert 'gatewayd_queue_depth{type="Fax"} 1.0' in text
+    assert 'gatewayd_queue_oldest_age_seconds{type="SMS"} 0.0' in text
+    assert "gatewayd_render_seconds_bucket" in text

@@ -97,6 +97,10 @@ def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert seen["messageStatus"] == "DeliveryFailed", seen  # ...0002 is EXPIRED
         assert seen["deliveryErrorCode"] == "EXPIRED"
+        scraped = httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=30).text
+        assert 'gatewayd_smpp_link_up{link="simulator",state="bound"} 1.0' in scraped
+        assert 'gatewayd_smpp_pdus_total{link="simulator",pdu="submit_sm"} 2.0' in scraped
+        assert 'gatewayd_smtp_replies_total{code="250"}' in scraped
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)

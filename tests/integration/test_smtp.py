@@ -575,3 +575,16 @@ async def test_a_client_gone_before_the_end_of_data_leaves_nothing(door: Door) -
     assert await all_messages(door.mailbox) == []
     blobs = [p for p in door.mailbox.blobs.root.rglob("*") if p.is_file()]
     assert blobs == []
+
+
+async def test_while_draining_new_clients_are_told_421(door: Door) -> None:
+    door.listeners.stop_accepting()
+
+    def greet() -> tuple[int, bytes]:
+        with socket.create_connection(("127.0.0.1", door.port), timeout=10) as raw:
+            line = raw.makefile("rb").readline()
+        return int(line[:3]), line
+
+    code, line = await asyncio.to_thread(greet)
+    assert code == 421
+    assert line.startswith(b"421 4.3.2 ")
