@@ -33,6 +33,7 @@ from gatewayd.ingress.server import SmtpListeners
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import Mailbox, Message
 from gatewayd.model import MessageType
+from gatewayd.notify import Notifications
 from gatewayd.render.office import find_soffice
 from gatewayd.sms.service import SmsService
 from gatewayd.systemd import Notifier
@@ -68,6 +69,7 @@ class Daemon:
         self.sms: SmsService | None = None
         self.fax: FaxService | None = None
         self.api: ApiServer | None = None
+        self.notifications: Notifications | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._signals = 0
         self.notifier = Notifier()
@@ -115,6 +117,9 @@ class Daemon:
         self.spawn("sms-dispatcher", self.sms.dispatcher.run)
         self.fax = FaxService(self.mailbox, self.settings)
         self.spawn("fax-dispatcher", self.fax.dispatcher.run)
+        if self.settings.notify.enabled:
+            self.notifications = Notifications(self.mailbox, self.settings)
+            self.spawn("notifications", self.notifications.run)
         office = find_soffice(self.settings.fax)
         app = create_app(self.mailbox, self.settings, on_queued=self._queued,
                          office=office is not None)  # fmt: skip
@@ -184,6 +189,8 @@ class Daemon:
             self.fax.dispatcher.settings = merged
         if self.api is not None:
             self.api.auth.reload(merged)
+        if self.notifications is not None:
+            self.notifications.settings = merged
         logging.getLogger().setLevel(merged.log.level.upper())
         log.info("daemon.reloaded", users=len(merged.users), level=merged.log.level,
                  needs_restart=restart)  # fmt: skip
@@ -222,6 +229,8 @@ class Daemon:
             self.sms.dispatcher.stop()  # lease no more; what is in flight gets the grace
         if self.fax is not None:
             self.fax.dispatcher.stop()  # jobs at the carrier are followed after a restart
+        if self.notifications is not None:
+            self.notifications.stop()  # what is not sent yet goes after a restart
         if self._tasks:
             log.info("daemon.stopping", tasks=len(self._tasks), grace=self.grace)
             _done, pending = await asyncio.wait(set(self._tasks), timeout=self.grace)

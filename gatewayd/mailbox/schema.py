@@ -209,3 +209,27 @@ sms_fragments = sa.Table(
     sa.UniqueConstraint("link", "source", "destination", "reference", "total", "seq"),
     sa.Index("ix_sms_fragments_received_at", "received_at"),
 )
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", _KEY, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # fax_result, sms_failure, inbound_sms
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),  # pending, sent, failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UtcTimestamp, nullable=False),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("sent_at", UtcTimestamp),
+    sa.Column("last_error", sa.Text),
+    sa.UniqueConstraint("message_id", "kind"),
+    sa.Index("ix_notifications_due", "state", "next_attempt_at"),
+)
+
+notify_cursor = sa.Table(
+    "notify_cursor",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1
+    sa.Column("last_event_id", sa.BigInteger, nullable=False),
+)

@@ -9,15 +9,21 @@ import signal
 import time
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
+
 from tests import documents
 from tests.conftest import ROOT, gatewayd
 from tests.faxcheck import assert_fax
 from tests.integration.test_daemon import start, wait_for
+from tests.integration.test_notify import Sink
 from tests.smtp_client import free_port, message, send
 
 
 def test_an_email_with_a_pdf_becomes_a_sent_fax(tmp_path: Path) -> None:
-    smtp_port = free_port()
+    smtp_port, relay_port = free_port(), free_port()
+    sink = Sink()
+    relay = Controller(sink, hostname="127.0.0.1", port=relay_port)
+    relay.start()
     outbox, results = tmp_path / "outbox", tmp_path / "results"
     config = tmp_path / "gatewayd.toml"
     template = (ROOT / "config" / "gatewayd.toml").read_text()
@@ -29,6 +35,11 @@ def test_an_email_with_a_pdf_becomes_a_sent_fax(tmp_path: Path) -> None:
         .replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{free_port()}"')
         .replace('\nformat = "auto"', '\nformat = "json"')
         .replace('file = "var/gatewayd.log"', f'file = "{tmp_path / "gatewayd.log"}"')
+        .replace(
+            "[notify]\n# Result emails to senders (fax results, SMS failures) through a relay.\n"
+            'enabled = false\nrelay = "127.0.0.1:25"',
+            f'[notify]\nenabled = true\nrelay = "127.0.0.1:{relay_port}"',
+        )
     )
     daemon = start(config)
     try:
@@ -59,9 +70,16 @@ def test_an_email_with_a_pdf_becomes_a_sent_fax(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert shown["messageStatus"] == "Sent", shown
         assert shown["faxPageCount"] == job["pages"]
+        while not sink.mails and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [confirmation] = sink.mails
+        assert confirmation["To"] == "alice@example.com"
+        assert confirmation["Subject"] == f"Fax to +4940123456 sent ({job['pages']} pages)"
+        assert "Duration: 48 s" in confirmation.get_body(("plain",)).get_content()
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=60)
+        relay.stop()
     assert daemon.returncode == 0, err
     trace = gatewayd("trace", message_id, "--config", str(config))
     assert f"submitted to spool as {message_id}-1" in trace.stdout

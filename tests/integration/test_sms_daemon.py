@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 import httpx
+from aiosmtpd.controller import Controller
 
 from gatewayd.credentials import hash_token
 from tests.conftest import ROOT, gatewayd
 from tests.integration.test_daemon import start, wait_for
+from tests.integration.test_notify import Sink
 from tests.smtp_client import free_port, message, send
 
 TOKEN = "api-token-for-alice"
@@ -47,7 +49,10 @@ def simulator(port: int) -> subprocess.Popen[str]:
 
 
 def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
-    sim_port, smtp_port, api_port = free_port(), free_port(), free_port()
+    sim_port, smtp_port, api_port, relay_port = free_port(), free_port(), free_port(), free_port()
+    sink = Sink()
+    relay = Controller(sink, hostname="127.0.0.1", port=relay_port)
+    relay.start()
     config = tmp_path / "gatewayd.toml"
     template = (ROOT / "config" / "gatewayd.toml").read_text()
     config.write_text(
@@ -58,6 +63,10 @@ def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
         .replace('\nformat = "auto"', '\nformat = "json"')
         .replace('file = "var/gatewayd.log"', f'file = "{tmp_path / "gatewayd.log"}"')
         .replace('api_token_hash = ""', f'api_token_hash = "{hash_token(TOKEN)}"')
+        .replace(
+            'enabled = false\nrelay = "127.0.0.1:25"',
+            f'enabled = true\nrelay = "127.0.0.1:{relay_port}"',
+        )
     )
     sim = simulator(sim_port)
     daemon = start(config)
@@ -89,7 +98,7 @@ def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
                            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)  # fmt: skip
         with api:
             made = api.post("/sms", json={"from": {"phoneNumber": "+4930123456"},
-                                          "to": [{"phoneNumber": "+4915112340002"}],
+                                          "to": [{"phoneNumber": "+4915112340001"}],
                                           "text": "From the API"})  # fmt: skip
             assert made.status_code == 200, made.text
             while time.monotonic() < deadline + 20:
@@ -97,8 +106,13 @@ def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
                 if seen["messageStatus"] != "Queued" and seen["messageStatus"] != "Sent":
                     break
                 time.sleep(0.2)
-        assert seen["messageStatus"] == "DeliveryFailed", seen  # ...0002 is EXPIRED
-        assert seen["deliveryErrorCode"] == "EXPIRED"
+        assert seen["messageStatus"] == "DeliveryFailed", seen  # ...0001 is UNDELIV
+        assert seen["deliveryErrorCode"] == "UNDELIV:001"
+        while not sink.mails and time.monotonic() < deadline + 30:
+            time.sleep(0.1)
+        [failure] = sink.mails  # the Delivered one is not mailed about
+        assert failure["Subject"] == "SMS to +4915112340001 not delivered"
+        assert "Code: UNDELIV:001" in failure.get_body(("plain",)).get_content()
         scraped = httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=30).text
         assert 'gatewayd_smpp_link_up{link="simulator",state="bound"} 1.0' in scraped
         assert 'gatewayd_smpp_pdus_total{link="simulator",pdu="submit_sm"} 2.0' in scraped
@@ -108,6 +122,7 @@ def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
         _, err = daemon.communicate(timeout=30)
         sim.send_signal(signal.SIGTERM)
         sim_out, _ = sim.communicate(timeout=30)
+        relay.stop()
     assert daemon.returncode == 0, err
     assert "1 binds, 2 submit_sm, 2 receipts" in sim_out
     trace = gatewayd("trace", message_id, "--config", str(config))
