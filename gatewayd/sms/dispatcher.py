@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import socket
 from collections.abc import Sequence
@@ -178,7 +177,9 @@ class SmsDispatcher:
         self.mailbox = mailbox
         self.settings = settings
         self.links = links
-        self.owner = f"sms@{socket.gethostname()}:{os.getpid()}"
+        # The same across restarts on this host: a new process takes back at once what
+        # its previous life held when it died (see ``_take_back``).
+        self.owner = f"sms@{socket.gethostname()}"
         self._wake = asyncio.Event()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -192,6 +193,7 @@ class SmsDispatcher:
 
     async def run(self) -> None:
         """Lease and send until ``stop``; then wait for the messages in flight."""
+        await self._take_back()
         try:
             while not self.stopping:
                 if not self.links.any_bound:
@@ -223,6 +225,25 @@ class SmsDispatcher:
         finally:
             if self._tasks:
                 await asyncio.wait(set(self._tasks))
+
+    async def _take_back(self) -> None:
+        """SMS this host's previous process held when it stopped without letting go (a
+        crash): due again now, each with an event saying that its parts not recorded
+        as accepted may have reached the SMSC already and will be sent again."""
+        try:
+            held = await self.mailbox.leased_by(self.owner, types=[MessageType.SMS])
+        except (StoreError, SQLAlchemyError, OSError) as exc:
+            log.error("sms.take_back_failed", error=str(exc))
+            return
+        for message in held:
+            reason = ("in flight when the gateway stopped unexpectedly: parts not recorded "
+                      "as accepted are sent again and may reach the phone twice")  # fmt: skip
+            with contextlib.suppress(GatewayError):
+                await self.mailbox.retry_later(
+                    message.id, self.owner, delay=0, reason=reason, detail={"crash": True}
+                )
+        if held:
+            log.warning("sms.taken_back", messages=len(held))
 
     def stop(self) -> None:
         """Lease no more; parts not yet sent go back to the queue."""

@@ -86,6 +86,7 @@ class _Connection(asyncio.Protocol):
         self.sequence = 0
         self.pending: dict[int, asyncio.Future[Pdu]] = {}
         self.submits = 0
+        self.unacked: dict[int, tuple[_Receipt, str, str]] = {}  # receipts sent, not answered
 
     @property
     def receives(self) -> bool:
@@ -97,6 +98,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.smsc.connections.discard(self)
+        # As an SMSC does: receipts the ESME never answered go again on its next bind.
+        self.smsc.requeue(list(self.unacked.values()))
+        self.unacked.clear()
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("the ESME went away"))
@@ -180,6 +184,11 @@ class Smsc:
             return
         self.stats.statuses[request.name] += 1
         if request.is_response:
+            receipt = connection.unacked.pop(request.sequence, None)
+            if receipt is not None and request.status != Status.ROK:  # try again later
+                asyncio.get_running_loop().call_later(
+                    max(self.settings.receipt_delay, 0.05), self.requeue, [receipt]
+                )
             future = connection.pending.get(request.sequence)
             if future is not None and not future.done():
                 future.set_result(request)
@@ -354,7 +363,14 @@ class Smsc:
             if err != "000":
                 tlvs.append(pdu.tlv(Tag.NETWORK_ERROR_CODE, b"\x03" + int(err).to_bytes(2, "big")))
         self.stats.receipts += 1
-        target.send(pdu.encode(Command.DELIVER_SM, target.next_sequence(), fields, tlvs=tlvs))
+        sequence = target.next_sequence()
+        target.unacked[sequence] = (job, stat, err)
+        target.send(pdu.encode(Command.DELIVER_SM, sequence, fields, tlvs=tlvs))
+
+    def requeue(self, receipts: list[tuple[_Receipt, str, str]]) -> None:
+        """Receipts to send again: now on a receiving bind, else when one binds."""
+        for job, stat, err in receipts:
+            self._send_receipt(job, stat, err)
 
     # -- mobile-originated messages ---------------------------------------------------
 
