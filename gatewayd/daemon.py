@@ -110,7 +110,7 @@ class Daemon:
     async def startup(self) -> None:
         self.mailbox = await Mailbox.open(self.settings.mailbox, clock=self.clock)
         metrics.LIVE.mailbox = self.mailbox
-        self.spawn("sweeper", self._sweeper)
+        # In order: SMPP links, fax carrier, dispatchers, sweeper, API, SMTP listeners.
         self.sms = SmsService(self.mailbox, self.settings)
         self.sms.start()
         metrics.LIVE.links = self.sms.links.links
@@ -120,6 +120,7 @@ class Daemon:
         if self.settings.notify.enabled:
             self.notifications = Notifications(self.mailbox, self.settings)
             self.spawn("notifications", self.notifications.run)
+        self.spawn("sweeper", self._sweeper)
         office = find_soffice(self.settings.fax)
         app = create_app(self.mailbox, self.settings, on_queued=self._queued,
                          office=office is not None)  # fmt: skip
