@@ -31,25 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import documents  # noqa: E402
+from tests.shipped_config import shipped_config  # noqa: E402
 from tests.smtp_client import free_port, message, send  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-
-
-def config_for(work: Path, port: int) -> Path:
-    template = (ROOT / "config" / "gatewayd.toml").read_text()
-    config = work / "gatewayd.toml"
-    config.write_text(
-        template.replace('data_dir = "var"', f'data_dir = "{work / "data"}"')
-        .replace('listen = ["127.0.0.1:2525"]', f'listen = ["127.0.0.1:{port}"]')
-        .replace('outbox = "var/fax/outbox"', f'outbox = "{work / "outbox"}"')
-        .replace('results = "var/fax/results"', f'results = "{work / "results"}"')
-        .replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{free_port()}"')
-        .replace('\nformat = "auto"', '\nformat = "json"')
-        .replace('level = "info"', 'level = "warning"')
-        .replace('file = "var/gatewayd.log"', 'file = ""')
-    )
-    return config
 
 
 def ghostscript_seconds(pdf: Path, out: Path) -> float | None:
@@ -76,8 +61,9 @@ def main() -> None:
         work = Path(scratch)
         port = free_port()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        config = shipped_config(work, smtp_port=port, level="warning")
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "gatewayd", "run", "--config", str(config_for(work, port))],
+            [sys.executable, "-m", "gatewayd", "run", "--config", str(config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
         )  # fmt: skip
         try:

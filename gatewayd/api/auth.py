@@ -35,10 +35,6 @@ class Caller:
     account_id: int
     extension_id: int  # the mailbox this request is about
 
-    @property
-    def own(self) -> bool:
-        return self.extension_id == self.user.extension_id
-
 
 @dataclass(slots=True)
 class _Bucket:

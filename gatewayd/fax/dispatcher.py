@@ -64,7 +64,6 @@ class Tracked:
     attempt: int
     ref: str
     kill_at: datetime
-    due: datetime  # when the fax became due (send time or creation): max_age counts from it
     renewed: float  # loop time of the last lease renewal
 
 
@@ -276,13 +275,10 @@ class FaxDispatcher:
         )
 
     def _track(self, message: Message, ref: str, *, kill_at: datetime | None = None) -> None:
-        fax = self.settings.fax
-        due = self._due(message)
-        limit = due + timedelta(seconds=fax.max_age)
+        limit = self._due(message) + timedelta(seconds=self.settings.fax.max_age)
         self.tracked[ref] = Tracked(
-            message.id, message.attempts, ref, kill_at or limit, due,
-            asyncio.get_running_loop().time(),
-        )  # fmt: skip
+            message.id, message.attempts, ref, kill_at or limit, asyncio.get_running_loop().time()
+        )
         self._wake.set()
 
     # -- following jobs at the carrier ------------------------------------------------
@@ -309,26 +305,30 @@ class FaxDispatcher:
             self._carrier_ok()
         now = self.mailbox.clock.now()
         loop_now = asyncio.get_running_loop().time()
+        current = await self.mailbox.get_many([t.message_id for t in self.tracked.values()])
         for ref in refs:
             item = self.tracked.get(ref)
             if item is None:
                 continue
+            message = current.get(item.message_id)
+            if message is None or message.message_status is not MessageStatus.QUEUED:
+                self.tracked.pop(ref, None)  # gone, or finished elsewhere
+                if results.get(ref) is not None:
+                    await self._carrier_call(self.carrier.done(ref))
+                continue
             with bound_message(item.message_id):
                 try:
-                    await self._follow_one(item, results.get(ref), now, loop_now)
+                    await self._follow_one(item, message, results.get(ref), now, loop_now)
                 except LeaseLost:
                     log.warning("fax.lease_lost", message_id=item.message_id)
                     self.tracked.pop(ref, None)
 
     async def _follow_one(
-        self, item: Tracked, result: Result | None, now: datetime, loop_now: float
-    ) -> None:
+        self, item: Tracked, message: Message, result: Result | None, now: datetime,
+        loop_now: float,
+    ) -> None:  # fmt: skip
         if result is not None:
-            await self._finish(item, result)
-            return
-        message = await self.mailbox.get(item.message_id)
-        if message.message_status is not MessageStatus.QUEUED:
-            self.tracked.pop(item.ref, None)  # finished elsewhere
+            await self._finish(item, message, result)
             return
         if message.availability is not Availability.ALIVE:
             await self._carrier_call(self.carrier.cancel(item.ref))
@@ -351,12 +351,8 @@ class FaxDispatcher:
             await self.mailbox.renew_lease(item.message_id, self.owner, lease_for=LEASE_SECONDS)
             item.renewed = loop_now
 
-    async def _finish(self, item: Tracked, result: Result) -> None:
+    async def _finish(self, item: Tracked, message: Message, result: Result) -> None:
         self.tracked.pop(item.ref, None)
-        message = await self.mailbox.get(item.message_id)
-        if message.message_status is not MessageStatus.QUEUED:
-            await self._carrier_call(self.carrier.done(item.ref))
-            return
         if isinstance(result, Sent):
             detail = {"carrier_ref": item.ref, "pages": result.pages, "duration": result.duration}
             await self.mailbox.transition(

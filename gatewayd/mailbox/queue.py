@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gatewayd.errors import LeaseLost
 from gatewayd.logging import get_logger
@@ -42,6 +43,16 @@ def check_lease(row: Row, owner: str | None) -> None:
     """LeaseLost unless ``owner`` (when given) still holds the message."""
     if owner is not None and row["lease_owner"] != owner:
         raise LeaseLost(row["id"], owner)
+
+
+async def _leased_queued(conn: AsyncConnection, message_id: int, owner: str, why: str) -> Row:
+    """The message's row, locked: LeaseLost unless ``owner`` holds it, refused (``why``)
+    unless it is Queued."""
+    row = await message_row(conn, message_id, for_update=True)
+    check_lease(row, owner)
+    if row["message_status"] != MessageStatus.QUEUED.value:
+        refuse(message_id, "messageStatus", row["message_status"], "Queued", why)
+    return row
 
 
 async def lease(
@@ -118,16 +129,7 @@ async def retry_later(
     now = mailbox.clock.now()
     at = now + timedelta(seconds=delay)
     async with mailbox.db.write() as conn:
-        row = await message_row(conn, message_id, for_update=True)
-        check_lease(row, owner)
-        if row["message_status"] != MessageStatus.QUEUED.value:
-            refuse(
-                message_id,
-                "messageStatus",
-                row["message_status"],
-                "Queued",
-                "only a Queued message can be retried",
-            )
+        row = await _leased_queued(conn, message_id, owner, "only a Queued message can be retried")
         await conn.execute(
             sa.update(messages)
             .where(messages.c.id == message_id)
@@ -186,16 +188,7 @@ async def set_carrier(
     committed before anyone relies on it (a restart asks the carrier about this job)."""
     now = mailbox.clock.now()
     async with mailbox.db.write() as conn:
-        row = await message_row(conn, message_id, for_update=True)
-        check_lease(row, owner)
-        if row["message_status"] != MessageStatus.QUEUED.value:
-            refuse(
-                message_id,
-                "messageStatus",
-                row["message_status"],
-                "Queued",
-                "only a Queued message is with a carrier",
-            )
+        await _leased_queued(conn, message_id, owner, "only a Queued message is with a carrier")
         await conn.execute(
             sa.update(messages)
             .where(messages.c.id == message_id)

@@ -34,10 +34,12 @@ from gatewayd.mailbox.rows import (
     event_from_row,
     event_row,
     fetch_message,
+    load_messages,
     message_from_row,
     message_row,
     new_id,
     parts_of,
+    select_messages,
 )
 from gatewayd.mailbox.schema import attachments, message_events, message_parts, messages
 from gatewayd.mailbox.status import move_status, refuse
@@ -280,6 +282,14 @@ class Mailbox:
     async def get(self, message_id: int, *, extension_id: int | None = None) -> Message:
         async with self.db.read() as conn:
             return await fetch_message(conn, message_id, extension_id=extension_id)
+
+    async def get_many(self, message_ids: Collection[int]) -> dict[int, Message]:
+        """The messages of these ids that exist, in one query."""
+        if not message_ids:
+            return {}
+        async with self.db.read() as conn:
+            query = select_messages(conn).where(messages.c.id.in_(sorted(message_ids)))
+            return {m.id: m for m in await load_messages(conn, query)}
 
     async def find(self, query: queries.MessageQuery) -> queries.MessagePage:
         return await queries.list_messages(self, query)

@@ -232,15 +232,8 @@ FIELDS: dict[int, tuple[tuple[str, str, int], ...]] = {
     Command.SUBMIT_SM_RESP: _MESSAGE_ID,
     Command.DELIVER_SM_RESP: _MESSAGE_ID,
     Command.DATA_SM_RESP: _MESSAGE_ID,
-    Command.DATA_SM: (
-        ("service_type", "c", 6),
-        ("source_addr_ton", "b", 0),
-        ("source_addr_npi", "b", 0),
-        ("source_addr", "c", 21),
-        ("dest_addr_ton", "b", 0),
-        ("dest_addr_npi", "b", 0),
-        ("destination_addr", "c", 21),
-        ("esm_class", "b", 0),
+    Command.DATA_SM: (  # submit_sm's addressing and esm_class, then two of its own
+        *_SM_FIELDS[:8],
         ("registered_delivery", "b", 0),
         ("data_coding", "b", 0),
     ),

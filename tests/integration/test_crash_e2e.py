@@ -21,6 +21,7 @@ from gatewayd.mailbox import Mailbox, NewAttachment, NewMessage, Party
 from gatewayd.model import Direction, MessageType
 from tests.conftest import ROOT
 from tests.integration.test_sms_daemon import simulator
+from tests.shipped_config import shipped_config
 from tests.smtp_client import free_port
 
 pytestmark = pytest.mark.slow
@@ -51,22 +52,6 @@ def statuses(data: Path) -> dict[str, int]:
         return dict(db.execute("select message_status, count(*) from messages group by 1"))
 
 
-def config(tmp_path: Path, sim_port: int) -> Path:
-    path = tmp_path / "gatewayd.toml"
-    template = (ROOT / "config" / "gatewayd.toml").read_text()
-    path.write_text(
-        template.replace('data_dir = "var"', f'data_dir = "{tmp_path / "data"}"')
-        .replace('listen = ["127.0.0.1:2525"]', f'listen = ["127.0.0.1:{free_port()}"]')
-        .replace('address = "127.0.0.1:2775"', f'address = "127.0.0.1:{sim_port}"')
-        .replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{free_port()}"')
-        .replace('outbox = "var/fax/outbox"', f'outbox = "{tmp_path / "out"}"')
-        .replace('results = "var/fax/results"', f'results = "{tmp_path / "res"}"')
-        .replace('\nformat = "auto"', '\nformat = "json"')
-        .replace('file = "var/gatewayd.log"', 'file = ""')
-    )
-    return path
-
-
 def start(path: Path, log: Path) -> subprocess.Popen[str]:
     """``gatewayd run`` with its log lines going to a file (a pipe nobody reads fills up
     under load), once it says it has started."""
@@ -95,7 +80,7 @@ def test_a_killed_gateway_loses_nothing_and_marks_what_it_may_repeat(tmp_path: P
     queue_sms(data)
     sim_port = free_port()
     sim = simulator(sim_port)
-    path = config(tmp_path, sim_port)
+    path = shipped_config(tmp_path, sim_port=sim_port)
     try:
         log = tmp_path / "daemon.log"
         log.touch()
@@ -141,7 +126,7 @@ def test_sigterm_under_load_drains_and_leaves_nothing_leased(tmp_path: Path) -> 
     try:
         log = tmp_path / "daemon.log"
         log.touch()
-        daemon = start(config(tmp_path, sim_port), log)
+        daemon = start(shipped_config(tmp_path, sim_port=sim_port), log)
         until(lambda: statuses(data).get("Queued", TOTAL) < TOTAL * 0.8, within=60)
         stopping = time.monotonic()
         daemon.send_signal(signal.SIGTERM)

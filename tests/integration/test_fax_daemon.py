@@ -12,10 +12,11 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 from tests import documents
-from tests.conftest import ROOT, gatewayd
+from tests.conftest import gatewayd
 from tests.faxcheck import assert_fax
 from tests.integration.test_daemon import start, wait_for
 from tests.integration.test_notify import Sink
+from tests.shipped_config import shipped_config
 from tests.smtp_client import free_port, message, send
 
 
@@ -24,23 +25,9 @@ def test_an_email_with_a_pdf_becomes_a_sent_fax(tmp_path: Path) -> None:
     sink = Sink()
     relay = Controller(sink, hostname="127.0.0.1", port=relay_port)
     relay.start()
-    outbox, results = tmp_path / "outbox", tmp_path / "results"
-    config = tmp_path / "gatewayd.toml"
-    template = (ROOT / "config" / "gatewayd.toml").read_text()
-    config.write_text(
-        template.replace('data_dir = "var"', f'data_dir = "{tmp_path / "data"}"')
-        .replace('listen = ["127.0.0.1:2525"]', f'listen = ["127.0.0.1:{smtp_port}"]')
-        .replace('outbox = "var/fax/outbox"', f'outbox = "{outbox}"')
-        .replace('results = "var/fax/results"', f'results = "{results}"')
-        .replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{free_port()}"')
-        .replace('\nformat = "auto"', '\nformat = "json"')
-        .replace('file = "var/gatewayd.log"', f'file = "{tmp_path / "gatewayd.log"}"')
-        .replace(
-            "[notify]\n# Result emails to senders (fax results, SMS failures) through a relay.\n"
-            'enabled = false\nrelay = "127.0.0.1:25"',
-            f'[notify]\nenabled = true\nrelay = "127.0.0.1:{relay_port}"',
-        )
-    )
+    outbox, results = tmp_path / "outbox", tmp_path / "results"  # as shipped_config puts them
+    config = shipped_config(tmp_path, smtp_port=smtp_port, relay_port=relay_port,
+                            log_file=tmp_path / "gatewayd.log")  # fmt: skip
     daemon = start(config)
     try:
         wait_for(daemon, "daemon.started")

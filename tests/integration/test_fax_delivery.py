@@ -33,6 +33,7 @@ from gatewayd.render.job import Renderer
 from tests import documents
 from tests.conftest import ACCOUNT, EXTENSION, fax
 from tests.faxcheck import assert_fax
+from tests.integration.test_smpp import wait_until
 
 USER = User(("alice@example.com",), ACCOUNT, EXTENSION, "101", "Alice Example",
             fax_number="+4930123457")  # fmt: skip
@@ -70,14 +71,7 @@ async def running(
 
 
 async def until(check: Callable[[], Any], within: float = 30.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out waiting")
-        await asyncio.sleep(0.02)
+    return await wait_until(check, within)
 
 
 async def queue_fax(mailbox: Mailbox, pages: int = 2, **more: Any) -> int:
@@ -186,7 +180,7 @@ async def test_busy_lines_are_retried_later_then_given_up(
                 message = await mailbox.get(message_id)
                 return message if message.carrier_ref is None and not message.lease_owner else None
 
-            waiting = await back_in_queue_or_fail(back_in_queue)
+            waiting = await until(back_in_queue)
             assert waiting.message_status is MessageStatus.QUEUED
             assert waiting.next_attempt_at == clock.now() + timedelta(seconds=delay)
             await asyncio.sleep(0.3)  # not due: nothing new is written
@@ -202,10 +196,6 @@ async def test_busy_lines_are_retried_later_then_given_up(
     assert failed.attempts == 3
     rendered = [e for e in await mailbox.events(message_id) if e.kind == "rendered"]
     assert len(rendered) == 1  # rendered once, sent three times
-
-
-async def back_in_queue_or_fail(check: Callable[[], Any]) -> Message:
-    return await until(check)  # type: ignore[no-any-return]
 
 
 async def test_a_scheduled_fax_waits_for_its_time(

@@ -19,6 +19,7 @@ from gatewayd.credentials import hash_token
 from tests.conftest import ROOT, gatewayd
 from tests.integration.test_daemon import start, wait_for
 from tests.integration.test_notify import Sink
+from tests.shipped_config import shipped_config
 from tests.smtp_client import free_port, message, send
 
 TOKEN = "api-token-for-alice"
@@ -53,21 +54,10 @@ def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
     sink = Sink()
     relay = Controller(sink, hostname="127.0.0.1", port=relay_port)
     relay.start()
-    config = tmp_path / "gatewayd.toml"
-    template = (ROOT / "config" / "gatewayd.toml").read_text()
-    config.write_text(
-        template.replace('data_dir = "var"', f'data_dir = "{tmp_path / "data"}"')
-        .replace('listen = ["127.0.0.1:2525"]', f'listen = ["127.0.0.1:{smtp_port}"]')
-        .replace('address = "127.0.0.1:2775"', f'address = "127.0.0.1:{sim_port}"')
-        .replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{api_port}"')
-        .replace('\nformat = "auto"', '\nformat = "json"')
-        .replace('file = "var/gatewayd.log"', f'file = "{tmp_path / "gatewayd.log"}"')
-        .replace('api_token_hash = ""', f'api_token_hash = "{hash_token(TOKEN)}"')
-        .replace(
-            'enabled = false\nrelay = "127.0.0.1:25"',
-            f'enabled = true\nrelay = "127.0.0.1:{relay_port}"',
-        )
-    )
+    config = shipped_config(
+        tmp_path, smtp_port=smtp_port, api_port=api_port, sim_port=sim_port,
+        relay_port=relay_port, token_hash=hash_token(TOKEN), log_file=tmp_path / "gatewayd.log",
+    )  # fmt: skip
     sim = simulator(sim_port)
     daemon = start(config)
     try:
