@@ -277,6 +277,11 @@ class Mailbox:
             "origin": new.origin,
         }
 
+    @staticmethod
+    def new_conversation_id() -> int:
+        """A fresh id for a new thread (a pager message and its copies share one)."""
+        return new_id()
+
     # -- reading ----------------------------------------------------------------------
 
     async def get(self, message_id: int, *, extension_id: int | None = None) -> Message:

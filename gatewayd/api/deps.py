@@ -1,0 +1,58 @@
+"""What every API handler is given: the daemon's parts (``Context``) and the caller.
+
+The app keeps one ``Context`` in ``app.state.context``; handlers at module level take
+it, and the authenticated ``Caller`` for their rate-limit group, as FastAPI
+dependencies (``Depends``), so nothing is a closure over the daemon's objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+
+from gatewayd.api.auth import Authenticator, Caller
+from gatewayd.config.settings import Settings
+from gatewayd.mailbox import Mailbox, Message
+
+
+def _nothing(_messages: Sequence[Message]) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Context:
+    """The parts the API works with, built by the daemon (or a test)."""
+
+    mailbox: Mailbox
+    auth: Authenticator
+    office: bool = False
+    # Called with new Queued messages once committed (the daemon wakes its dispatchers).
+    on_queued: Callable[[Sequence[Message]], None] = field(default=_nothing)
+
+    @property
+    def settings(self) -> Settings:
+        return self.auth.settings
+
+
+def context(request: Request) -> Context:
+    found: Context = request.app.state.context
+    return found
+
+
+def _caller(group: str, *, write: bool) -> Callable[[Request, Response, str, str], Caller]:
+    def dependency(
+        request: Request, response: Response, accountId: str, extensionId: str
+    ) -> Caller:
+        auth = context(request).auth
+        return auth.caller(request, response, accountId, extensionId, group, write=write)
+
+    return dependency
+
+
+Ctx = Annotated[Context, Depends(context)]
+LightReader = Annotated[Caller, Depends(_caller("Light", write=False))]
+MediumWriter = Annotated[Caller, Depends(_caller("Medium", write=True))]
+HeavyWriter = Annotated[Caller, Depends(_caller("Heavy", write=True))]
