@@ -40,7 +40,7 @@ from gatewayd.mailbox import (  # noqa: E402
     NewMessage,
     Party,
 )
-from gatewayd.mailbox.schema import messages  # noqa: E402
+from gatewayd.mailbox._schema import messages  # noqa: E402
 from gatewayd.model import (  # noqa: E402
     AttachmentType,
     Availability,
@@ -103,7 +103,7 @@ async def populate(box: Mailbox, total: int, extensions: int) -> float:
     # Population only: give most outbound messages a final status, read half the inbound
     # ones and delete 5 %, leaving the newest QUEUED outbound SMS and faxes Queued.
     c = messages.c
-    async with box.db.write() as conn:
+    async with box._db.write() as conn:
         queued_ids = sa.select(c.id).where(c.message_status == "Queued").order_by(
             c.creation_time.desc()).limit(QUEUED)  # fmt: skip
         await conn.execute(sa.update(messages).where(c.message_status == "Queued",
@@ -127,7 +127,7 @@ def percentile(samples: list[float], p: float) -> float:
 async def time_queries(box: Mailbox, extensions: int, rounds: int) -> list[dict[str, Any]]:
     rng = random.Random(11)
     conversations: dict[int, int] = {}
-    async with box.db.read() as conn:
+    async with box._db.read() as conn:
         for ext, conv in await conn.execute(
             sa.select(messages.c.extension_id, sa.func.max(messages.c.conversation_id))
             .where(messages.c.type == "SMS").group_by(messages.c.extension_id)):  # fmt: skip

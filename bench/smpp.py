@@ -39,7 +39,7 @@ from gatewayd.config.settings import (  # noqa: E402
 )
 from gatewayd.logging import configure_logging  # noqa: E402
 from gatewayd.mailbox import Mailbox, NewAttachment, NewMessage, Party  # noqa: E402
-from gatewayd.mailbox.schema import message_parts, messages  # noqa: E402
+from gatewayd.mailbox._schema import message_parts, messages  # noqa: E402
 from gatewayd.model import Direction, MessageType  # noqa: E402
 from gatewayd.sms.service import SmsService  # noqa: E402
 from tests.smtp_client import free_port  # noqa: E402
@@ -94,7 +94,7 @@ async def run(
         if smpp.counts["deliver_sm"] < total_parts:
             last_receipt = now
         if smpp.counts["deliver_sm"] >= total_parts:
-            async with mailbox.db.read() as conn:
+            async with mailbox._db.read() as conn:
                 status = messages.c.message_status
                 open_ = await conn.scalar(
                     sa.select(sa.func.count()).where(status.in_(["Queued", "Sent"]))
@@ -111,7 +111,7 @@ async def run(
     await service.close()
     sim.terminate()
     sim_said = (await asyncio.to_thread(sim.communicate, timeout=30))[0].strip().splitlines()
-    async with mailbox.db.read() as conn:
+    async with mailbox._db.read() as conn:
         status = messages.c.message_status
         by_status = dict((await conn.execute(
             sa.select(status, sa.func.count()).group_by(status)

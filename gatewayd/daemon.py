@@ -19,10 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from gatewayd import __version__, metrics
+from gatewayd import __version__
 from gatewayd.api.app import ApiServer, create_app
+from gatewayd.api.auth import Authenticator
+from gatewayd.api.deps import Context
 from gatewayd.clock import Clock, SystemClock
 from gatewayd.config.loader import load_config
 from gatewayd.config.settings import Settings
@@ -32,6 +32,7 @@ from gatewayd.ingress.handler import IngressHandler
 from gatewayd.ingress.server import SmtpListeners
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import Mailbox, Message
+from gatewayd.metrics import Metrics
 from gatewayd.model import MessageType
 from gatewayd.notify import Notifications
 from gatewayd.render.office import find_soffice
@@ -73,6 +74,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._signals = 0
         self.notifier = Notifier()
+        self.metrics = Metrics()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -109,26 +111,28 @@ class Daemon:
 
     async def startup(self) -> None:
         self.mailbox = await Mailbox.open(self.settings.mailbox, clock=self.clock)
-        metrics.LIVE.mailbox = self.mailbox
+        self.metrics.watch(mailbox=self.mailbox)
         # In order: SMPP links, fax carrier, dispatchers, sweeper, API, SMTP listeners.
         self.sms = SmsService(self.mailbox, self.settings)
         self.sms.start()
-        metrics.LIVE.links = self.sms.links.links
+        self.metrics.watch(links=self.sms.links.links)
         self.spawn("sms-dispatcher", self.sms.dispatcher.run)
-        self.fax = FaxService(self.mailbox, self.settings)
+        self.fax = FaxService(
+            self.mailbox, self.settings, observe_render=self.metrics.render_seconds.observe
+        )
         self.spawn("fax-dispatcher", self.fax.dispatcher.run)
         if self.settings.notify.enabled:
             self.notifications = Notifications(self.mailbox, self.settings)
             self.spawn("notifications", self.notifications.run)
         self.spawn("sweeper", self._sweeper)
-        office = find_soffice(self.settings.fax)
-        app = create_app(self.mailbox, self.settings, on_queued=self._queued,
-                         office=office is not None)  # fmt: skip
-        self.api = ApiServer(app, self.settings)
+        office = find_soffice(self.settings.fax) is not None
+        context = Context(
+            self.mailbox, Authenticator(self.settings), office=office, on_queued=self._queued
+        )
+        self.api = ApiServer(create_app(context, self.metrics), self.settings)
         await self.api.start()
-        handler = IngressHandler(self.settings, self.mailbox, office=office is not None)
-        handler.on_queued = self._queued
-        self.smtp = SmtpListeners(self.settings, handler)
+        handler = IngressHandler(self.settings, self.mailbox, office=office, on_queued=self._queued)
+        self.smtp = SmtpListeners(self.settings, handler, self.metrics)
         await self.smtp.start()
 
     def _queued(self, messages: Sequence[Message]) -> None:
@@ -176,25 +180,23 @@ class Daemon:
             log=replace(old.log, level=new.log.level),
         )
         restart = [
-            name for name in ("mailbox", "smtp", "sms", "fax", "api", "notify")
+            name
+            for name in ("mailbox", "smtp", "sms", "fax", "api", "notify")
             if getattr(new, name) != getattr(merged, name)
-        ]  # fmt: skip
+        ]
         self.settings = merged
-        if self.smtp is not None:
-            self.smtp.settings = merged
-            self.smtp.handler.settings = merged
-        if self.sms is not None:
-            self.sms.inbound.settings = merged
-            self.sms.dispatcher.settings = merged
-        if self.fax is not None:
-            self.fax.dispatcher.settings = merged
+        for part in (self.smtp, self.sms, self.fax, self.notifications):
+            if part is not None:
+                part.reload(merged)
         if self.api is not None:
             self.api.auth.reload(merged)
-        if self.notifications is not None:
-            self.notifications.settings = merged
         logging.getLogger().setLevel(merged.log.level.upper())
-        log.info("daemon.reloaded", users=len(merged.users), level=merged.log.level,
-                 needs_restart=restart)  # fmt: skip
+        log.info(
+            "daemon.reloaded",
+            users=len(merged.users),
+            level=merged.log.level,
+            needs_restart=restart,
+        )
         self.notifier.send("READY=1", f"STATUS={self._status()}")
 
     def _status(self) -> str:
@@ -267,7 +269,7 @@ class Daemon:
             orphans = time.monotonic() >= next_orphan_scan
             try:
                 await self.mailbox.sweep(orphans=orphans)
-            except (GatewayError, SQLAlchemyError, OSError) as exc:
+            except GatewayError as exc:
                 log.error("mailbox.sweep_failed", error=str(exc))
             else:
                 if orphans:

@@ -9,20 +9,35 @@ The whole tree::
     │   ├── MessageNotFound      no message (or attachment) with that id in that mailbox
     │   ├── InvalidTransition    a status, availability or part change the machine refuses
     │   ├── LeaseLost            a worker acted on a message whose lease it no longer holds
-    │   └── BlobError            attachment bytes missing or unreadable on disk
+    │   ├── BlobError            attachment bytes missing or unreadable
+    │   ├── StoreUnavailable     the database cannot be reached or is out of room now;
+    │   │                        the same call may succeed later
+    │   └── StoreConflict        a write collided with a row already there (a unique key)
     ├── StartupError             the daemon could not start (port in use, database unreachable)
     ├── RejectedMessage          ingress refuses a mail; carries the SMTP reply to send
-    └── RenderError              a document cannot become fax pages; the message says why,
-                                 ``fax_error_code`` says how the mailbox records it
+    ├── RenderError              a document cannot become fax pages; the message says why,
+    │                            ``fax_error_code`` says how the mailbox records it
+    ├── CarrierError             a fax carrier failed us; ``reason`` says how
+    │   ├── CarrierUnavailable   it cannot be reached or failed for now: try again later
+    │   └── CarrierRefused       it refuses us (login, permissions): an operator must act
+    └── LinkError                an SMPP link failed us
+        ├── LinkDown             not bound, or went down while a request waited
+        │   └── ResponseTimeout  no answer within response_timeout
+        └── BindRefused          the SMSC refused the bind; ``status`` is its command_status
 
-Later domains add their own branches (CarrierError).
-Third-party exceptions are translated where they are caught (``raise X(...) from exc``)
-and never cross a domain boundary untranslated.
+The database's own exceptions (SQLAlchemy's, the drivers') are translated into
+StoreError where the mailbox touches the database (mailbox/_database.py), and never
+leave the mailbox. Other third-party exceptions are translated where they are caught
+(``raise X(...) from exc``) and never cross a domain boundary untranslated. Pure
+helpers raise ValueError subclasses of their own (a bad number, an undecodable PDU),
+which their callers turn into a refusal or one of the above.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from gatewayd.model import FaxErrorCode
 
 
 class GatewayError(Exception):
@@ -76,6 +91,15 @@ class BlobError(StoreError):
     """Attachment bytes could not be written or read."""
 
 
+class StoreUnavailable(StoreError):
+    """The database could not be reached, or could not take the write now (a lost
+    connection, a locked or full database); the same call may succeed later."""
+
+
+class StoreConflict(StoreError):
+    """A write collided with a row already there (a unique key)."""
+
+
 class StartupError(GatewayError):
     """The daemon could not start; the message says which part failed."""
 
@@ -92,7 +116,41 @@ class RejectedMessage(GatewayError):
 class RenderError(GatewayError):
     """A document cannot be turned into fax pages."""
 
-    def __init__(self, reason: str, *, fax_error_code: str = "RenderingFailed") -> None:
+    def __init__(
+        self, reason: str, *, fax_error_code: FaxErrorCode = FaxErrorCode.RENDERING_FAILED
+    ) -> None:
         self.reason = reason
         self.fax_error_code = fax_error_code
         super().__init__(reason)
+
+
+class CarrierError(GatewayError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.reason = message
+
+
+class CarrierUnavailable(CarrierError):
+    """The carrier cannot be reached or failed for now; try again later."""
+
+
+class CarrierRefused(CarrierError):
+    """The carrier refuses us (login, permissions): an operator must act."""
+
+
+class LinkError(GatewayError):
+    """An SMPP link failed us."""
+
+
+class LinkDown(LinkError):
+    """The link is not bound, or went down while a request waited for its answer."""
+
+
+class ResponseTimeout(LinkDown):
+    """No response within response_timeout."""
+
+
+class BindRefused(LinkError):
+    def __init__(self, status: int, status_name: str) -> None:
+        super().__init__(f"the SMSC refused the bind: {status_name}")
+        self.status = status

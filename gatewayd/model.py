@@ -182,10 +182,6 @@ def check_transition(
         )
 
 
-def is_final(message_type: MessageType, status: MessageStatus) -> bool:
-    return not any(frm == status for frm, _ in STATUS_TRANSITIONS[message_type])
-
-
 def status_path(
     message_type: MessageType, current: MessageStatus, target: MessageStatus
 ) -> list[MessageStatus] | None:

@@ -23,22 +23,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
+from pathlib import Path
 
 import aiosmtplib
-import sqlalchemy as sa
 from PIL import Image
 
 from gatewayd.config.settings import NotifySettings, Settings
-from gatewayd.errors import MessageNotFound
+from gatewayd.errors import BlobError, MessageNotFound, StoreError
 from gatewayd.logging import bound_message, get_logger
-from gatewayd.mailbox import Mailbox, Message
-from gatewayd.mailbox.schema import message_events, messages, notifications, notify_cursor
+from gatewayd.mailbox import Mailbox, Message, NotificationDue, StatusEvent
 from gatewayd.model import AttachmentType, Direction, MessageStatus, MessageType
+from gatewayd.worker import backoff
 
 log = get_logger("gatewayd.notify")
 
@@ -51,25 +49,15 @@ SETTLE = timedelta(seconds=2)
 SEND_TIMEOUT = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class Due:
-    id: int
-    message_id: int
-    kind: str
-    recipient: str
-    attempts: int
-
-
-def kind_of(message_type: str, direction: str, status: str) -> str | None:
-    outbound_fax = message_type == MessageType.FAX and direction == Direction.OUTBOUND
+def kind_of(message_type: MessageType, direction: Direction, status: MessageStatus) -> str | None:
+    outbound_fax = message_type is MessageType.FAX and direction is Direction.OUTBOUND
     if outbound_fax and status in (MessageStatus.SENT, MessageStatus.SENDING_FAILED):
         return "fax_result"
-    if message_type == MessageType.SMS:
-        if direction == Direction.OUTBOUND and status in (
-            MessageStatus.SENDING_FAILED, MessageStatus.DELIVERY_FAILED,
-        ):  # fmt: skip
+    if message_type is MessageType.SMS:
+        failed = (MessageStatus.SENDING_FAILED, MessageStatus.DELIVERY_FAILED)
+        if direction is Direction.OUTBOUND and status in failed:
             return "sms_failure"
-        if direction == Direction.INBOUND and status == MessageStatus.RECEIVED:
+        if direction is Direction.INBOUND and status is MessageStatus.RECEIVED:
             return "inbound_sms"
     return None
 
@@ -80,6 +68,10 @@ class Notifications:
         self.settings = settings
         self._stopped = asyncio.Event()
 
+    def reload(self, settings: Settings) -> None:
+        """New users and their choices (SIGHUP)."""
+        self.settings = settings
+
     def stop(self) -> None:
         self._stopped.set()
 
@@ -88,7 +80,7 @@ class Notifications:
             try:
                 await self.collect()
                 await self.send_due()
-            except (OSError, sa.exc.SQLAlchemyError) as exc:
+            except StoreError as exc:
                 log.error("notify.failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), POLL)
@@ -97,42 +89,15 @@ class Notifications:
 
     async def collect(self) -> int:
         """New events → notification rows; returns how many rows were added."""
-        added = 0
-        async with self.mailbox.db.write() as conn:
-            cursor = await conn.scalar(sa.select(notify_cursor.c.last_event_id))
-            if cursor is None:
-                newest = await conn.scalar(sa.select(sa.func.max(message_events.c.id))) or 0
-                await conn.execute(notify_cursor.insert().values(id=1, last_event_id=newest))
-                return 0
-            e, m = message_events.c, messages.c
-            now = self.mailbox.clock.now()
-            settled = now - SETTLE  # an event id taken by a transaction not yet committed
-            rows = (await conn.execute(
-                sa.select(e.id, e.message_id, e.to_value, m.type, m.direction, m.extension_id,
-                          m.sender_email)
-                .select_from(message_events.join(messages, messages.c.id == e.message_id))
-                .where(e.id > cursor, e.kind == "status", e.at <= settled)
-                .order_by(e.id).limit(BATCH)
-            )).all()  # fmt: skip
-            for row in rows:
-                kind = kind_of(row.type, row.direction, row.to_value or "")
-                if kind is None or not self._wanted(kind, row.extension_id):
-                    continue
-                recipient = self._recipient(kind, row.extension_id, row.sender_email)
-                if not recipient:
-                    continue
-                exists = await conn.scalar(sa.select(notifications.c.id).where(
-                    notifications.c.message_id == row.message_id,
-                    notifications.c.kind == kind))  # fmt: skip
-                if exists is not None:
-                    continue
-                await conn.execute(notifications.insert().values(
-                    message_id=row.message_id, kind=kind, recipient=recipient, state="pending",
-                    attempts=0, next_attempt_at=now, created_at=now))  # fmt: skip
-                added += 1
-            if rows:
-                await conn.execute(sa.update(notify_cursor).values(last_event_id=rows[-1].id))
-        return added
+        return await self.mailbox.collect_notifications(self.decide, settle=SETTLE, batch=BATCH)
+
+    def decide(self, event: StatusEvent) -> tuple[str, str] | None:
+        """The kind of email a status change deserves, and its recipient; None: none."""
+        kind = kind_of(event.type, event.direction, event.status)
+        if kind is None or not self._wanted(kind, event.extension_id):
+            return None
+        recipient = self._recipient(kind, event.extension_id, event.sender_email)
+        return (kind, recipient) if recipient else None
 
     def _wanted(self, kind: str, extension_id: int) -> bool:
         notify: NotifySettings = self.settings.notify
@@ -152,70 +117,74 @@ class Notifications:
     # -- telling ---------------------------------------------------------------------
 
     async def send_due(self) -> int:
-        now = self.mailbox.clock.now()
-        n = notifications.c
-        async with self.mailbox.db.read() as conn:
-            due = [Due(r.id, r.message_id, r.kind, r.recipient, r.attempts) for r in (
-                await conn.execute(sa.select(n.id, n.message_id, n.kind, n.recipient,
-                                             n.attempts, n.created_at)
-                                   .where(n.state == "pending", n.next_attempt_at <= now)
-                                   .order_by(n.next_attempt_at).limit(100))).all()]  # fmt: skip
+        due = await self.mailbox.notifications_due(limit=100)
         sent = 0
         for item in due:
             with bound_message(item.message_id):
                 sent += await self._send_one(item)
         return sent
 
-    async def _send_one(self, item: Due) -> int:
+    async def _send_one(self, item: NotificationDue) -> int:
         now = self.mailbox.clock.now()
         try:
             message = await self.mailbox.get(item.message_id)
             email = await self.compose(item, message)
             await self._deliver(email)
         except MessageNotFound:
-            await self._mark(item.id, state="failed", last_error="the message is gone")
+            await self.mailbox.mark_notification(
+                item.id, state="failed", last_error="the message is gone"
+            )
             return 0
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             attempts = item.attempts + 1
-            created = await self._created(item.id)
-            if created is not None and now - created > GIVE_UP_AFTER:
-                await self._mark(item.id, state="failed", attempts=attempts, last_error=str(exc))
-                log.error("notify.given_up", message_id=item.message_id, kind=item.kind,
-                          to=item.recipient, error=str(exc))  # fmt: skip
+            if now - item.created_at > GIVE_UP_AFTER:
+                await self.mailbox.mark_notification(
+                    item.id, state="failed", attempts=attempts, last_error=str(exc)
+                )
+                log.error(
+                    "notify.given_up",
+                    message_id=item.message_id,
+                    kind=item.kind,
+                    to=item.recipient,
+                    error=str(exc),
+                )
                 return 0
-            delay = min(FIRST_RETRY * 2 ** (attempts - 1), MAX_RETRY)
-            await self._mark(item.id, attempts=attempts, last_error=str(exc),
-                             next_attempt_at=now + timedelta(seconds=delay))  # fmt: skip
-            log.warning("notify.retry", message_id=item.message_id, kind=item.kind,
-                        attempt=attempts, retry_in=delay, error=str(exc))  # fmt: skip
+            delay = backoff(FIRST_RETRY, attempts, cap=MAX_RETRY)
+            await self.mailbox.mark_notification(
+                item.id,
+                attempts=attempts,
+                last_error=str(exc),
+                next_attempt_at=now + timedelta(seconds=delay),
+            )
+            log.warning(
+                "notify.retry",
+                message_id=item.message_id,
+                kind=item.kind,
+                attempt=attempts,
+                retry_in=delay,
+                error=str(exc),
+            )
             return 0
-        await self._mark(item.id, state="sent", attempts=item.attempts + 1, sent_at=now)
+        await self.mailbox.mark_notification(
+            item.id, state="sent", attempts=item.attempts + 1, sent_at=now
+        )
         log.info("notify.sent", message_id=item.message_id, kind=item.kind, to=item.recipient)
         return 1
-
-    async def _created(self, notification_id: int) -> Any:
-        async with self.mailbox.db.read() as conn:
-            return await conn.scalar(
-                sa.select(notifications.c.created_at).where(notifications.c.id == notification_id)
-            )
-
-    async def _mark(self, notification_id: int, **values: Any) -> None:
-        async with self.mailbox.db.write() as conn:
-            await conn.execute(
-                sa.update(notifications).where(notifications.c.id == notification_id)
-                .values(**values)
-            )  # fmt: skip
 
     async def _deliver(self, email: EmailMessage) -> None:
         notify = self.settings.notify
         await aiosmtplib.send(
-            email, hostname=notify.relay.host, port=notify.relay.port,
-            username=notify.username or None, password=notify.password or None,
-            start_tls=notify.security == "starttls", use_tls=notify.security == "tls",
+            email,
+            hostname=notify.relay.host,
+            port=notify.relay.port,
+            username=notify.username or None,
+            password=notify.password or None,
+            start_tls=notify.security == "starttls",
+            use_tls=notify.security == "tls",
             timeout=SEND_TIMEOUT,
-        )  # fmt: skip
+        )
 
-    async def compose(self, item: Due, message: Message) -> EmailMessage:
+    async def compose(self, item: NotificationDue, message: Message) -> EmailMessage:
         email = EmailMessage()
         email["From"] = self.settings.notify.from_address
         email["To"] = item.recipient
@@ -262,10 +231,11 @@ class Notifications:
                 + f"\nMessage {message.id}, {when}.\n"
             )
         if self.settings.notify.attach_fax:
-            pdf = await asyncio.to_thread(self._as_pdf, message)
+            pdf = await self._as_pdf(message)
             if pdf is not None:
-                email.add_attachment(pdf, maintype="application", subtype="pdf",
-                                     filename=f"fax-{message.id}.pdf")  # fmt: skip
+                email.add_attachment(
+                    pdf, maintype="application", subtype="pdf", filename=f"fax-{message.id}.pdf"
+                )
 
     async def _duration(self, message_id: int) -> float | None:
         events = await self.mailbox.events(message_id)
@@ -275,16 +245,30 @@ class Notifications:
                 return float(value) if isinstance(value, int | float) else None
         return None
 
-    def _as_pdf(self, message: Message) -> bytes | None:
-        tiff = next((a for a in message.attachments
-                     if a.type is AttachmentType.RENDERED_DOCUMENT and a.sha256), None)  # fmt: skip
-        if tiff is None or tiff.sha256 is None or not self.mailbox.blobs.exists(tiff.sha256):
+    async def _as_pdf(self, message: Message) -> bytes | None:
+        tiff = next(
+            (
+                a
+                for a in message.attachments
+                if a.type is AttachmentType.RENDERED_DOCUMENT and a.sha256
+            ),
+            None,
+        )
+        if tiff is None or tiff.sha256 is None:
             return None
-        with Image.open(self.mailbox.blobs.path(tiff.sha256)) as image:
-            pages = []
-            for index in range(getattr(image, "n_frames", 1)):
-                image.seek(index)
-                pages.append(image.convert("1").copy())
-        out = io.BytesIO()
-        pages[0].save(out, format="PDF", save_all=True, append_images=pages[1:], resolution=204)
-        return out.getvalue()
+        try:
+            async with self.mailbox.blob_file(tiff.sha256) as path:
+                return await asyncio.to_thread(_tiff_to_pdf, path)
+        except BlobError:
+            return None
+
+
+def _tiff_to_pdf(path: Path) -> bytes:
+    with Image.open(path) as image:
+        pages = []
+        for index in range(getattr(image, "n_frames", 1)):
+            image.seek(index)
+            pages.append(image.convert("1").copy())
+    out = io.BytesIO()
+    pages[0].save(out, format="PDF", save_all=True, append_images=pages[1:], resolution=204)
+    return out.getvalue()

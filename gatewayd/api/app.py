@@ -1,7 +1,8 @@
 """The HTTP API: a FastAPI app over the mailbox, served by uvicorn in the daemon's loop.
 
-``create_app`` builds the app; ``ApiServer`` serves it on ``[api] listen`` (TLS when
-``tls_cert`` and ``tls_key`` are set) and stops it within the daemon's grace.
+``create_app`` builds the app from the parts the daemon made (``Context``, and the
+``Metrics`` it serves at /metrics); ``ApiServer`` serves it on ``[api] listen`` (TLS
+when ``tls_cert`` and ``tls_key`` are set) and stops it within the daemon's grace.
 """
 
 from __future__ import annotations
@@ -10,22 +11,23 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gatewayd import __version__, metrics
+from gatewayd import __version__
 from gatewayd.api import send, store
 from gatewayd.api.auth import Authenticator
-from gatewayd.api.errors import FastJSON, error_body, install
+from gatewayd.api.deps import Context
+from gatewayd.api.errors import ErrorCode, FastJSON, error_body, install
 from gatewayd.api.models import ERRORS
 from gatewayd.config.settings import Settings
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import Mailbox, Message
+from gatewayd.metrics import Metrics
 
 log = get_logger("gatewayd.api")
 
@@ -71,20 +73,21 @@ class _TooLarge(Exception):
 
 
 async def _too_large(send_: Send, limit: int) -> None:
-    body = json.dumps(error_body("CMN-104", f"The request body is larger than {limit} bytes"))
-    await send_({"type": "http.response.start", "status": 413,
-                 "headers": [(b"content-type", b"application/json"),
-                             (b"content-length", str(len(body)).encode())]})  # fmt: skip
-    await send_({"type": "http.response.body", "body": body.encode()})
+    body = json.dumps(
+        error_body(ErrorCode.TOO_LARGE, f"The request body is larger than {limit} bytes")
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send_({"type": "http.response.start", "status": 413, "headers": headers})
+    await send_({"type": "http.response.body", "body": body})
 
 
-def create_app(
-    mailbox: Mailbox,
-    settings: Settings,
-    *,
-    on_queued: Callable[[Sequence[Message]], None] = lambda _: None,
-    office: bool = False,
-) -> FastAPI:
+async def prometheus(request: Request) -> Response:
+    """Prometheus text format; no token (the API listens on loopback by default)."""
+    metrics: Metrics = request.app.state.metrics
+    return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(context: Context, metrics: Metrics | None = None) -> FastAPI:
     app = FastAPI(
         default_response_class=FastJSON,
         title="gatewayd message store",
@@ -95,15 +98,13 @@ def create_app(
         responses=ERRORS,  # type: ignore[arg-type]
     )
     install(app)
-    auth = Authenticator(settings)
-    app.include_router(store.router(mailbox, auth))
-    app.include_router(send.router(mailbox, auth, on_queued, office=office))
-    app.state.auth = auth
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
-        """Prometheus text format; no token (the API listens on loopback by default)."""
-        return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    app.state.context = context
+    app.state.metrics = metrics or Metrics()
+    app.include_router(store.router)
+    app.include_router(
+        send.router(context.mailbox, context.auth, context.on_queued, office=context.office)
+    )
+    app.add_api_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -132,13 +133,21 @@ class ApiServer:
         api = settings.api
         self.host, self.port = api.listen.host, api.listen.port
         config = uvicorn.Config(
-            app, host=self.host, port=self.port, lifespan="off", log_config=None, http="httptools",
-            access_log=False, server_header=False, proxy_headers=False,
+            app,
+            host=self.host,
+            port=self.port,
+            lifespan="off",
+            log_config=None,
+            http="httptools",
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
             ssl_certfile=str(api.tls_cert) if api.tls_cert else None,
             ssl_keyfile=str(api.tls_key) if api.tls_key else None,
-        )  # fmt: skip
+        )
         self.server = _EmbeddedServer(config)
-        self.auth: Authenticator = app.state.auth
+        context: Context = app.state.context
+        self.auth: Authenticator = context.auth
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -163,8 +172,11 @@ class ApiServer:
                     raise OSError(f"API: uvicorn did not start (exit {exc.code})") from None
                 raise OSError("API: uvicorn did not start")
             await asyncio.sleep(0.01)
-        log.info("api.listening", address=f"{self.host}:{self.port}",
-                 tls=self.server.config.ssl_certfile is not None)  # fmt: skip
+        log.info(
+            "api.listening",
+            address=f"{self.host}:{self.port}",
+            tls=self.server.config.ssl_certfile is not None,
+        )
 
     async def stop(self, grace: float = 5.0) -> None:
         task, self._task = self._task, None

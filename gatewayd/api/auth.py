@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request, Response
 
-from gatewayd.api.errors import ApiError, not_found
+from gatewayd.api.errors import ApiError, ErrorCode, not_found
 from gatewayd.config.settings import Settings, User
 from gatewayd.credentials import hash_token
 
@@ -65,9 +65,11 @@ class RateLimiter:
             bucket.penalty_until = now + PENALTY
             refused = {**headers, "X-Rate-Limit-Remaining": "0", "Retry-After": str(int(PENALTY))}
             raise ApiError(
-                429, "CMN-301", f"Request rate exceeded ({group}: {limit} a minute)",
+                429,
+                ErrorCode.RATE_EXCEEDED,
+                f"Request rate exceeded ({group}: {limit} a minute)",
                 headers=refused,
-            )  # fmt: skip
+            )
         bucket.used += 1
         response.headers.update(headers)
         response.headers["X-Rate-Limit-Remaining"] = str(max(0, limit - bucket.used))
@@ -87,20 +89,35 @@ class Authenticator:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "CMN-405", "Login to extension required: send Authorization: "
-                           "Bearer <token>", headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            raise ApiError(
+                401,
+                ErrorCode.LOGIN_REQUIRED,
+                "Login to extension required: send Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         digest = hash_token(token.strip())
         user = self._by_hash.get(digest)
         # constant-time compare against the one candidate (the dict lookup leaks nothing
         # useful: it is keyed by the hash, not the token)
         if user is None or not hmac.compare_digest(user.api_token_hash, digest):
-            raise ApiError(401, "OAU-149", "Invalid token", headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                ErrorCode.INVALID_TOKEN,
+                "Invalid token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return user
 
     def caller(
-        self, request: Request, response: Response, account: str, extension: str, group: str,
-        *, write: bool,
-    ) -> Caller:  # fmt: skip
+        self,
+        request: Request,
+        response: Response,
+        account: str,
+        extension: str,
+        group: str,
+        *,
+        write: bool,
+    ) -> Caller:
         user = self.user_for(request)
         self.limiter.check(user, group, response)
         account_id = _resolve(account, user.account_id, "accountId")
@@ -115,8 +132,13 @@ class Authenticator:
             if not known:
                 raise not_found("extensionId", extension)
             if write or not user.api_admin:
-                raise ApiError(403, "CMN-419", "Calling for another extension needs extended "
-                               "scope", parameter="extensionId", value=extension)  # fmt: skip
+                raise ApiError(
+                    403,
+                    ErrorCode.EXTENDED_SCOPE,
+                    "Calling for another extension needs extended scope",
+                    parameter="extensionId",
+                    value=extension,
+                )
         return Caller(user, account_id, extension_id)
 
 

@@ -17,6 +17,13 @@ from gatewayd.api.auth import Authenticator, Caller
 from gatewayd.config.settings import Settings
 from gatewayd.mailbox import Mailbox, Message
 
+PREFIX = "/restapi/v1.0/account/{accountId}/extension/{extensionId}"
+
+
+def base_url(request: Request) -> str:
+    """The scheme, host and port the client called, for the links in a body."""
+    return str(request.base_url).rstrip("/")
+
 
 def _nothing(_messages: Sequence[Message]) -> None:
     return None

@@ -1,10 +1,10 @@
 """API errors in the platform's shape: ``{"errorCode", "message", "errors": [...],
-"parameterName"}`` (reference/message-store-api.md §4). Every failure a client can
-cause gets one of these with a 4xx; anything else is logged and answered CMN-201,
-never a traceback."""
+"parameterName"}`` (docs/api.md). Every failure a client can cause gets one of these
+with a 4xx; anything else is logged and answered CMN-201, never a traceback."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -20,11 +20,40 @@ from gatewayd.logging import get_logger
 log = get_logger("gatewayd.api")
 
 
+class ErrorCode(StrEnum):
+    """The platform's error codes that gatewayd answers with."""
+
+    INVALID_PARAMETER = "CMN-101"
+    NOT_FOUND = "CMN-102"
+    UNPARSABLE = "CMN-103"
+    TOO_LARGE = "CMN-104"
+    TOO_MANY_IDS = "CMN-106"
+    RANGE_NOT_SATISFIABLE = "CMN-107"
+    INTERNAL = "CMN-201"
+    NOT_SUPPORTED = "CMN-202"
+    BUSY = "CMN-203"
+    RATE_EXCEEDED = "CMN-301"
+    LOGIN_REQUIRED = "CMN-405"
+    NO_PERMISSION = "CMN-408"
+    EXTENDED_SCOPE = "CMN-419"
+    INVALID_TOKEN = "OAU-149"  # noqa: S105 (an error code, not a secret)
+    NOT_YOUR_NUMBER = "MSG-240"
+    FULL_SYNC_REQUIRED = "MSG-333"
+    DOCUMENT_TOO_LARGE = "MSG-337"
+    REQUEST_TOO_LARGE = "MSG-338"
+    NO_ATTACHMENT = "MSG-347"
+    UNSUPPORTED_MEDIA = "MSG-348"
+    UNREADABLE_FAX = "MSG-349"
+    NO_FILE_NAME = "MSG-351"
+    DESTINATION_REFUSED = "MSG-384"
+    CONFLICTING_FILTERS = "MSG-390"
+
+
 class ApiError(Exception):
     def __init__(
         self,
         status: int,
-        code: str,
+        code: ErrorCode,
         message: str,
         *,
         parameter: str | None = None,
@@ -51,14 +80,14 @@ class FastJSON(JSONResponse):
 
 
 def error_body(
-    code: str, message: str, parameter: str | None = None, value: Any = None
+    code: ErrorCode, message: str, parameter: str | None = None, value: Any = None
 ) -> dict[str, Any]:
-    entry: dict[str, Any] = {"errorCode": code, "message": message}
+    entry: dict[str, Any] = {"errorCode": str(code), "message": message}
     if parameter is not None:
         entry["parameterName"] = parameter
         if value is not None:
             entry["parameterValue"] = str(value)
-    body: dict[str, Any] = {"errorCode": code, "message": message, "errors": [entry]}
+    body: dict[str, Any] = {"errorCode": str(code), "message": message, "errors": [entry]}
     if parameter is not None:
         body["parameterName"] = parameter
     return body
@@ -66,25 +95,37 @@ def error_body(
 
 def invalid(parameter: str, value: Any = None, why: str = "") -> ApiError:
     message = f"Parameter [{parameter}] value is invalid."
-    return ApiError(400, "CMN-101", f"{message} {why}".strip(), parameter=parameter, value=value)
+    return ApiError(
+        400,
+        ErrorCode.INVALID_PARAMETER,
+        f"{message} {why}".strip(),
+        parameter=parameter,
+        value=value,
+    )
 
 
 def not_found(parameter: str, value: Any = None) -> ApiError:
     return ApiError(
-        404, "CMN-102", f"Resource for parameter [{parameter}] is not found",
-        parameter=parameter, value=value,
-    )  # fmt: skip
+        404,
+        ErrorCode.NOT_FOUND,
+        f"Resource for parameter [{parameter}] is not found",
+        parameter=parameter,
+        value=value,
+    )
 
 
 # Statuses the framework raises itself, in the platform's words.
 _FRAMEWORK = {
-    400: ("CMN-103", "The request cannot be parsed"),
-    401: ("CMN-405", "Login to extension required"),
-    403: ("CMN-408", "In order to call this API endpoint, user needs to have permissions"),
-    404: ("CMN-102", "Resource for parameter [path] is not found"),
-    405: ("CMN-202", "Operation not supported"),
-    413: ("CMN-104", "The request is too large"),
-    415: ("MSG-348", "Unsupported media type"),
+    400: (ErrorCode.UNPARSABLE, "The request cannot be parsed"),
+    401: (ErrorCode.LOGIN_REQUIRED, "Login to extension required"),
+    403: (
+        ErrorCode.NO_PERMISSION,
+        "In order to call this API endpoint, user needs to have permissions",
+    ),
+    404: (ErrorCode.NOT_FOUND, "Resource for parameter [path] is not found"),
+    405: (ErrorCode.NOT_SUPPORTED, "Operation not supported"),
+    413: (ErrorCode.TOO_LARGE, "The request is too large"),
+    415: (ErrorCode.UNSUPPORTED_MEDIA, "Unsupported media type"),
 }
 
 
@@ -99,15 +140,20 @@ def install(app: FastAPI) -> None:
         first = problems[0] if problems else {}
         location = [str(p) for p in first.get("loc", ())]
         if location[:1] == ["body"] and first.get("type") == "json_invalid":
-            return JSONResponse(error_body("CMN-103", "The request body is not valid JSON"), 400)
+            return JSONResponse(
+                error_body(ErrorCode.UNPARSABLE, "The request body is not valid JSON"), 400
+            )
         names = [str(p) for p in first.get("loc", ())[1:] if not isinstance(p, int)]
         parameter = ".".join(names) if names else (location[0] if location else "body")
         why = str(first.get("msg", ""))
-        body = error_body("CMN-101", f"Parameter [{parameter}] value is invalid. {why}".strip(),
-                          parameter)  # fmt: skip
+        body = error_body(
+            ErrorCode.INVALID_PARAMETER,
+            f"Parameter [{parameter}] value is invalid. {why}".strip(),
+            parameter,
+        )
         body["errors"] = [
             {
-                "errorCode": "CMN-101",
+                "errorCode": ErrorCode.INVALID_PARAMETER.value,
                 "message": str(p.get("msg", "")),
                 "parameterName": ".".join(str(x) for x in p.get("loc", ())[1:])
                 or str(p.get("loc", ("body",))[0]),
@@ -118,7 +164,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def framework(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code, message = _FRAMEWORK.get(exc.status_code, ("CMN-101", str(exc.detail)))
+        code, message = _FRAMEWORK.get(
+            exc.status_code, (ErrorCode.INVALID_PARAMETER, str(exc.detail))
+        )
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # every method of the path, not only the first route's
             allowed: set[str] = set()
@@ -127,8 +175,7 @@ def install(app: FastAPI) -> None:
                 if match is not Match.NONE:
                     allowed |= set(getattr(route, "methods", None) or ())
             headers["Allow"] = ", ".join(sorted(allowed))
-        return JSONResponse(error_body(code, message), status_code=exc.status_code,
-                            headers=headers)  # fmt: skip
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(MessageNotFound)
     async def missing(request: Request, exc: MessageNotFound) -> JSONResponse:
@@ -136,15 +183,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidTransition)
     async def refused(request: Request, exc: InvalidTransition) -> JSONResponse:
-        return JSONResponse(error_body("CMN-101", str(exc), exc.field), status_code=400)
+        return JSONResponse(
+            error_body(ErrorCode.INVALID_PARAMETER, str(exc), exc.field), status_code=400
+        )
 
     @app.exception_handler(LeaseLost)
     async def busy(request: Request, exc: LeaseLost) -> JSONResponse:
-        return JSONResponse(error_body("CMN-203", "The message is being sent; try again"), 503)
+        return JSONResponse(error_body(ErrorCode.BUSY, "The message is being sent; try again"), 503)
 
     @app.exception_handler(Exception)
     async def anything(request: Request, exc: Exception) -> JSONResponse:
         log.exception("api.internal_error", path=request.url.path, method=request.method)
         return JSONResponse(
-            error_body("CMN-201", "Service temporarily unavailable; retry later"), 500
+            error_body(ErrorCode.INTERNAL, "Service temporarily unavailable; retry later"), 500
         )

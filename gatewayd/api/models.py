@@ -174,9 +174,10 @@ class SmsBody(BaseModel):
 class PagerParty(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
-        json_schema_extra={"anyOf": [{"required": ["extensionId"]},
-                                     {"required": ["extensionNumber"]}]},
-    )  # fmt: skip
+        json_schema_extra={
+            "anyOf": [{"required": ["extensionId"]}, {"required": ["extensionNumber"]}]
+        },
+    )
     extensionId: Annotated[str, Field(max_length=19)] | SkipJsonSchema[None] = None
     extensionNumber: Annotated[str, Field(max_length=16)] | SkipJsonSchema[None] = None
 

@@ -26,9 +26,15 @@ def when(name: str, value: str | None) -> datetime | None:
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
         moment = datetime(
-            max(1, int(year)), int(month), int(day), int(hour or 0), int(minute or 0),
-            min(59, int(second or 0)), int((fraction or "0")[:6].ljust(6, "0")), tzinfo=UTC,
-        )  # fmt: skip
+            max(1, int(year)),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            min(59, int(second or 0)),
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=UTC,
+        )
     except ValueError:
         raise invalid(name, value, "Not a date-time.") from None
     if zone and zone not in "Zz":
@@ -38,8 +44,7 @@ def when(name: str, value: str | None) -> datetime | None:
         try:
             moment -= sign * offset
         except OverflowError:
-            moment = datetime.min.replace(tzinfo=UTC) if sign > 0 else datetime.max.replace(
-                tzinfo=UTC)  # fmt: skip
+            moment = (datetime.min if sign > 0 else datetime.max).replace(tzinfo=UTC)
     return moment
 
 

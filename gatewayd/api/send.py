@@ -17,15 +17,14 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
 from gatewayd.api.auth import Authenticator, Caller
+from gatewayd.api.deps import PREFIX, base_url
 from gatewayd.api.errors import ApiError, FastJSON, invalid, not_found
 from gatewayd.api.models import MessageInfo, PagerBody, SmsBody
 from gatewayd.api.params import when
-from gatewayd.api.store import PREFIX, base_url
 from gatewayd.destinations import NumberError, parse_number, refusal
 from gatewayd.errors import RenderError
 from gatewayd.ingress.sniff import describe, sniff, supported
 from gatewayd.mailbox import Mailbox, Message, NewAttachment, NewMessage, Party
-from gatewayd.mailbox.rows import new_id
 from gatewayd.model import AttachmentType, Direction, FaxResolution, MessageType
 from gatewayd.render import probe
 from gatewayd.sms import encoding
@@ -244,7 +243,7 @@ def router(
                        name=me.name)  # fmt: skip
         to = tuple(Party(extension_number=u.extension_number, extension_id=u.extension_id,
                          name=u.name) for u in recipients)  # fmt: skip
-        thread = conversation or new_id()
+        thread = conversation or mailbox.new_conversation_id()
         own = NewMessage(
             account_id=me.account_id, extension_id=me.extension_id, type=MessageType.PAGER,
             direction=Direction.OUTBOUND, from_=sender, to=to, origin=ORIGIN,

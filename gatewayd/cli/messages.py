@@ -14,9 +14,7 @@ from gatewayd.cli import logs
 from gatewayd.cli.output import CommandError, parse_id, print_json, table
 from gatewayd.config.settings import SQLITE_FILE_NAME, Settings
 from gatewayd.errors import MessageNotFound
-from gatewayd.mailbox import Mailbox, Message, MessagePage, MessageQuery
-from gatewayd.mailbox.records import iso
-from gatewayd.mailbox.schema import EPOCH
+from gatewayd.mailbox import EPOCH, Mailbox, Message, MessagePage, MessageQuery, iso
 from gatewayd.model import Availability, MessageStatus, MessageType
 
 

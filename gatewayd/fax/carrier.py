@@ -23,8 +23,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from gatewayd.errors import GatewayError
+from gatewayd.config.settings import Paper, Resolution
+from gatewayd.errors import CarrierError, CarrierRefused, CarrierUnavailable
 from gatewayd.model import FaxErrorCode
+
+__all__ = [
+    "TEMPORARY_CODES",
+    "Carrier",
+    "CarrierError",
+    "CarrierRefused",
+    "CarrierUnavailable",
+    "Failed",
+    "FaxJob",
+    "Result",
+    "Sent",
+    "failed",
+]
 
 # Outcomes worth another attempt: the line, not the document or the number.
 TEMPORARY_CODES = frozenset(
@@ -43,20 +57,6 @@ TEMPORARY_CODES = frozenset(
 )
 
 
-class CarrierError(GatewayError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.reason = message
-
-
-class CarrierUnavailable(CarrierError):
-    """The carrier cannot be reached or failed for now; try again later."""
-
-
-class CarrierRefused(CarrierError):
-    """The carrier refuses us (login, permissions): an operator must act."""
-
-
 @dataclass(frozen=True, slots=True)
 class FaxJob:
     """One fax for the carrier: the rendered TIFF and how to send it."""
@@ -66,8 +66,8 @@ class FaxJob:
     tiff: Path
     destination: str  # E.164
     pages: int
-    resolution: str  # "fine" (196 lines/inch) or "normal" (98)
-    paper: str  # "a4" or "letter"
+    resolution: Resolution  # "fine" (196 lines/inch) or "normal" (98)
+    paper: Paper
     station_id: str  # the sender's fax number, as the receiving machine shows it
     header: str  # the page header line (tagline)
     kill_at: datetime  # give up on the call after this

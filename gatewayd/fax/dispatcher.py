@@ -26,28 +26,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from gatewayd.config.settings import Settings
-from gatewayd.errors import GatewayError, LeaseLost, StoreError
-from gatewayd.fax.carrier import (
-    Carrier,
-    CarrierError,
-    CarrierRefused,
-    FaxJob,
-    Result,
-    Sent,
-)
+from gatewayd.errors import CarrierError, CarrierRefused, GatewayError, LeaseLost
+from gatewayd.fax.carrier import Carrier, FaxJob, Result, Sent
 from gatewayd.fax.rendering import Rendered, render_fax
 from gatewayd.logging import bound_message, get_logger
 from gatewayd.mailbox import Mailbox, Message
 from gatewayd.model import Availability, FaxErrorCode, FaxResolution, MessageStatus, MessageType
 from gatewayd.render.job import Renderer
+from gatewayd.worker import LeaseLoop, backoff
 
 log = get_logger("gatewayd.fax")
 T = TypeVar("T")
@@ -56,6 +49,7 @@ LEASE_SECONDS = 600.0
 IDLE_POLL = 2.0
 MAX_RETRY_DELAY = 6 * 3600.0
 KILL_SLACK = 300.0  # a carrier that keeps a job past its kill time this long: we stop it
+DELETED = "cancelled: the fax was deleted before it was sent"
 
 
 @dataclass(slots=True)
@@ -67,7 +61,11 @@ class Tracked:
     renewed: float  # loop time of the last lease renewal
 
 
-class FaxDispatcher:
+class FaxDispatcher(LeaseLoop):
+    name = "fax"
+    idle_poll = IDLE_POLL
+    busy_poll = IDLE_POLL
+
     def __init__(
         self,
         mailbox: Mailbox,
@@ -76,86 +74,52 @@ class FaxDispatcher:
         renderer: Renderer,
         *,
         poll_interval: float,
+        observe_render: Callable[[float], None] | None = None,
     ) -> None:
-        self.mailbox = mailbox
+        super().__init__(
+            mailbox, f"fax@{socket.gethostname()}", [MessageType.FAX], lease_for=LEASE_SECONDS
+        )
         self.settings = settings
         self.carrier = carrier
         self.renderer = renderer
         self.poll_interval = poll_interval
-        self.owner = f"fax@{socket.gethostname()}"
+        self.observe_render = observe_render
         self.tracked: dict[str, Tracked] = {}
         self._starting: set[int] = set()  # leased, being rendered or handed over
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
-        self._stopped = asyncio.Event()
         self._carrier_error: str | None = None
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._wake.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopped.is_set()
+    def reload(self, settings: Settings) -> None:
+        self.settings = settings
 
     async def run(self) -> None:
         """Adopt what an earlier life held, then lease and follow until ``stop``."""
         follow = asyncio.create_task(self._follow_forever(), name="fax-follow")
         try:
-            await self._adopt()
-            while not self.stopping:
-                room = max(1, self.settings.fax.render_workers) * 2 - len(self._starting)
-                if room > 0:
-                    try:
-                        batch = await self.mailbox.lease(
-                            self.owner, types=[MessageType.FAX], limit=room,
-                            lease_for=LEASE_SECONDS,
-                        )  # fmt: skip
-                    except (StoreError, SQLAlchemyError, OSError) as exc:
-                        log.error("fax.lease_failed", error=str(exc))
-                        batch = []
-                    for message in batch:
-                        self._start(message)
-                    if len(batch) == room:
-                        await asyncio.sleep(0)
-                        continue
-                await self._nap(IDLE_POLL)
+            await super().run()
         finally:
-            if self._tasks:
-                await asyncio.wait(set(self._tasks))
-            self._stopped.set()
+            self.stop()
             await follow
 
-    async def _nap(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        self._wake.clear()
+    def room(self) -> int:
+        return max(1, self.settings.fax.render_workers) * 2 - len(self._starting)
 
-    async def _adopt(self) -> None:
-        try:
-            held = await self.mailbox.leased_by(self.owner, types=[MessageType.FAX])
-        except (StoreError, SQLAlchemyError, OSError) as exc:
-            log.error("fax.adopt_failed", error=str(exc))
-            return
+    async def adopt(self, held: Sequence[Message]) -> None:
         for message in held:
             log.info(
-                "fax.adopted", message_id=message.id, carrier_ref=message.carrier_ref,
+                "fax.adopted",
+                message_id=message.id,
+                carrier_ref=message.carrier_ref,
                 attempt=message.attempts,
-            )  # fmt: skip
-            self._start(message)
+            )
+            self.start(message)
 
-    def _start(self, message: Message) -> None:
+    def start(self, message: Message) -> None:
         if message.id in self._starting or any(
             t.message_id == message.id for t in self.tracked.values()
         ):
             return  # ours already (its lease ran out under us: the clock jumped)
         self._starting.add(message.id)
-        task = asyncio.create_task(self._begin(message), name=f"fax-{message.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.spawn(self._begin(message), name=f"fax-{message.id}")
 
     # -- one fax: render, hand over ---------------------------------------------------
 
@@ -165,7 +129,7 @@ class FaxDispatcher:
                 await self._hand_over(message)
             except LeaseLost:
                 log.warning("fax.lease_lost", message_id=message.id)
-            except (GatewayError, SQLAlchemyError, OSError) as exc:
+            except GatewayError as exc:
                 # The mailbox failed: the lease runs out and the fax comes back.
                 log.error("fax.dispatch_failed", message_id=message.id, error=str(exc))
             finally:
@@ -178,7 +142,7 @@ class FaxDispatcher:
         fax = self.settings.fax
         now = self.mailbox.clock.now()
         if message.availability is not Availability.ALIVE:
-            await self._fail(message.id, "cancelled: the fax was deleted before it was sent", None)
+            await self._fail(message.id, DELETED, None)
             return
         if message.carrier_ref and message.carrier == self.carrier.name:
             # An earlier life handed it over: follow it, with the kill time it was given.
@@ -188,11 +152,13 @@ class FaxDispatcher:
                 (
                     datetime.fromisoformat(e.detail["kill_at"])
                     for e in reversed(events)
-                    if e.kind == "carrier" and e.detail and e.detail.get("carrier_ref") == earlier
+                    if e.kind == "carrier"
+                    and e.detail
+                    and e.detail.get("carrier_ref") == earlier
                     and "kill_at" in e.detail
                 ),
                 None,
-            )  # fmt: skip
+            )
             self._track(message, earlier, kill_at=kill_at)
             return
         due = self._due(message)
@@ -209,11 +175,20 @@ class FaxDispatcher:
             )
             return
         rendered = await render_fax(
-            self.mailbox, self.renderer, self.settings, message, lease_owner=self.owner
+            self.mailbox,
+            self.renderer,
+            self.settings,
+            message,
+            lease_owner=self.owner,
+            observe=self.observe_render,
         )
         if rendered is None:
             return  # SendingFailed (RenderingFailed or TooManyPages), logged
-        job = self._job(rendered, now)
+        async with self.mailbox.blob_file(rendered.sha256) as tiff:
+            await self._submit(message, self._job(rendered, tiff, now))
+
+    async def _submit(self, message: Message, job: FaxJob) -> None:
+        """Hand a rendered fax to the carrier (unless an earlier life did) and follow it."""
         ref = None
         if message.carrier == self.carrier.name:  # handed over, ref not recorded?
             try:
@@ -228,9 +203,13 @@ class FaxDispatcher:
                 log.info("fax.found_at_carrier", message_id=message.id, carrier_ref=ref)
         if ref is None:
             await self.mailbox.set_carrier(
-                message.id, self.owner, carrier=self.carrier.name, ref=None,
-                reason=f"handing over to {self.carrier.name}", detail={"attempt": job.attempt},
-            )  # fmt: skip
+                message.id,
+                self.owner,
+                carrier=self.carrier.name,
+                ref=None,
+                reason=f"handing over to {self.carrier.name}",
+                detail={"attempt": job.attempt},
+            )
             try:
                 ref = await self.carrier.submit(job)
             except CarrierError as exc:
@@ -238,17 +217,24 @@ class FaxDispatcher:
                 self._carrier_trouble(exc)
                 return
         updated = await self.mailbox.set_carrier(
-            message.id, self.owner, carrier=self.carrier.name, ref=ref,
+            message.id,
+            self.owner,
+            carrier=self.carrier.name,
+            ref=ref,
             reason=f"submitted to {self.carrier.name} as {ref}",
             detail={"attempt": job.attempt, "pages": job.pages, "kill_at": job.kill_at.isoformat()},
-        )  # fmt: skip
+        )
         log.info(
-            "fax.submitted", message_id=message.id, carrier=self.carrier.name, carrier_ref=ref,
-            pages=job.pages, destination=job.destination,
-        )  # fmt: skip
+            "fax.submitted",
+            message_id=message.id,
+            carrier=self.carrier.name,
+            carrier_ref=ref,
+            pages=job.pages,
+            destination=job.destination,
+        )
         self._track(updated, ref, kill_at=job.kill_at)
 
-    def _job(self, rendered: Rendered, now: datetime) -> FaxJob:
+    def _job(self, rendered: Rendered, tiff: Path, now: datetime) -> FaxJob:
         message, fax = rendered.message, self.settings.fax
         user = self.settings.user_by_extension(message.extension_id)
         station = message.from_.phone_number or ""
@@ -262,7 +248,7 @@ class FaxDispatcher:
         return FaxJob(
             message_id=message.id,
             attempt=message.attempts,
-            tiff=rendered.path,
+            tiff=tiff,
             destination=destination,
             pages=rendered.pages,
             resolution="normal" if message.fax_resolution is FaxResolution.LOW else "fine",
@@ -279,7 +265,7 @@ class FaxDispatcher:
         self.tracked[ref] = Tracked(
             message.id, message.attempts, ref, kill_at or limit, asyncio.get_running_loop().time()
         )
-        self._wake.set()
+        self.wake()
 
     # -- following jobs at the carrier ------------------------------------------------
 
@@ -288,9 +274,9 @@ class FaxDispatcher:
             if self.tracked:
                 try:
                     await self.follow()
-                except (GatewayError, SQLAlchemyError, OSError) as exc:
+                except GatewayError as exc:
                     log.error("fax.follow_failed", error=str(exc))
-            if self.stopping and not self._tasks:
+            if self.stopping and not self.busy:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), self.poll_interval)
@@ -324,18 +310,20 @@ class FaxDispatcher:
                     self.tracked.pop(ref, None)
 
     async def _follow_one(
-        self, item: Tracked, message: Message, result: Result | None, now: datetime,
+        self,
+        item: Tracked,
+        message: Message,
+        result: Result | None,
+        now: datetime,
         loop_now: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if result is not None:
             await self._finish(item, message, result)
             return
         if message.availability is not Availability.ALIVE:
             await self._carrier_call(self.carrier.cancel(item.ref))
             self.tracked.pop(item.ref, None)
-            await self._fail(
-                item.message_id, "cancelled: the fax was deleted before it was sent", None
-            )
+            await self._fail(item.message_id, DELETED, None)
             return
         if now > item.kill_at + timedelta(seconds=KILL_SLACK):
             await self._carrier_call(self.carrier.cancel(item.ref))
@@ -356,10 +344,12 @@ class FaxDispatcher:
         if isinstance(result, Sent):
             detail = {"carrier_ref": item.ref, "pages": result.pages, "duration": result.duration}
             await self.mailbox.transition(
-                item.message_id, MessageStatus.SENT, lease_owner=self.owner,
+                item.message_id,
+                MessageStatus.SENT,
+                lease_owner=self.owner,
                 reason=f"sent by {self.carrier.name}{': ' if result.detail else ''}{result.detail}",
                 detail=detail,
-            )  # fmt: skip
+            )
             log.info("fax.sent", message_id=item.message_id, **detail)
         elif result.temporary:
             await self._retry_or_fail(message, result.code, result.reason, clear_ref=True)
@@ -374,7 +364,7 @@ class FaxDispatcher:
     ) -> None:
         fax = self.settings.fax
         now = self.mailbox.clock.now()
-        delay = min(fax.retry_delay * 2 ** max(0, message.attempts - 1), MAX_RETRY_DELAY)
+        delay = backoff(fax.retry_delay, message.attempts, cap=MAX_RETRY_DELAY)
         too_old = now + timedelta(seconds=delay) - self._due(message) > timedelta(
             seconds=fax.max_age
         )
@@ -388,24 +378,35 @@ class FaxDispatcher:
             return
         if clear_ref:
             await self.mailbox.set_carrier(
-                message.id, self.owner, carrier=None, ref=None,
+                message.id,
+                self.owner,
+                carrier=None,
+                ref=None,
                 reason=f"attempt {message.attempts} failed: {reason}",
                 detail={"fax_error_code": code.value},
-            )  # fmt: skip
+            )
         await self.mailbox.retry_later(
-            message.id, self.owner, delay=delay, reason=reason,
+            message.id,
+            self.owner,
+            delay=delay,
+            reason=reason,
             detail={"fax_error_code": code.value},
-        )  # fmt: skip
+        )
 
     async def _fail(self, message_id: int, reason: str, code: FaxErrorCode | None) -> None:
         await self.mailbox.transition(
-            message_id, MessageStatus.SENDING_FAILED, reason=reason, lease_owner=self.owner,
+            message_id,
+            MessageStatus.SENDING_FAILED,
+            reason=reason,
+            lease_owner=self.owner,
             fax_error_code=code,
-        )  # fmt: skip
+        )
         log.warning(
-            "fax.sending_failed", message_id=message_id, reason=reason,
+            "fax.sending_failed",
+            message_id=message_id,
+            reason=reason,
             fax_error_code=code.value if code else None,
-        )  # fmt: skip
+        )
 
     # -- the carrier's health ---------------------------------------------------------
 

@@ -117,9 +117,17 @@ class JobLine:
 
         job, state, sent, total, tries, max_tries, dials, max_dials, tag, status = fields
         return cls(
-            job.strip(), state.strip(), number(sent), number(total), number(tries),
-            number(max_tries), number(dials), number(max_dials), tag.strip(), status.strip(),
-        )  # fmt: skip
+            job.strip(),
+            state.strip(),
+            number(sent),
+            number(total),
+            number(tries),
+            number(max_tries),
+            number(dials),
+            number(max_dials),
+            tag.strip(),
+            status.strip(),
+        )
 
     def result(self) -> Result | None:
         """Sent, Failed, or None while HylaFAX is still at it."""
@@ -317,8 +325,10 @@ class HylafaxCarrier:
                 ("JOBINFO", self.tag_for(job)),
             ]
             if job.station_id:  # the number the receiving machine shows, and the tagline's
-                parameters += [("TSI", _quoted(job.station_id)),
-                               ("FAXNUMBER", _quoted(job.station_id))]  # fmt: skip
+                parameters += [
+                    ("TSI", _quoted(job.station_id)),
+                    ("FAXNUMBER", _quoted(job.station_id)),
+                ]
             if self.settings.modem and self.settings.modem != "any":
                 parameters.append(("MODEM", self.settings.modem))
             for name, value in parameters:
@@ -329,8 +339,9 @@ class HylafaxCarrier:
             raise CarrierUnavailable(f"hfaxd: {exc}") from exc
         finally:
             await session.close()
-        log.info("fax.hylafax_submitted", message_id=job.message_id, job_id=job_id,
-                 document=document)  # fmt: skip
+        log.info(
+            "fax.hylafax_submitted", message_id=job.message_id, job_id=job_id, document=document
+        )
         return job_id
 
     async def _jobs(self) -> list[JobLine]:

@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from gatewayd.config.settings import Settings
-from gatewayd.errors import RenderError
+from gatewayd.config.settings import Resolution, Settings
+from gatewayd.errors import BlobError, RenderError
 from gatewayd.ingress.sniff import Kind
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import Mailbox, Message
-from gatewayd.metrics import RENDER_SECONDS
 from gatewayd.model import AttachmentType, FaxResolution, MessageStatus
 from gatewayd.render.job import CoverSheet, Renderer, RenderOptions, Source
 
@@ -29,26 +31,32 @@ log = get_logger("gatewayd.fax")
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """A fax ready to send: its message (with the RenderedDocument) and the TIFF."""
+    """A fax ready to send: its message (with the RenderedDocument) and the digest of
+    the TIFF's bytes in the mailbox (``Mailbox.blob_file`` gives them as a file)."""
 
     message: Message
-    path: Path
+    sha256: str
     pages: int
 
 
-def sources_of(mailbox: Mailbox, message: Message) -> list[Source]:
-    """The message's documents in order, as files in the blob store."""
+async def sources_of(mailbox: Mailbox, message: Message, files: AsyncExitStack) -> list[Source]:
+    """The message's documents in order, as files the render workers can read (open
+    until ``files`` closes)."""
     out = []
     documents = [a for a in message.attachments if a.type is AttachmentType.SOURCE_DOCUMENT]
     for number, item in enumerate(sorted(documents, key=lambda a: a.position), 1):
         name = item.file_name or f"document {number}"
-        if item.sha256 is None or not mailbox.blobs.exists(item.sha256):
-            raise RenderError(f"{name}: the document is no longer stored (purged?)")
         try:
             kind = Kind(item.content_type)
         except ValueError:
             raise RenderError(f"{name}: cannot fax {item.content_type}") from None
-        out.append(Source(name, kind, mailbox.blobs.path(item.sha256)))
+        if item.sha256 is None:
+            raise RenderError(f"{name}: the document is no longer stored (purged?)")
+        try:
+            path = await files.enter_async_context(mailbox.blob_file(item.sha256))
+        except BlobError:
+            raise RenderError(f"{name}: the document is no longer stored (purged?)") from None
+        out.append(Source(name, kind, path))
     return out
 
 
@@ -70,7 +78,7 @@ def cover_of(settings: Settings, message: Message) -> CoverSheet | None:
 
 
 def options_for(settings: Settings, message: Message) -> RenderOptions:
-    resolution = "normal" if message.fax_resolution is FaxResolution.LOW else "fine"
+    resolution: Resolution = "normal" if message.fax_resolution is FaxResolution.LOW else "fine"
     return RenderOptions.from_settings(settings.fax, resolution=resolution)
 
 
@@ -81,28 +89,35 @@ async def render_fax(
     message: Message,
     *,
     lease_owner: str | None = None,
+    observe: Callable[[float], None] | None = None,
 ) -> Rendered | None:
-    """Render a queued fax, or fail it. None: it failed (now SendingFailed)."""
+    """Render a queued fax, or fail it. None: it failed (now SendingFailed).
+    ``observe`` is told how many seconds the rendering took."""
     stored = next(
         (a for a in message.attachments if a.type is AttachmentType.RENDERED_DOCUMENT), None
     )
-    if stored is not None and stored.sha256 and mailbox.blobs.exists(stored.sha256):
-        return Rendered(message, mailbox.blobs.path(stored.sha256), message.fax_page_count or 0)
+    if stored is not None and stored.sha256 and await mailbox.has_blob(stored.sha256):
+        return Rendered(message, stored.sha256, message.fax_page_count or 0)
     handle, name = tempfile.mkstemp(prefix="gatewayd-fax-", suffix=".tif", dir=renderer.scratch)
     os.close(handle)
     out = Path(name)
     try:
+        started = time.monotonic()
         try:
-            with RENDER_SECONDS.time():
+            async with AsyncExitStack() as files:
                 result = await renderer.render(
-                    sources_of(mailbox, message),
+                    await sources_of(mailbox, message, files),
                     cover_of(settings, message),
                     options_for(settings, message),
                     out,
                 )
         except RenderError as exc:
-            log.warning("fax.render_failed", message_id=message.id, reason=exc.reason,
-                        fax_error_code=exc.fax_error_code)  # fmt: skip
+            log.warning(
+                "fax.render_failed",
+                message_id=message.id,
+                reason=exc.reason,
+                fax_error_code=exc.fax_error_code.value,
+            )
             await mailbox.transition(
                 message.id,
                 MessageStatus.SENDING_FAILED,
@@ -111,9 +126,12 @@ async def render_fax(
                 fax_error_code=exc.fax_error_code,
             )
             return None
+        finally:
+            if observe is not None:
+                observe(time.monotonic() - started)
         updated = await mailbox.add_rendered(message.id, out, result.pages, lease_owner=lease_owner)
     finally:
         await asyncio.to_thread(out.unlink, True)  # missing_ok
     stored = next(a for a in updated.attachments if a.type is AttachmentType.RENDERED_DOCUMENT)
     assert stored.sha256 is not None
-    return Rendered(updated, mailbox.blobs.path(stored.sha256), result.pages)
+    return Rendered(updated, stored.sha256, result.pages)

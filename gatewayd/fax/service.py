@@ -3,6 +3,8 @@ dispatcher."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gatewayd.config.settings import Settings
 from gatewayd.fax.carrier import Carrier
 from gatewayd.fax.dispatcher import FaxDispatcher
@@ -23,12 +25,27 @@ def make_carrier(settings: Settings) -> tuple[Carrier, float]:
 
 
 class FaxService:
-    def __init__(self, mailbox: Mailbox, settings: Settings) -> None:
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        settings: Settings,
+        *,
+        observe_render: Callable[[float], None] | None = None,
+    ) -> None:
         self.carrier, poll_interval = make_carrier(settings)
         self.renderer = Renderer(settings.fax.render_workers)
         self.dispatcher = FaxDispatcher(
-            mailbox, settings, self.carrier, self.renderer, poll_interval=poll_interval
+            mailbox,
+            settings,
+            self.carrier,
+            self.renderer,
+            poll_interval=poll_interval,
+            observe_render=observe_render,
         )
+
+    def reload(self, settings: Settings) -> None:
+        """New users and policies (SIGHUP); the carrier keeps its connection."""
+        self.dispatcher.reload(settings)
 
     async def close(self) -> None:
         """After the dispatcher has stopped."""

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
-from sqlalchemy.exc import SQLAlchemyError
 
 from gatewayd.config.settings import Settings, User
 from gatewayd.destinations import Destination
@@ -37,7 +36,14 @@ PARSE_IN_THREAD_BYTES = 128 * 1024  # smaller mails are parsed on the loop: it i
 
 
 class IngressHandler:
-    def __init__(self, settings: Settings, mailbox: Mailbox, *, office: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        mailbox: Mailbox,
+        *,
+        office: bool = False,
+        on_queued: Callable[[Sequence[Message]], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.mailbox = mailbox
         self.office = office
@@ -47,7 +53,11 @@ class IngressHandler:
         self._idle = asyncio.Event()
         self._idle.set()
         # Called with the new messages once committed (the daemon wakes its dispatchers).
-        self.on_queued: Callable[[Sequence[Message]], None] | None = None
+        self.on_queued = on_queued
+
+    def reload(self, settings: Settings) -> None:
+        """New users and policies (SIGHUP); sessions in progress use them at once."""
+        self.settings = settings
 
     # -- hooks -------------------------------------------------------------------------
 
@@ -106,7 +116,7 @@ class IngressHandler:
             return await self._accept(session, envelope)
         except RejectedMessage as exc:
             return self._refused(session, envelope.mail_from or "", exc.reply)
-        except (StoreError, SQLAlchemyError, OSError) as exc:
+        except StoreError as exc:
             log.error("smtp.store_failed", sender=envelope.mail_from, error=str(exc))
             return replies.MAILBOX_UNAVAILABLE
         finally:

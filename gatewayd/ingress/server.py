@@ -24,7 +24,7 @@ from gatewayd.config.settings import Settings, SmtpListener, User
 from gatewayd.errors import StartupError
 from gatewayd.ingress import replies, senders
 from gatewayd.logging import get_logger
-from gatewayd.metrics import SMTP_REPLIES
+from gatewayd.metrics import Metrics
 
 log = get_logger("gatewayd.smtp")
 
@@ -60,10 +60,12 @@ class GatewaySMTP(SMTP):
         settings: Settings,
         listener: SmtpListener,
         connections: weakref.WeakSet[GatewaySMTP],
+        metrics: Metrics,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self.settings = settings
+        self.metrics = metrics
         self.listener = listener
         self._in_ehlo = False
         self._held: list[bytes] = []
@@ -75,9 +77,10 @@ class GatewaySMTP(SMTP):
         """Send a reply. While the client has already sent its next command (RFC 2920
         pipelining) the reply is held and goes out with the next one: one packet for
         MAIL, RCPT and DATA instead of three (a send is dear: ~50 us here)."""
-        text = self._worded(status.decode("utf-8", "replace") if isinstance(status, bytes)
-                            else status)  # fmt: skip
-        SMTP_REPLIES.labels(text[:3]).inc()
+        text = self._worded(
+            status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        )
+        self.metrics.smtp_reply(text[:3])
         self._held.append(text.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n")
         if not text.startswith(_FLUSH_NOW) and b"\n" in getattr(self._reader, "_buffer", b""):
             return
@@ -190,9 +193,10 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 class SmtpListeners:
     """Every ``[smtp] listen`` address, served in this event loop."""
 
-    def __init__(self, settings: Settings, handler: Any) -> None:
+    def __init__(self, settings: Settings, handler: Any, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.handler = handler
+        self.metrics = metrics or Metrics()
         self.draining = False
         self.connections: weakref.WeakSet[GatewaySMTP] = weakref.WeakSet()
         self.servers: list[asyncio.Server] = []
@@ -201,8 +205,13 @@ class SmtpListeners:
         """A new connection, with the settings of now (SIGHUP may have changed users);
         while the daemon drains, a 421 and goodbye."""
         if self.draining:
-            return _ShuttingDown()
-        return GatewaySMTP(self.handler, settings=self.settings, **kwargs)
+            return _ShuttingDown(self.metrics)
+        return GatewaySMTP(self.handler, settings=self.settings, metrics=self.metrics, **kwargs)
+
+    def reload(self, settings: Settings) -> None:
+        """New users and policies (SIGHUP) for new connections and the handler."""
+        self.settings = settings
+        self.handler.reload(settings)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -231,8 +240,12 @@ class SmtpListeners:
                     f"smtp.listen {listener.address}: {exc.strerror or exc}"
                 ) from exc
             self.servers.append(server)
-            log.info("smtp.listening", address=str(listener.address),
-                     require_auth=listener.require_auth, starttls=context is not None)  # fmt: skip
+            log.info(
+                "smtp.listening",
+                address=str(listener.address),
+                require_auth=listener.require_auth,
+                starttls=context is not None,
+            )
 
     def stop_accepting(self) -> None:
         """Take no more mail: new connections are answered 421 until ``hang_up``."""
@@ -255,8 +268,11 @@ class SmtpListeners:
 class _ShuttingDown(asyncio.Protocol):
     """A connection that arrives while the daemon drains: told to come back later."""
 
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        SMTP_REPLIES.labels("421").inc()
+        self.metrics.smtp_reply("421")
         writer = cast(asyncio.WriteTransport, transport)
         writer.write(b"421 4.3.2 gatewayd is shutting down; try again later\r\n")
         writer.close()

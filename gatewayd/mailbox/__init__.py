@@ -1,29 +1,57 @@
-"""The unified mailbox: messages, attachments, SMS parts, events, and the queue."""
+"""The unified mailbox: messages, attachments, SMS parts, events, and the queue.
 
-from gatewayd.mailbox.lifecycle import SweepReport
-from gatewayd.mailbox.queries import MessagePage, MessageQuery
+The rest of gatewayd uses ``Mailbox`` (store.py) and the records it takes and returns
+(records.py), all named here. The modules whose names start with an underscore are the
+mailbox's own; nothing outside this package imports them.
+"""
+
+from gatewayd.mailbox._queries import MAX_PER_PAGE, MessagePage, MessageQuery, SyncQuery
+from gatewayd.mailbox._schema import EPOCH
 from gatewayd.mailbox.records import (
     Attachment,
+    Content,
     Event,
+    Fragment,
     Message,
     NewAttachment,
     NewMessage,
+    NotificationDue,
+    Outcome,
     Part,
+    PartAccepted,
+    PartRefused,
     Party,
+    ReceiptIn,
+    StatusCount,
+    StatusEvent,
+    SweepReport,
+    iso,
 )
-from gatewayd.mailbox.store import Mailbox, conversation_id_for
+from gatewayd.mailbox.store import Mailbox
 
 __all__ = [
+    "EPOCH",
+    "MAX_PER_PAGE",
     "Attachment",
+    "Content",
     "Event",
+    "Fragment",
     "Mailbox",
     "Message",
     "MessagePage",
     "MessageQuery",
     "NewAttachment",
     "NewMessage",
+    "NotificationDue",
+    "Outcome",
     "Part",
+    "PartAccepted",
+    "PartRefused",
     "Party",
+    "ReceiptIn",
+    "StatusCount",
+    "StatusEvent",
     "SweepReport",
-    "conversation_id_for",
+    "SyncQuery",
+    "iso",
 ]

@@ -3,6 +3,7 @@ RingCentral message-store shape (field names, enum spellings, ISO times with Z).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -301,3 +302,144 @@ class Message:
                 "availabilityChangedAt": iso(self.availability_changed_at),
             }
         return out
+
+
+# -- what callers hand the mailbox, and get back, beside messages -----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartAccepted:
+    """submit_sm_resp OK: part ``index`` of ``parts`` is at the SMSC as ``carrier_id``."""
+
+    message_id: int
+    index: int
+    parts: int
+    link: str
+    carrier_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartRefused:
+    """A permanent refusal of one part: the SMS is SendingFailed."""
+
+    message_id: int
+    index: int
+    parts: int
+    error_code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptIn:
+    """A receipt for the part the SMSC calls one of ``carrier_ids`` on ``link``;
+    ``outcome`` None is a state on the way (ENROUTE), only recorded."""
+
+    link: str
+    carrier_ids: tuple[str, ...]
+    outcome: PartStatus | None
+    error_code: str | None = None
+    done_at: datetime | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of the message an acceptance, refusal or receipt was about."""
+
+    message_id: int
+    status: MessageStatus
+    changed: bool  # the item changed the part it was about
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """One part of a concatenated inbound SMS, waiting for the others."""
+
+    link: str
+    source: str
+    destination: str
+    reference: int
+    total: int
+    seq: int  # 1-based
+    text: str
+    received_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str, str, int, int]:
+        return (self.link, self.source, self.destination, self.reference, self.total)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    purged: int = 0
+    removed: int = 0
+    auto_deleted: int = 0
+    blobs_erased: int = 0
+    orphans_erased: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCount:
+    """How many messages of a type are in a status, and when the oldest was created."""
+
+    type: MessageType
+    status: MessageStatus
+    count: int
+    oldest: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """A status change as the notifier reads it: the event and its message's keys."""
+
+    event_id: int
+    message_id: int
+    status: MessageStatus
+    type: MessageType
+    direction: Direction
+    extension_id: int
+    sender_email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationDue:
+    """A result email waiting to be sent."""
+
+    id: int
+    message_id: int
+    kind: str
+    recipient: str
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """An attachment's bytes, read in pieces: ``size`` bytes, ``read(offset, length)``
+    (wherever the mailbox keeps them)."""
+
+    size: int
+    read: Callable[[int, int], Awaitable[bytes]] = field(repr=False)
+
+    CHUNK = 1 << 16
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> Content:
+        async def read(offset: int, length: int) -> bytes:
+            return data[offset : offset + length]
+
+        return cls(len(data), read)
+
+    async def chunks(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes ``start`` to ``end`` (inclusive; the last byte when None), in pieces."""
+        last = self.size - 1 if end is None else min(end, self.size - 1)
+        at = start
+        while at <= last:
+            piece = await self.read(at, min(self.CHUNK, last + 1 - at))
+            if not piece:
+                return
+            yield piece
+            at += len(piece)
+
+    async def read_all(self) -> bytes:
+        return b"".join([piece async for piece in self.chunks()])

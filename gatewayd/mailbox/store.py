@@ -1,17 +1,24 @@
 """The unified mailbox: every message of every extension, durable, and the queue.
 
-``Mailbox`` is the one object the rest of gatewayd talks to. Creating a message writes
-its attachment bytes first, then the rows and a creation event in one transaction.
-Status changes, SMS parts, read state and the availability life cycle each commit
-together with their event rows; the queue (lease, retry), the list queries and the
-sweeper live in their own modules and are reached through this class.
+``Mailbox`` is the one door the rest of gatewayd uses: every read and write it needs
+is a method here, with typed arguments and results, and every failure of the database
+underneath is a StoreError (gatewayd.errors). Behind the door the work is split by
+what it does, and each part is given only the database, clock and blob store it needs:
+
+- _create.py: new messages (bytes first, then rows and a creation event, group-committed)
+- _changes.py: one message's status, rendered pages, notes, read state, availability
+- _ledger.py: what SMSCs say of SMS parts, written in bulk
+- _queue.py: leases of due Queued messages, retries, carrier jobs
+- _queries.py: the message-store list and message sync
+- _lifecycle.py: the sweeper and blob erasure
+- _fragments.py, _notifications.py: parts of inbound SMS; the notifier's cursor and queue
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,56 +27,50 @@ import sqlalchemy as sa
 
 from gatewayd.clock import Clock, SystemClock
 from gatewayd.config.settings import MailboxSettings
-from gatewayd.errors import MessageNotFound, StoreError
+from gatewayd.errors import BlobError, MessageNotFound, StoreError
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import lifecycle, parts, queries, queue
-from gatewayd.mailbox.blobs import BlobRef, BlobStore, FileBlobStore
-from gatewayd.mailbox.commit import GroupCommit
-from gatewayd.mailbox.database import Database
-from gatewayd.mailbox.ledger import Ledger
-from gatewayd.mailbox.records import Attachment, Event, Message, NewMessage, Part
-from gatewayd.mailbox.rows import (
-    add_events,
-    attachment_from_row,
+from gatewayd.mailbox import _fragments, _notifications, _queries, _queue
+from gatewayd.mailbox._blobs import BlobStore, FileBlobStore
+from gatewayd.mailbox._changes import Changes
+from gatewayd.mailbox._create import Creator
+from gatewayd.mailbox._database import Database
+from gatewayd.mailbox._ledger import Ledger
+from gatewayd.mailbox._lifecycle import Lifecycle
+from gatewayd.mailbox._rows import (
     event_from_row,
-    event_row,
     fetch_message,
     load_messages,
-    message_from_row,
     message_row,
     new_id,
     parts_of,
     select_messages,
 )
-from gatewayd.mailbox.schema import attachments, message_events, message_parts, messages
-from gatewayd.mailbox.status import move_status, refuse
+from gatewayd.mailbox._schema import message_events, messages
+from gatewayd.mailbox.records import (
+    Attachment,
+    Content,
+    Event,
+    Fragment,
+    Message,
+    NewMessage,
+    NotificationDue,
+    Outcome,
+    Part,
+    PartAccepted,
+    PartRefused,
+    ReceiptIn,
+    StatusCount,
+    SweepReport,
+)
 from gatewayd.model import (
-    AttachmentType,
-    Availability,
     AvailabilityAction,
+    FaxErrorCode,
     MessageStatus,
     MessageType,
-    PartStatus,
     ReadStatus,
-    TransitionRefused,
-    initial_status,
-    next_availability,
 )
 
 log = get_logger("gatewayd.mailbox")
-
-# Columns a caller may set along with a status change.
-TRANSITION_FIELDS = frozenset(
-    {"fax_page_count", "fax_error_code", "delivery_error_code", "carrier", "carrier_ref"}
-)
-
-
-def conversation_id_for(account_id: int, number_a: str, number_b: str) -> int:
-    """The conversation of two phone numbers in one account: the same id whichever
-    side wrote, so replies thread with the messages before them."""
-    low, high = sorted((number_a, number_b))
-    digest = hashlib.blake2b(f"{account_id}|{low}|{high}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & (2**63 - 1) or 1
 
 
 class Mailbox:
@@ -77,14 +78,13 @@ class Mailbox:
         self, settings: MailboxSettings, db: Database, blobs: BlobStore, clock: Clock
     ) -> None:
         self.settings = settings
-        self.db = db
-        self.blobs = blobs
         self.clock = clock
-        # Blobs freed but too fresh to erase yet (see blobs.py); retried by each sweep.
-        self.pending_erase: set[str] = set()
-        self._commits = GroupCommit(db)
-        # What SMSCs say of SMS parts, written in bulk (ledger.py).
-        self.ledger = Ledger(self)
+        self._db = db
+        self._blobs = blobs
+        self._lifecycle = Lifecycle(settings, db, blobs, clock)
+        self._creator = Creator(db, blobs, clock, self._lifecycle)
+        self._changes = Changes(db, blobs, clock, self._lifecycle)
+        self._ledger = Ledger(db, clock)
 
     @classmethod
     async def open(cls, settings: MailboxSettings, *, clock: Clock | None = None) -> Mailbox:
@@ -112,9 +112,13 @@ class Mailbox:
         return cls(settings, db, blobs, clock or SystemClock())
 
     async def close(self) -> None:
-        await self._commits.close()
-        await self.ledger.close()
-        await self.db.close()
+        await self._creator.close()
+        await self._ledger.close()
+        await self._db.close()
+
+    def describe(self) -> str:
+        """Where the mailbox is (its database URL without a password), for people."""
+        return self._db.describe()
 
     # -- creating ---------------------------------------------------------------------
 
@@ -124,158 +128,7 @@ class Mailbox:
     async def create_many(self, batch: Sequence[NewMessage]) -> list[Message]:
         """Store several messages atomically: all of them or none (one email with
         several recipients becomes several messages)."""
-        if not batch:
-            return []
-        statuses = [self._initial_status(new) for new in batch]  # refuse before any I/O
-        if any(a.data is not None or a.path is not None for n in batch for a in n.attachments):
-            refs = await asyncio.to_thread(self._store_bytes, batch)
-        else:  # nothing to write to files (an SMS): no trip to a thread
-            refs = self._store_bytes(batch)
-        try:
-            rows, files, _ = await self._commits.insert(
-                lambda: self._rows_for(batch, statuses, refs)
-            )
-        except BaseException:
-            # The rows never came: their files go with the next sweep (if nothing else
-            # has come to use them by then).
-            self.pending_erase.update(
-                ref.sha256 for group in refs for ref in group if ref is not None
-            )
-            raise
-        by_message: dict[int, list[Attachment]] = {row["id"]: [] for row in rows}
-        for file in files:
-            by_message[file["message_id"]].append(attachment_from_row(file))
-        created = [message_from_row(row, by_message[row["id"]]) for row in rows]
-        for message in created:
-            log.info(
-                "message.created",
-                message_id=message.id,
-                type=message.type.value,
-                direction=message.direction.value,
-                status=message.message_status.value,
-                extension_id=message.extension_id,
-                origin=message.origin,
-                attachments=len(message.attachments),
-            )
-        return created
-
-    def _store_bytes(self, batch: Sequence[NewMessage]) -> list[list[BlobRef | None]]:
-        """Each attachment's bytes into the blob store (None for the message's text)."""
-        out: list[list[BlobRef | None]] = []
-        for new in batch:
-            refs: list[BlobRef | None] = []
-            for item in new.attachments:
-                if item.data is not None:
-                    refs.append(self.blobs.put_bytes(item.data))
-                elif item.path is not None:
-                    refs.append(self.blobs.put_file(item.path))
-                else:
-                    refs.append(None)
-            out.append(refs)
-        return out
-
-    @staticmethod
-    def _initial_status(new: NewMessage) -> MessageStatus:
-        try:
-            return initial_status(new.type, new.direction)
-        except TransitionRefused as exc:
-            raise StoreError(str(exc)) from exc
-
-    def _rows_for(
-        self,
-        batch: Sequence[NewMessage],
-        statuses: Sequence[MessageStatus],
-        refs: list[list[BlobRef | None]],
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-        now = self.clock.now()
-        rows, files, events = [], [], []
-        for new, status, blob_refs in zip(batch, statuses, refs, strict=True):
-            message_id = new_id()
-            created = new.creation_time or now
-            rows.append(self._message_row(new, message_id, status, created, now))
-            for position, (item, ref) in enumerate(zip(new.attachments, blob_refs, strict=True)):
-                files.append(
-                    {
-                        "id": new_id(),
-                        "message_id": message_id,
-                        "position": position,
-                        "type": item.type.value,
-                        "content_type": item.content_type,
-                        "file_name": item.file_name,
-                        "size": ref.size if ref else len((new.subject or "").encode()),
-                        "sha256": ref.sha256 if ref else None,
-                        "width": item.width,
-                        "height": item.height,
-                        "vm_duration": item.vm_duration,
-                    }
-                )
-            events.append(
-                event_row(
-                    message_id,
-                    now,
-                    "status",
-                    "created",
-                    to_value=status.value,
-                    detail={"origin": new.origin},
-                )
-            )
-        return rows, files, events
-
-    def _message_row(
-        self,
-        new: NewMessage,
-        message_id: int,
-        status: MessageStatus,
-        created: datetime,
-        now: datetime,
-    ) -> dict[str, Any]:
-        from_number = new.from_.phone_number
-        to_number = new.to[0].phone_number if new.to else None
-        conversation = new.conversation_id
-        if conversation is None and new.type is MessageType.SMS and from_number and to_number:
-            conversation = conversation_id_for(new.account_id, from_number, to_number)
-        if conversation is None and new.type is MessageType.PAGER:
-            conversation = message_id  # a new pager thread is named after its first message
-        queued = status is MessageStatus.QUEUED
-        return {
-            "id": message_id,
-            "account_id": new.account_id,
-            "extension_id": new.extension_id,
-            "type": new.type.value,
-            "direction": new.direction.value,
-            "from_party": new.from_.to_json(),
-            "to_parties": [p.to_json() for p in new.to],
-            "from_number": from_number,
-            "to_number": to_number,
-            "creation_time": created,
-            "last_modified_time": now,
-            "read_status": new.read_status.value,
-            "priority": new.priority.value,
-            "availability": Availability.ALIVE.value,
-            "availability_changed_at": now,
-            "message_status": status.value,
-            "subject": new.subject,
-            "conversation_id": conversation,
-            "fax_resolution": new.fax_resolution and new.fax_resolution.value,
-            "fax_page_count": None,
-            "cover_index": new.cover_index,
-            "cover_page_text": new.cover_page_text,
-            "sms_delivery_time": None,
-            "delivery_error_code": None,
-            "fax_error_code": None,
-            "vm_transcription_status": new.vm_transcription_status
-            and new.vm_transcription_status.value,
-            "pg_to_department": new.pg_to_department,
-            "attempts": 0,
-            "next_attempt_at": (new.send_time or now) if queued else None,
-            "lease_owner": None,
-            "send_time": new.send_time,
-            "carrier": None,
-            "carrier_ref": None,
-            "failure_reason": None,
-            "sender_email": new.sender_email,
-            "origin": new.origin,
-        }
+        return await self._creator.create_many(batch)
 
     @staticmethod
     def new_conversation_id() -> int:
@@ -285,22 +138,27 @@ class Mailbox:
     # -- reading ----------------------------------------------------------------------
 
     async def get(self, message_id: int, *, extension_id: int | None = None) -> Message:
-        async with self.db.read() as conn:
+        async with self._db.read() as conn:
             return await fetch_message(conn, message_id, extension_id=extension_id)
 
     async def get_many(self, message_ids: Collection[int]) -> dict[int, Message]:
         """The messages of these ids that exist, in one query."""
         if not message_ids:
             return {}
-        async with self.db.read() as conn:
+        async with self._db.read() as conn:
             query = select_messages(conn).where(messages.c.id.in_(sorted(message_ids)))
             return {m.id: m for m in await load_messages(conn, query)}
 
-    async def find(self, query: queries.MessageQuery) -> queries.MessagePage:
-        return await queries.list_messages(self, query)
+    async def find(self, query: _queries.MessageQuery) -> _queries.MessagePage:
+        """A page of a mailbox, with the message store's filters and defaults."""
+        return await _queries.list_messages(self._db, self.clock, query)
+
+    async def sync(self, query: _queries.SyncQuery) -> list[Message]:
+        """A mailbox's messages for a full or an incremental message sync."""
+        return await _queries.sync_messages(self._db, query)
 
     async def events(self, message_id: int) -> list[Event]:
-        async with self.db.read() as conn:
+        async with self._db.read() as conn:
             await message_row(conn, message_id)
             result = await conn.execute(
                 sa.select(message_events)
@@ -310,22 +168,59 @@ class Mailbox:
             return [event_from_row(r) for r in result.mappings()]
 
     async def parts(self, message_id: int) -> list[Part]:
-        async with self.db.read() as conn:
+        async with self._db.read() as conn:
             await message_row(conn, message_id)
             return await parts_of(conn, message_id)
 
+    async def counts(self) -> list[StatusCount]:
+        """Messages per type and status, with the creation time of the oldest."""
+        c = messages.c
+        query = sa.select(
+            c.type, c.message_status, sa.func.count(), sa.func.min(c.creation_time)
+        ).group_by(c.type, c.message_status)
+        async with self._db.read() as conn:
+            found = (await conn.execute(query)).all()
+        return [
+            StatusCount(MessageType(kind), MessageStatus(status), count, oldest)
+            for kind, status, count, oldest in found
+        ]
+
     async def attachment(
         self, message_id: int, attachment_id: int, *, extension_id: int | None = None
-    ) -> tuple[Attachment, Path | bytes]:
-        """The attachment record and its content: the path of its file, or, for the
-        text of an SMS or pager message, the bytes."""
+    ) -> tuple[Attachment, Content]:
+        """The attachment record and its content (for the text of an SMS or pager
+        message: the message's subject)."""
         message = await self.get(message_id, extension_id=extension_id)
         for item in message.attachments:
             if item.id == attachment_id:
                 if item.sha256 is None:
-                    return item, (message.subject or "").encode()
-                return item, self.blobs.path(item.sha256)
+                    return item, Content.of_bytes((message.subject or "").encode())
+                return item, await self._content(item.sha256)
         raise MessageNotFound(attachment_id, what="attachment")
+
+    async def _content(self, sha256: str) -> Content:
+        blobs = self._blobs
+        try:
+            size = await asyncio.to_thread(lambda: blobs.path(sha256).stat().st_size)
+        except OSError as exc:
+            raise BlobError(f"attachment bytes {sha256} missing: {exc.strerror}") from exc
+
+        async def read(offset: int, length: int) -> bytes:
+            return await asyncio.to_thread(blobs.read_range, sha256, offset, length)
+
+        return Content(size, read)
+
+    async def has_blob(self, sha256: str) -> bool:
+        """Whether an attachment's bytes are still stored."""
+        return await asyncio.to_thread(self._blobs.exists, sha256)
+
+    @asynccontextmanager
+    async def blob_file(self, sha256: str) -> AsyncIterator[Path]:
+        """An attachment's bytes as a file this process (and its render workers) can
+        read, for as long as the block runs. BlobError when they are gone."""
+        if not await self.has_blob(sha256):
+            raise BlobError(f"attachment bytes {sha256} missing")
+        yield self._blobs.path(sha256)
 
     # -- status -----------------------------------------------------------------------
 
@@ -337,159 +232,75 @@ class Mailbox:
         reason: str,
         lease_owner: str | None = None,
         detail: dict[str, Any] | None = None,
-        **fields: Any,
+        fax_page_count: int | None = None,
+        fax_error_code: FaxErrorCode | None = None,
+        delivery_error_code: str | None = None,
+        carrier: str | None = None,
+        carrier_ref: str | None = None,
     ) -> Message:
-        """Move a message to ``to`` if the status machine allows it, with an event.
-        ``lease_owner`` makes it conditional on still holding the lease."""
-        unknown = fields.keys() - TRANSITION_FIELDS
-        if unknown:
-            raise TypeError(f"transition() cannot set {', '.join(sorted(unknown))}")
-        now = self.clock.now()
-        async with self.db.write() as conn:
-            row = await message_row(conn, message_id, for_update=True)
-            queue.check_lease(row, lease_owner)
-            current = MessageStatus(row["message_status"])
-            if row["type"] == MessageType.SMS and to is not MessageStatus.SENDING_FAILED:
-                refuse(
-                    message_id,
-                    "messageStatus",
-                    current,
-                    to,
-                    "an SMS moves to Sent, Delivered or DeliveryFailed through its parts",
-                )
-            values = {k: getattr(v, "value", v) for k, v in fields.items()}
-            if row["type"] == MessageType.SMS:
-                # Giving up on an SMS gives up on its parts not yet accepted.
-                waiting = await conn.execute(
-                    sa.update(message_parts)
-                    .where(
-                        message_parts.c.message_id == message_id,
-                        message_parts.c.status == PartStatus.QUEUED.value,
-                    )
-                    .values(status=PartStatus.SENDING_FAILED.value, done_at=now)
-                    .returning(message_parts.c.part_index)
-                )
-                given_up = sorted(part for (part,) in waiting)
-                if given_up:
-                    detail = {**(detail or {}), "parts_given_up": given_up}
-            await move_status(conn, row, [to], now=now, reason=reason, detail=detail, values=values)
-            return await fetch_message(conn, message_id)
+        """Move a message to ``to`` if the status machine allows it, with an event,
+        setting the columns given (None: left as they are). ``lease_owner`` makes it
+        conditional on still holding the lease."""
+        fields = {
+            key: value
+            for key, value in (
+                ("fax_page_count", fax_page_count),
+                ("fax_error_code", fax_error_code and fax_error_code.value),
+                ("delivery_error_code", delivery_error_code),
+                ("carrier", carrier),
+                ("carrier_ref", carrier_ref),
+            )
+            if value is not None
+        }
+        return await self._changes.transition(
+            message_id, to, reason=reason, lease_owner=lease_owner, detail=detail, fields=fields
+        )
 
     async def add_rendered(
-        self,
-        message_id: int,
-        path: Path,
-        pages: int,
-        *,
-        lease_owner: str | None = None,
+        self, message_id: int, path: Path, pages: int, *, lease_owner: str | None = None
     ) -> Message:
         """Store a Queued fax's rendered pages (a TIFF file) as its RenderedDocument,
         replacing an earlier rendering, and set faxPageCount."""
-        ref = await asyncio.to_thread(self.blobs.put_file, path)
-        now = self.clock.now()
-        try:
-            async with self.db.write() as conn:
-                row = await message_row(conn, message_id, for_update=True)
-                queue.check_lease(row, lease_owner)
-                if row["type"] != MessageType.FAX.value or row["message_status"] != (
-                    MessageStatus.QUEUED.value
-                ):
-                    raise StoreError(f"message {message_id} is not a queued fax")
-                found = await conn.execute(
-                    sa.select(attachments).where(attachments.c.message_id == message_id)
-                )
-                current = [attachment_from_row(r) for r in found.mappings()]
-                earlier = [a for a in current if a.type is AttachmentType.RENDERED_DOCUMENT]
-                if earlier:
-                    await conn.execute(
-                        sa.delete(attachments).where(attachments.c.id.in_([a.id for a in earlier]))
-                    )
-                await conn.execute(
-                    attachments.insert().values(
-                        id=new_id(),
-                        message_id=message_id,
-                        position=max((a.position for a in current), default=-1) + 1,
-                        type=AttachmentType.RENDERED_DOCUMENT.value,
-                        content_type="image/tiff",
-                        file_name="fax.tif",
-                        size=ref.size,
-                        sha256=ref.sha256,
-                    )
-                )
-                await conn.execute(
-                    sa.update(messages)
-                    .where(messages.c.id == message_id)
-                    .values(fax_page_count=pages, last_modified_time=now)
-                )
-                detail = {"pages": pages, "bytes": ref.size}
-                await add_events(
-                    conn, [event_row(message_id, now, "rendered", "rendered", detail=detail)]
-                )
-                message = await fetch_message(conn, message_id)
-        except BaseException:
-            self.pending_erase.add(ref.sha256)  # unless something else holds it
-            raise
-        self.pending_erase.update(a.sha256 for a in earlier if a.sha256 and a.sha256 != ref.sha256)
-        return message
+        return await self._changes.add_rendered(message_id, path, pages, lease_owner=lease_owner)
 
     async def record_event(
         self, message_id: int, kind: str, reason: str, detail: dict[str, Any] | None = None
     ) -> None:
         """An event that changes nothing: a late receipt, a carrier note, a warning."""
-        async with self.db.write() as conn:
-            await message_row(conn, message_id)
-            await add_events(
-                conn, [event_row(message_id, self.clock.now(), kind, reason, detail=detail)]
-            )
+        await self._changes.record_event(message_id, kind, reason, detail)
 
-    # -- SMS parts and receipts (mailbox/parts.py) --------------------------------------
+    # -- SMS parts at the SMSC (_ledger.py) ---------------------------------------------
 
-    async def set_parts(
-        self, message_id: int, count: int, *, lease_owner: str | None = None
-    ) -> list[Part]:
-        return await parts.set_parts(self, message_id, count, lease_owner=lease_owner)
+    async def record_acceptance(self, item: PartAccepted) -> Outcome:
+        """The SMSC took a part (and named it): the part is Sent, and the message too
+        once every part is."""
+        outcome = await self._ledger.record(item)
+        assert outcome is not None  # only a receipt finds nothing
+        return outcome
 
-    async def part_accepted(
-        self,
-        message_id: int,
-        index: int,
-        *,
-        link: str,
-        carrier_id: str,
-        lease_owner: str | None = None,
-    ) -> Message:
-        return await parts.accepted(
-            self, message_id, index, link=link, carrier_id=carrier_id, lease_owner=lease_owner
-        )
+    async def record_refusal(self, item: PartRefused) -> Outcome:
+        """The SMSC refused a part for good: the SMS is SendingFailed."""
+        outcome = await self._ledger.record(item)
+        assert outcome is not None
+        return outcome
 
-    async def part_refused(
-        self,
-        message_id: int,
-        index: int,
-        *,
-        error_code: str,
-        reason: str,
-        lease_owner: str | None = None,
-    ) -> Message:
-        return await parts.refused(
-            self, message_id, index, error_code=error_code, reason=reason, lease_owner=lease_owner
-        )
+    async def record_receipt(self, item: ReceiptIn) -> Outcome | None:
+        """A delivery receipt; None when no part has one of its ids (yet)."""
+        return await self._ledger.record(item)
 
-    async def apply_receipt(
-        self,
-        link: str,
-        carrier_id: str,
-        outcome: PartStatus | None,
-        *,
-        error_code: str | None = None,
-        done_at: datetime | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> Message | None:
-        return await parts.apply_receipt(
-            self, link, carrier_id, outcome, error_code=error_code, done_at=done_at, detail=detail
-        )
+    # -- parts of inbound SMS (_fragments.py) -------------------------------------------
 
-    # -- the queue (mailbox/queue.py) -------------------------------------------------
+    async def add_fragment(self, fragment: Fragment) -> list[Fragment] | None:
+        """Store one part of a concatenated inbound SMS; every part, in order, once
+        this one completes the message (they are then no longer stored)."""
+        return await _fragments.add(self._db, fragment)
+
+    async def take_stale_fragments(self, older_than: datetime) -> list[list[Fragment]]:
+        """The parts of every message whose first part came before ``older_than``, taken
+        out of the store, grouped by message."""
+        return await _fragments.take_stale(self._db, older_than)
+
+    # -- the queue (_queue.py) ----------------------------------------------------------
 
     async def lease(
         self,
@@ -499,8 +310,11 @@ class Mailbox:
         limit: int,
         lease_for: float | None = None,
     ) -> list[Message]:
+        """Up to ``limit`` due Queued messages of these types, leased to ``owner``."""
         seconds = self.settings.lease_timeout if lease_for is None else lease_for
-        return await queue.lease(self, owner, types=types, limit=limit, lease_for=seconds)
+        return await _queue.lease(
+            self._db, self.clock, owner, types=types, limit=limit, lease_for=seconds
+        )
 
     async def retry_later(
         self,
@@ -511,12 +325,13 @@ class Mailbox:
         reason: str,
         detail: dict[str, Any] | None = None,
     ) -> Message:
-        return await queue.retry_later(
-            self, message_id, owner, delay=delay, reason=reason, detail=detail
+        """Give a leased message back, due again in ``delay`` seconds."""
+        return await _queue.retry_later(
+            self._db, self.clock, message_id, owner, delay=delay, reason=reason, detail=detail
         )
 
     async def renew_lease(self, message_id: int, owner: str, *, lease_for: float) -> None:
-        await queue.renew(self, message_id, owner, lease_for=lease_for)
+        await _queue.renew(self._db, self.clock, message_id, owner, lease_for=lease_for)
 
     async def set_carrier(
         self,
@@ -528,41 +343,28 @@ class Mailbox:
         reason: str,
         detail: dict[str, Any] | None = None,
     ) -> Message:
-        return await queue.set_carrier(
-            self, message_id, owner, carrier=carrier, ref=ref, reason=reason, detail=detail
+        """Record (or clear) the carrier job a leased Queued message is with."""
+        return await _queue.set_carrier(
+            self._db,
+            self.clock,
+            message_id,
+            owner,
+            carrier=carrier,
+            ref=ref,
+            reason=reason,
+            detail=detail,
         )
 
     async def leased_by(self, owner: str, *, types: Collection[MessageType]) -> list[Message]:
-        return await queue.leased_by(self, owner, types=types)
+        """The Queued messages ``owner`` holds (an earlier life of the same worker)."""
+        return await _queue.leased_by(self._db, owner, types=types)
 
     # -- read state and life cycle ----------------------------------------------------
 
     async def set_read_status(
         self, message_id: int, status: ReadStatus, *, extension_id: int | None = None
     ) -> Message:
-        now = self.clock.now()
-        async with self.db.write() as conn:
-            row = await message_row(conn, message_id, extension_id=extension_id, for_update=True)
-            if row["read_status"] != status.value:
-                await conn.execute(
-                    sa.update(messages)
-                    .where(messages.c.id == message_id)
-                    .values(read_status=status.value, last_modified_time=now)
-                )
-                await add_events(
-                    conn,
-                    [
-                        event_row(
-                            message_id,
-                            now,
-                            "read",
-                            f"marked {status}",
-                            from_value=row["read_status"],
-                            to_value=status.value,
-                        )
-                    ],
-                )
-            return await fetch_message(conn, message_id)
+        return await self._changes.set_read_status(message_id, status, extension_id=extension_id)
 
     async def change_availability(
         self,
@@ -574,36 +376,47 @@ class Mailbox:
     ) -> Message:
         """delete (Alive -> Deleted -> Purged), purge (-> Purged) or restore
         (Deleted -> Alive). Purging erases the attachments and the text."""
-        now = self.clock.now()
-        async with self.db.write() as conn:
-            row = await message_row(conn, message_id, extension_id=extension_id, for_update=True)
-            current = Availability(row["availability"])
-            try:
-                wanted = next_availability(current, action)
-            except TransitionRefused as exc:
-                refuse(message_id, "availability", current, action, str(exc))
-            if wanted is not current:
-                freed = await lifecycle.set_availability(
-                    conn, [row], wanted, now=now, reason=reason
-                )
-                self.pending_erase.update(freed)
-            message = await fetch_message(conn, message_id)
-        if wanted is not current:
-            log.info(
-                "message.availability",
-                message_id=message_id,
-                previous=current.value,
-                availability=wanted.value,
-                reason=reason,
-            )
-            await lifecycle.erase_pending(self)
-        return message
+        return await self._changes.change_availability(
+            message_id, action, reason=reason, extension_id=extension_id
+        )
 
-    async def sweep(self, *, orphans: bool = False) -> lifecycle.SweepReport:
+    async def sweep(self, *, orphans: bool = False) -> SweepReport:
         """The life-cycle sweep: purge old Deleted, remove old Purged, trim mailboxes
         over max_messages, erase freed attachment files (and, with ``orphans``, files
         no row refers to)."""
-        return await lifecycle.sweep(self, orphans=orphans)
+        return await self._lifecycle.sweep(orphans=orphans)
 
-    def cutoff(self, days: int) -> datetime:
-        return self.clock.now() - timedelta(days=days)
+    # -- result emails (_notifications.py) ----------------------------------------------
+
+    async def collect_notifications(
+        self, decide: _notifications.Decide, *, settle: timedelta, batch: int
+    ) -> int:
+        """Status events since the notifier's cursor that ``decide`` says deserve an
+        email become queued notifications (one per message and kind); the cursor
+        moves past them in the same transaction. Returns how many were queued."""
+        return await _notifications.collect(
+            self._db, self.clock, decide, settle=settle, batch=batch
+        )
+
+    async def notifications_due(self, *, limit: int) -> list[NotificationDue]:
+        return await _notifications.due(self._db, self.clock, limit=limit)
+
+    async def mark_notification(
+        self,
+        notification_id: int,
+        *,
+        state: str | None = None,
+        attempts: int | None = None,
+        last_error: str | None = None,
+        next_attempt_at: datetime | None = None,
+        sent_at: datetime | None = None,
+    ) -> None:
+        await _notifications.mark(
+            self._db,
+            notification_id,
+            state=state,
+            attempts=attempts,
+            last_error=last_error,
+            next_attempt_at=next_attempt_at,
+            sent_at=sent_at,
+        )

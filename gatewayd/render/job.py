@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gatewayd.config.settings import FaxSettings
+from gatewayd.config.settings import Compression, FaxSettings, Paper, Resolution
 from gatewayd.errors import RenderError
 from gatewayd.logging import get_logger
+from gatewayd.model import FaxErrorCode
 from gatewayd.render import tiff, worker
 from gatewayd.render.cover import CoverSheet
 from gatewayd.render.office import find_soffice
@@ -36,7 +37,6 @@ log = get_logger("gatewayd.render")
 T = TypeVar("T")
 
 CHUNK = 12  # pages per call into a worker, at most
-TOO_MANY_PAGES = "TooManyPages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +47,25 @@ class RenderOptions:
     limits: Limits = field(default_factory=lambda: Limits(100_000_000, 120.0, None, 120.0))
 
     @classmethod
-    def from_settings(cls, settings: FaxSettings, *, resolution: str | None = None,
-                      paper: str | None = None,
-                      compression: str | None = None) -> RenderOptions:  # fmt: skip
-        fax = FaxFormat.named(paper or settings.paper, resolution or settings.resolution,
-                              compression or settings.compression)  # fmt: skip
-        limits = Limits(settings.max_image_pixels, settings.render_cpu_seconds,
-                        find_soffice(settings), settings.office_timeout)  # fmt: skip
+    def from_settings(
+        cls,
+        settings: FaxSettings,
+        *,
+        resolution: Resolution | None = None,
+        paper: Paper | None = None,
+        compression: Compression | None = None,
+    ) -> RenderOptions:
+        fax = FaxFormat.named(
+            paper or settings.paper,
+            resolution or settings.resolution,
+            compression or settings.compression,
+        )
+        limits = Limits(
+            settings.max_image_pixels,
+            settings.render_cpu_seconds,
+            find_soffice(settings),
+            settings.office_timeout,
+        )
         return cls(fax, settings.max_pages, settings.max_input_bytes, limits)
 
 
@@ -136,8 +148,10 @@ class Renderer:
             ))  # fmt: skip
             total = sum(p.pages for p in prepared) + (1 if cover else 0)
             if total > options.max_pages:
-                raise RenderError(f"too many pages: {total}, at most {options.max_pages}",
-                                  fax_error_code=TOO_MANY_PAGES)  # fmt: skip
+                raise RenderError(
+                    f"too many pages: {total}, at most {options.max_pages}",
+                    fax_error_code=FaxErrorCode.TOO_MANY_PAGES,
+                )
             chunks = await asyncio.gather(*(
                 self._named(p.name, self._call(call, worker.render_pages, p, pages, call))
                 for p in prepared for pages in self._chunks(p.pages)

@@ -6,10 +6,11 @@ prefix, else the default link), splits its text into parts (GSM-7 or UCS-2; UDH 
 8- or 16-bit reference, SAR TLVs or message_payload, per link), and submits the parts
 not yet accepted by an earlier attempt, concurrently, through the link's window.
 
-What the SMSC answers decides (command_status classes as in reference/smpp.md §4):
+What the SMSC answers decides (command_status classes as in docs/sms.md):
 
-- ESME_ROK: the part is accepted; its SMSC id (normalised per link) goes to the ledger
-  at once, so that its receipt finds it. The SMS is Sent when every part is.
+- ESME_ROK: the part is accepted; its SMSC id (normalised per link) goes to the
+  mailbox at once (through the receipt rendezvous, rendezvous.py), so that its receipt
+  finds it. The SMS is Sent when every part is.
 - ESME_RTHROTTLED, ESME_RMSGQFUL: the link pauses, and the part is sent again within
   the same attempt (up to THROTTLE_RETRIES times).
 - ESME_RSYSERR, ESME_RX_T_APPN, ESME_RINVBNDSTS, no answer in time, the link going down:
@@ -26,25 +27,22 @@ counts one: smsSendingAttemptsCount), is SendingFailed with the last reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from gatewayd.config.settings import Settings, SmppLinkSettings
-from gatewayd.errors import GatewayError, LeaseLost, StoreError
+from gatewayd.errors import GatewayError, LeaseLost, LinkDown
 from gatewayd.logging import bound_message, get_logger
-from gatewayd.mailbox import Mailbox, Message, Part
-from gatewayd.mailbox.ledger import PartAccepted, PartRefused
+from gatewayd.mailbox import Mailbox, Message, Part, PartAccepted, PartRefused
 from gatewayd.model import MessageStatus, MessageType, PartStatus
 from gatewayd.sms import encoding, pdu, receipts
 from gatewayd.sms.encoding import Concatenation, Split
-from gatewayd.sms.link import LinkDown, SmppLink
+from gatewayd.sms.link import SmppLink
 from gatewayd.sms.pdu import ESM_UDHI, Status, Tag
+from gatewayd.sms.rendezvous import Rendezvous
+from gatewayd.worker import LeaseLoop, backoff
 
 log = get_logger("gatewayd.sms")
 
@@ -55,6 +53,12 @@ THROTTLE_RETRIES = 10
 IDLE_POLL = 0.5
 MAX_RETRY_DELAY = 3600.0
 LEASE_SECONDS = 300.0
+LEASE_BATCH = 500
+IN_FLIGHT_PER_WINDOW = 16  # messages leased per place in the links' windows
+CRASH_REASON = (
+    "in flight when the gateway stopped unexpectedly: parts not recorded as accepted are "
+    "sent again and may reach the phone twice"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,93 +176,47 @@ class Permanent(Exception):
         self.code = code
 
 
-class SmsDispatcher:
-    def __init__(self, mailbox: Mailbox, settings: Settings, links: Links) -> None:
-        self.mailbox = mailbox
+class SmsDispatcher(LeaseLoop):
+    name = "sms"
+    idle_poll = IDLE_POLL
+
+    def __init__(
+        self, mailbox: Mailbox, settings: Settings, links: Links, rendezvous: Rendezvous
+    ) -> None:
+        # The owner is the same across restarts on this host: a new process takes back
+        # at once what its previous life held when it died (see ``adopt``).
+        super().__init__(
+            mailbox, f"sms@{socket.gethostname()}", [MessageType.SMS], lease_for=LEASE_SECONDS
+        )
         self.settings = settings
         self.links = links
-        # The same across restarts on this host: a new process takes back at once what
-        # its previous life held when it died (see ``_take_back``).
-        self.owner = f"sms@{socket.gethostname()}"
-        self._wake = asyncio.Event()
-        self._in_flight = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.rendezvous = rendezvous
         self._references: dict[int, int] = {}  # message id -> concatenation reference
-        self.stopping = False
-        self._stopped = asyncio.Event()
 
-    def wake(self) -> None:
-        """New SMS are queued: look now rather than at the next poll."""
-        self._wake.set()
+    def reload(self, settings: Settings) -> None:
+        self.settings = settings
 
-    async def run(self) -> None:
-        """Lease and send until ``stop``; then wait for the messages in flight."""
-        await self._take_back()
-        try:
-            while not self.stopping:
-                if not self.links.any_bound:
-                    await self._nap(IDLE_POLL)
-                    continue
-                room = self.links.capacity() * 16 - self._in_flight
-                if room <= 0:
-                    await self._nap(0.05)
-                    continue
-                try:
-                    batch = await self.mailbox.lease(
-                        self.owner,
-                        types=[MessageType.SMS],
-                        limit=min(room, 500),
-                        lease_for=LEASE_SECONDS,
-                    )
-                except (StoreError, SQLAlchemyError, OSError) as exc:
-                    log.error("sms.lease_failed", error=str(exc))
-                    await self._nap(1.0)
-                    continue
-                if not batch:
-                    await self._nap(IDLE_POLL)
-                    continue
-                for message in batch:
-                    self._in_flight += 1
-                    task = asyncio.create_task(self._send(message))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._done)
-        finally:
-            if self._tasks:
-                await asyncio.wait(set(self._tasks))
+    def room(self) -> int | None:
+        if not self.links.any_bound:
+            return None
+        room = self.links.capacity() * IN_FLIGHT_PER_WINDOW - self.busy
+        return min(room, LEASE_BATCH)
 
-    async def _take_back(self) -> None:
+    def start(self, message: Message) -> None:
+        self.spawn(self._send(message))
+
+    async def adopt(self, held: Sequence[Message]) -> None:
         """SMS this host's previous process held when it stopped without letting go (a
         crash): due again now, each with an event saying that its parts not recorded
         as accepted may have reached the SMSC already and will be sent again."""
-        try:
-            held = await self.mailbox.leased_by(self.owner, types=[MessageType.SMS])
-        except (StoreError, SQLAlchemyError, OSError) as exc:
-            log.error("sms.take_back_failed", error=str(exc))
-            return
         for message in held:
-            reason = ("in flight when the gateway stopped unexpectedly: parts not recorded "
-                      "as accepted are sent again and may reach the phone twice")  # fmt: skip
-            with contextlib.suppress(GatewayError):
+            try:
                 await self.mailbox.retry_later(
-                    message.id, self.owner, delay=0, reason=reason, detail={"crash": True}
+                    message.id, self.owner, delay=0, reason=CRASH_REASON, detail={"crash": True}
                 )
-        if held:
-            log.warning("sms.taken_back", messages=len(held))
-
-    def stop(self) -> None:
-        """Lease no more; parts not yet sent go back to the queue."""
-        self.stopping = True
-        self._stopped.set()
-        self._wake.set()
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._in_flight -= 1
-
-    async def _nap(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        self._wake.clear()
+            except GatewayError as exc:
+                log.warning("sms.take_back_failed", message_id=message.id, error=str(exc))
+        log.warning("sms.taken_back", messages=len(held))
 
     # -- one message ------------------------------------------------------------------
 
@@ -268,7 +226,7 @@ class SmsDispatcher:
                 await self._attempt(message)
             except LeaseLost:
                 log.warning("sms.lease_lost", message_id=message.id)
-            except (GatewayError, SQLAlchemyError, OSError) as exc:
+            except GatewayError as exc:
                 # The mailbox failed: the lease runs out and the message comes back.
                 log.error("sms.send_failed", message_id=message.id, error=str(exc))
 
@@ -329,8 +287,7 @@ class SmsDispatcher:
                 message, f"gave up after {message.attempts} attempts: {first.reason}", first.code
             )
             return
-        delay = min(sms.retry_delay * 2 ** (message.attempts - 1), MAX_RETRY_DELAY)
-        delay *= random.uniform(0.9, 1.1)
+        delay = backoff(sms.retry_delay, message.attempts, cap=MAX_RETRY_DELAY, jitter=0.1)
         await self.mailbox.retry_later(
             message.id, self.owner, delay=delay, reason=first.reason, detail={"code": first.code}
         )
@@ -347,30 +304,27 @@ class SmsDispatcher:
         """Submit one part; record what the SMSC said. Temporary or Permanent when it
         was not accepted."""
         answer = None
-        for _ in range(THROTTLE_RETRIES):
-            try:
-                answer = await link.submit(part.build, unless=self._stopped)
-            except LinkDown as exc:
-                raise Temporary(str(exc), "LinkDown") from None
-            if answer.status not in (Status.RTHROTTLED, Status.RMSGQFUL):
-                break
-        assert answer is not None
-        name = pdu.status_name(answer.status)
-        if answer.status == Status.ROK:
-            fmt = receipts.IdFormat(link.settings.smsc_id_format)
-            carrier_id = receipts.normalise(answer.fields.get("message_id", ""), fmt)
-            link.answered(carrier_id)
-            try:
-                await self.mailbox.ledger.record(
+        with self.rendezvous.submitting(link.name):
+            for _ in range(THROTTLE_RETRIES):
+                try:
+                    answer = await link.submit(part.build, unless=self._stopped)
+                except LinkDown as exc:
+                    raise Temporary(str(exc), "LinkDown") from None
+                if answer.status not in (Status.RTHROTTLED, Status.RMSGQFUL):
+                    break
+            assert answer is not None
+            if answer.status == Status.ROK:
+                fmt = receipts.IdFormat(link.settings.smsc_id_format)
+                carrier_id = receipts.normalise(answer.fields.get("message_id", ""), fmt)
+                await self.rendezvous.accept(
                     PartAccepted(message_id, index, total, link.name, carrier_id)
                 )
-            finally:
-                link.announce(carrier_id)
-            return
+                return
+        name = pdu.status_name(answer.status)
         if answer.status in TEMPORARY:
             raise Temporary(f"the SMSC answered part {index + 1} of {total} with {name}", name)
         reason = f"the SMSC refused part {index + 1} of {total}: {name}"
-        await self.mailbox.ledger.record(PartRefused(message_id, index, total, name, reason))
+        await self.mailbox.record_refusal(PartRefused(message_id, index, total, name, reason))
         raise Permanent(reason, name)
 
     async def _fail(self, message: Message, reason: str, code: str) -> None:

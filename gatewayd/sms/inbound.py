@@ -4,10 +4,10 @@ Every deliver_sm (and data_sm) is answered only after what it says is committed 
 mailbox; when the mailbox cannot take it, the answer is ESME_RX_T_APPN and the SMSC
 sends it again later.
 
-Receipts go to the SMS ledger. A receipt for an id we do not know yet, while submit_sm
-wait for their answers on that link, may be for one of them (some SMSCs send the
-receipt first): it waits for that id, up to the link's response_timeout. A receipt for
-nothing we know is logged and acknowledged.
+Receipts go to the mailbox through the receipt rendezvous (rendezvous.py): a receipt
+for an id we do not know yet, while submit_sm wait for their answers on that link, may
+be for one of them (some SMSCs send the receipt first): it waits for that id, up to the
+link's response_timeout. A receipt for nothing we know is logged and acknowledged.
 
 An SMS for a number of a configured user (``sms_numbers``) is stored as a Received SMS
 in that user's extension, threaded with the earlier messages between the same two
@@ -26,23 +26,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import phonenumbers
-from sqlalchemy.exc import SQLAlchemyError
 
 from gatewayd.config.settings import Settings, User
 from gatewayd.errors import StoreError
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import Mailbox, NewAttachment, NewMessage, Party
-from gatewayd.mailbox import fragments as fragment_store
-from gatewayd.mailbox.fragments import Fragment
-from gatewayd.mailbox.ledger import ReceiptIn
+from gatewayd.mailbox import Fragment, Mailbox, NewAttachment, NewMessage, Party, ReceiptIn
 from gatewayd.model import Direction, MessageType, PartStatus
 from gatewayd.sms import encoding, receipts
 from gatewayd.sms.link import SmppLink
 from gatewayd.sms.pdu import ESM_UDHI, Pdu, Status, Tag
+from gatewayd.sms.rendezvous import Rendezvous
 
 log = get_logger("gatewayd.sms")
 
-MAILBOX_ERRORS = (StoreError, SQLAlchemyError, OSError)
 SWEEP_INTERVAL = 5.0
 
 
@@ -106,11 +102,16 @@ def number_of(address: str, ton: int, region: str) -> str:
 class Inbound:
     """The handler every SMPP link gives what the SMSC delivers."""
 
-    def __init__(self, mailbox: Mailbox, settings: Settings) -> None:
+    def __init__(self, mailbox: Mailbox, settings: Settings, rendezvous: Rendezvous) -> None:
         self.mailbox = mailbox
+        self.rendezvous = rendezvous
+        self._sweeper: asyncio.Task[None] | None = None
+        self.reload(settings)
+
+    def reload(self, settings: Settings) -> None:
+        """New users and numbers (SIGHUP): an SMS to a number added now is stored."""
         self.settings = settings
         self._owners: dict[str, User] = {n: u for u in settings.users for n in u.sms_numbers}
-        self._sweeper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="sms-reassembly")
@@ -126,7 +127,7 @@ class Inbound:
             if receipts.is_receipt(request):
                 return await self._receipt(link, request)
             return await self._message(link, request)
-        except MAILBOX_ERRORS as exc:
+        except StoreError as exc:
             log.error("sms.deliver_not_stored", link=link.name, error=str(exc))
             return Status.RX_T_APPN
 
@@ -159,12 +160,7 @@ class Inbound:
             done_at=receipt.done_at,
             detail={"stat": receipt.stat, "err": receipt.error},
         )
-        wait = link.settings.response_timeout
-        if link.being_recorded(ids[0]):  # its answer came a moment ago: let it in first
-            await link.wait_announced(ids[:1], wait)
-        found = await self.mailbox.ledger.record(item)
-        if found is None and link.may_announce(ids) and await link.wait_announced(ids, wait):
-            found = await self.mailbox.ledger.record(item)
+        found = await self.rendezvous.receipt(item, within=link.settings.response_timeout)
         if found is None:
             log.warning(
                 "sms.receipt_unknown",
@@ -217,7 +213,7 @@ class Inbound:
             text,
             self.mailbox.clock.now(),
         )
-        whole = await fragment_store.add(self.mailbox, fragment)
+        whole = await self.mailbox.add_fragment(fragment)
         if whole is not None:
             await self._store(
                 user, link.name, source, destination, "".join(f.text for f in whole), note=None
@@ -249,7 +245,7 @@ class Inbound:
     async def sweep(self) -> int:
         """Make messages of the parts that waited past the reassembly timeout."""
         wait = timedelta(seconds=self.settings.sms.reassembly_timeout)
-        groups = await fragment_store.take_stale(self.mailbox, self.mailbox.clock.now() - wait)
+        groups = await self.mailbox.take_stale_fragments(self.mailbox.clock.now() - wait)
         for parts in groups:
             first = parts[0]
             have = {p.seq: p.text for p in parts}
@@ -276,5 +272,5 @@ class Inbound:
             await asyncio.sleep(SWEEP_INTERVAL)
             try:
                 await self.sweep()
-            except MAILBOX_ERRORS as exc:
+            except StoreError as exc:
                 log.error("sms.reassembly_sweep_failed", error=str(exc))

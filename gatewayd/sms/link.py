@@ -28,14 +28,14 @@ import contextlib
 import random
 import ssl
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, cast
 
 from gatewayd.config.settings import SmppLinkSettings
-from gatewayd.errors import GatewayError
+from gatewayd.errors import BindRefused, LinkDown, ResponseTimeout
 from gatewayd.logging import get_logger
 from gatewayd.sms import pdu
 from gatewayd.sms.pdu import Command, Pdu, Status
@@ -46,7 +46,6 @@ PERMANENT_BIND_ERRORS = frozenset({Status.RINVPASWD, Status.RINVSYSID, Status.RI
 THROTTLING = frozenset({Status.RTHROTTLED, Status.RMSGQFUL})
 THROTTLE_PAUSE = 1.0
 THROTTLE_PAUSE_MAX = 30.0
-RECENT_IDS = 65536  # ids a late-looking receipt may still find (a few seconds of traffic)
 
 
 class LinkState(StrEnum):
@@ -56,20 +55,6 @@ class LinkState(StrEnum):
     RECONNECTING = "reconnecting"  # waiting out the reconnect delay
     STOPPED = "stopped"  # the SMSC refused our credentials: an operator must act
     CLOSED = "closed"
-
-
-class LinkDown(GatewayError):
-    """The link is not bound, or went down while a request waited for its answer."""
-
-
-class ResponseTimeout(LinkDown):
-    """No response within response_timeout."""
-
-
-class BindRefused(GatewayError):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"the SMSC refused the bind: {pdu.status_name(status)}")
-        self.status = status
 
 
 class Handler(Protocol):
@@ -260,9 +245,6 @@ class SmppLink:
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
         self._concat_reference = random.Random(settings.name).randrange(65536)
-        self._ids: dict[str, asyncio.Event] = {}  # carrier ids receipts wait for
-        self._recording: set[str] = set()  # answered, not yet in the mailbox
-        self._announced: OrderedDict[str, None] = OrderedDict()  # recently in the mailbox
         self.counts: Counter[str] = Counter()  # submit_sm, submit_sm_ok, deliver_sm
 
     # -- state ----------------------------------------------------------------------------
@@ -270,6 +252,10 @@ class SmppLink:
     @property
     def bound(self) -> bool:
         return self._bound.is_set()
+
+    @property
+    def state_name(self) -> str:
+        return self.state.value
 
     async def wait_bound(self, within: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -397,7 +383,7 @@ class SmppLink:
             raise
         if answer.status != Status.ROK:
             session.close("bind refused")
-            raise BindRefused(answer.status)
+            raise BindRefused(answer.status, pdu.status_name(answer.status))
         session.bound = True
         return session
 
@@ -483,47 +469,3 @@ class SmppLink:
     def window_in_use(self) -> int:
         """submit_sm sent and not yet answered, on every bind of the link."""
         return sum(len(s.pending) for s in self._sessions.values() if s is not None)
-
-    def may_announce(self, carrier_ids: tuple[str, ...]) -> bool:
-        """Whether a receipt for these ids, unknown to the mailbox a moment ago, may be
-        for a part whose answer is still on its way or being recorded (some SMSCs send
-        the receipt before the submit_sm_resp)."""
-        if any(c in self._recording or c in self._announced for c in carrier_ids):
-            return True
-        return any(s is not None and s.pending for s in self._sessions.values())
-
-    def being_recorded(self, carrier_id: str) -> bool:
-        return carrier_id in self._recording
-
-    def answered(self, carrier_id: str) -> None:
-        """A submit_sm_resp named ``carrier_id``, about to be recorded."""
-        self._recording.add(carrier_id)
-
-    def announce(self, carrier_id: str) -> None:
-        """The part answered as ``carrier_id`` is in the mailbox: wake receipts waiting
-        for it, and remember it a while for one that looked just before the commit."""
-        self._recording.discard(carrier_id)
-        self._announced[carrier_id] = None
-        while len(self._announced) > RECENT_IDS:
-            self._announced.popitem(last=False)
-        event = self._ids.pop(carrier_id, None)
-        if event is not None:
-            event.set()
-
-    async def wait_announced(self, carrier_ids: tuple[str, ...], within: float) -> bool:
-        if any(c in self._announced for c in carrier_ids):
-            return True
-        events = [self._ids.setdefault(c, asyncio.Event()) for c in carrier_ids]
-        waits = [asyncio.ensure_future(e.wait()) for e in events]
-        try:
-            done, _ = await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-            return bool(done)
-        finally:
-            for wait in waits:
-                wait.cancel()
-            for carrier_id, event in zip(carrier_ids, events, strict=True):
-                if not event.is_set() and self._ids.get(carrier_id) is event:
-                    del self._ids[carrier_id]
-
-
-IncomingHandler = Callable[[SmppLink, Pdu], Awaitable[int]]

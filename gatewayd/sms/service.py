@@ -9,13 +9,15 @@ from gatewayd.mailbox import Mailbox
 from gatewayd.sms.dispatcher import Links, SmsDispatcher
 from gatewayd.sms.inbound import Inbound
 from gatewayd.sms.link import SmppLink
+from gatewayd.sms.rendezvous import Rendezvous
 
 
 class SmsService:
     def __init__(self, mailbox: Mailbox, settings: Settings) -> None:
-        self.inbound = Inbound(mailbox, settings)
+        rendezvous = Rendezvous(mailbox)
+        self.inbound = Inbound(mailbox, settings, rendezvous)
         self.links = Links([SmppLink(link, self.inbound) for link in settings.sms.links])
-        self.dispatcher = SmsDispatcher(mailbox, settings, self.links)
+        self.dispatcher = SmsDispatcher(mailbox, settings, self.links, rendezvous)
 
     def start(self) -> None:
         """Bind the links (in the background: a link that is down is retried) and start
@@ -23,6 +25,11 @@ class SmsService:
         self.inbound.start()
         for link in self.links.links:
             link.start()
+
+    def reload(self, settings: Settings) -> None:
+        """New users, numbers and policies (SIGHUP); links keep their binds."""
+        self.inbound.reload(settings)
+        self.dispatcher.reload(settings)
 
     async def close(self) -> None:
         """After the dispatcher has stopped: unbind, stop taking deliveries."""

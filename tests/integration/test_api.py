@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from gatewayd.api.app import ApiServer, create_app
+from gatewayd.api.auth import Authenticator
+from gatewayd.api.deps import Context
 from gatewayd.clock import ManualClock
 from gatewayd.config.settings import ApiSettings, HostPort, Settings, User
 from gatewayd.credentials import hash_token
 from gatewayd.mailbox import Mailbox, Message
+from gatewayd.metrics import Metrics
 from gatewayd.model import Direction, MessageType, ReadStatus
 from tests import documents
 from tests.conftest import ACCOUNT, EXTENSION, OTHER_EXTENSION, OUR_NUMBER, fax, sms
@@ -42,6 +46,18 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def app_for(
+    mailbox: Mailbox,
+    settings: Settings,
+    on_queued: Callable[[Sequence[Message]], None] = lambda _: None,
+) -> FastAPI:
+    """The API app as the daemon builds it, with metrics that read ``mailbox``."""
+    metrics = Metrics()
+    metrics.watch(mailbox=mailbox)
+    context = Context(mailbox, Authenticator(settings), on_queued=on_queued)
+    return create_app(context, metrics)
+
+
 @pytest.fixture
 def settings() -> Settings:
     return Settings(api=ApiSettings(listen=HostPort("127.0.0.1", free_port()),
@@ -51,7 +67,7 @@ def settings() -> Settings:
 @pytest.fixture
 async def api(mailbox: Mailbox, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     queued: list[Message] = []
-    server = ApiServer(create_app(mailbox, settings, on_queued=queued.extend), settings)
+    server = ApiServer(app_for(mailbox, settings, on_queued=queued.extend), settings)
     await server.start()
     base = f"http://127.0.0.1:{server.port}"
     async with httpx.AsyncClient(base_url=base, headers=auth(ALICE), timeout=30) as client:
@@ -425,7 +441,7 @@ async def test_rate_limits_answer_429_with_retry_after(
     mailbox: Mailbox, settings: Settings
 ) -> None:
     limited = replace(settings, api=replace(settings.api, rate_limits=True))
-    server = ApiServer(create_app(mailbox, limited), limited)
+    server = ApiServer(app_for(mailbox, limited), limited)
     await server.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}",
@@ -459,13 +475,7 @@ async def test_openapi_describes_every_endpoint(api: httpx.AsyncClient) -> None:
 _ = (MessageType, ReadStatus)
 
 
-async def test_metrics_count_the_mailbox(
-    api: httpx.AsyncClient, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from gatewayd import metrics
-
-    monkeypatch.setattr(metrics.LIVE, "mailbox", mailbox)
-    monkeypatch.setattr(metrics.LIVE, "_read_at", 0.0)
+async def test_metrics_count_the_mailbox(api: httpx.AsyncClient, mailbox: Mailbox) -> None:
     await mailbox.create(sms())
     await mailbox.create(sms(to="+4915100000009"))
     await mailbox.create(fax())

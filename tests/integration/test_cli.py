@@ -12,7 +12,7 @@ import pytest
 from gatewayd import credentials
 from gatewayd.config.settings import LogSettings, MailboxSettings
 from gatewayd.logging import bound_message, configure_logging, get_logger
-from gatewayd.mailbox import Mailbox, Message
+from gatewayd.mailbox import Mailbox, Message, PartAccepted, ReceiptIn
 from gatewayd.model import MessageStatus, MessageType, PartStatus
 from gatewayd.render.fonts import DEJAVU, find
 from tests.conftest import ROOT, fax, gatewayd, sms
@@ -39,9 +39,8 @@ def populated(tmp_path: Path) -> tuple[Path, dict[str, Message]]:
         box = await Mailbox.open(MailboxSettings(data_dir=tmp_path / "data"))
         try:
             delivered = await box.create(sms(text="see you at 8"))
-            await box.set_parts(delivered.id, 1)
-            await box.part_accepted(delivered.id, 0, link="simulator", carrier_id="5A1F")
-            await box.apply_receipt("simulator", "5A1F", PartStatus.DELIVERED)
+            await box.record_acceptance(PartAccepted(delivered.id, 0, 1, "simulator", "5A1F"))
+            await box.record_receipt(ReceiptIn("simulator", ("5A1F",), PartStatus.DELIVERED))
             queued = await box.create(fax())
             failed = await box.create(fax("+4940999999"))
             await box.transition(

@@ -65,21 +65,24 @@ async def test_a_fax_is_rendered_and_stored(mailbox: Mailbox, renderer: Renderer
     rendered = await render_fax(mailbox, renderer, SETTINGS, message, lease_owner="dispatcher")
     assert rendered is not None
     assert rendered.pages == 4  # cover, two PDF pages, the photo
-    assert_fax(rendered.path, count=4, resolution=98)
+    async with mailbox.blob_file(rendered.sha256) as tiff:
+        assert_fax(tiff, count=4, resolution=98)
+        size = tiff.stat().st_size
     stored = await mailbox.get(message_id)
     assert stored.message_status is MessageStatus.QUEUED
     assert stored.fax_page_count == 4
     tiffs = [a for a in stored.attachments if a.type is AttachmentType.RENDERED_DOCUMENT]
     assert len(tiffs) == 1
     assert tiffs[0].content_type == "image/tiff"
-    assert tiffs[0].size == rendered.path.stat().st_size
+    assert tiffs[0].size == size
+    assert tiffs[0].sha256 == rendered.sha256
     assert stored.to_json()["faxPageCount"] == 4
     events = [e for e in await mailbox.events(message_id) if e.kind == "rendered"]
     assert events[0].detail == {"pages": 4, "bytes": tiffs[0].size}
     # asked again (a retry after a busy line), the stored pages are used as they are
     again = await render_fax(mailbox, renderer, SETTINGS, stored, lease_owner="dispatcher")
     assert again is not None
-    assert again.path == rendered.path
+    assert again.sha256 == rendered.sha256
 
 
 async def test_documents_that_cannot_be_faxed_fail_the_message(

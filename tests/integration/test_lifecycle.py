@@ -27,8 +27,8 @@ DELETE, PURGE, RESTORE = (
 def age_blobs(mailbox: Mailbox, seconds: float = 3600) -> None:
     """Make every blob look written ``seconds`` ago (past the erase grace period)."""
     past = time.time() - seconds
-    for digest in mailbox.blobs.all_digests():
-        os.utime(mailbox.blobs.path(digest), (past, past))
+    for digest in mailbox._blobs.all_digests():
+        os.utime(mailbox._blobs.path(digest), (past, past))
 
 
 async def test_delete_restore_delete_purge(mailbox: Mailbox, clock: ManualClock) -> None:
@@ -62,7 +62,9 @@ async def test_delete_restore_delete_purge(mailbox: Mailbox, clock: ManualClock)
 async def test_purge_at_once_erases_text_and_attachment_files(mailbox: Mailbox) -> None:
     text = await mailbox.create(sms(text="the secret"))
     _, content = await mailbox.attachment(text.id, text.attachments[0].id)
-    assert content == b"the secret"  # an SMS's Text attachment is its subject, stored once
+    assert (
+        await content.read_all() == b"the secret"
+    )  # an SMS's Text attachment is its subject, stored once
     document = await mailbox.create(fax(document=b"%PDF- private", cover_page_text="note"))
     digest = document.attachments[0].sha256
     assert digest is not None
@@ -75,7 +77,7 @@ async def test_purge_at_once_erases_text_and_attachment_files(mailbox: Mailbox) 
     purged_fax = await mailbox.change_availability(document.id, PURGE, reason="purge=true")
     assert purged_fax.cover_page_text is None
     assert purged_fax.subject == "Contract"  # a fax's subject is not its content
-    assert not mailbox.blobs.path(digest).exists()
+    assert not mailbox._blobs.path(digest).exists()
 
 
 async def test_a_shared_attachment_file_survives_until_its_last_message_goes(
@@ -85,21 +87,21 @@ async def test_a_shared_attachment_file_survives_until_its_last_message_goes(
     digest = first.attachments[0].sha256
     age_blobs(mailbox)
     await mailbox.change_availability(first.id, PURGE, reason="purge")
-    assert mailbox.blobs.path(digest).exists()
+    assert mailbox._blobs.path(digest).exists()
     await mailbox.change_availability(second.id, PURGE, reason="purge")
-    assert not mailbox.blobs.path(digest).exists()
+    assert not mailbox._blobs.path(digest).exists()
 
 
 async def test_a_freshly_written_file_is_erased_by_a_later_sweep(mailbox: Mailbox) -> None:
     message = await mailbox.create(fax(document=b"fresh bytes"))
     digest = message.attachments[0].sha256
     await mailbox.change_availability(message.id, PURGE, reason="purge")
-    assert mailbox.blobs.path(digest).exists()  # too fresh: a writer may be re-using it
-    assert digest in mailbox.pending_erase
+    assert mailbox._blobs.path(digest).exists()  # too fresh: a writer may be re-using it
+    assert digest in mailbox._lifecycle.pending_erase
     age_blobs(mailbox)
     report = await mailbox.sweep()
     assert report.blobs_erased == 1
-    assert not mailbox.blobs.path(digest).exists()
+    assert not mailbox._blobs.path(digest).exists()
 
 
 async def test_the_sweeper_keeps_each_retention_period(
@@ -158,10 +160,10 @@ async def test_a_mailbox_over_max_messages_deletes_its_oldest(
 
 async def test_orphan_files_from_a_crash_are_found(mailbox: Mailbox, tmp_path: Path) -> None:
     kept = await mailbox.create(fax(document=b"kept"))
-    orphan = mailbox.blobs.put_bytes(b"written, then the process died before the commit")
+    orphan = mailbox._blobs.put_bytes(b"written, then the process died before the commit")
     age_blobs(mailbox)
     assert (await mailbox.sweep()).orphans_erased == 0  # the scan runs only when asked
     report = await mailbox.sweep(orphans=True)
     assert report.orphans_erased == 1
-    assert not mailbox.blobs.path(orphan.sha256).exists()
-    assert mailbox.blobs.path(kept.attachments[0].sha256).exists()
+    assert not mailbox._blobs.path(orphan.sha256).exists()
+    assert mailbox._blobs.path(kept.attachments[0].sha256).exists()

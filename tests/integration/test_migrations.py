@@ -11,8 +11,8 @@ from alembic.runtime.migration import MigrationContext
 
 from gatewayd.config.settings import MailboxSettings
 from gatewayd.mailbox import Mailbox
-from gatewayd.mailbox.database import alembic_config, head_revision
-from gatewayd.mailbox.schema import metadata
+from gatewayd.mailbox._database import alembic_config, head_revision
+from gatewayd.mailbox._schema import metadata
 
 
 def _diff(connection: sa.Connection) -> list[object]:
@@ -23,7 +23,7 @@ def _diff(connection: sa.Connection) -> list[object]:
 async def test_a_new_mailbox_is_migrated_to_head(tmp_path: Path) -> None:
     box = await Mailbox.open(MailboxSettings(data_dir=tmp_path))
     try:
-        async with box.db.read() as conn:
+        async with box._db.read() as conn:
             assert await conn.run_sync(_diff) == []
             revision = await conn.run_sync(
                 lambda c: MigrationContext.configure(c).get_current_revision()
@@ -50,7 +50,7 @@ def test_migrations_go_down_and_up_again(tmp_path: Path) -> None:
 async def test_wal_and_pragmas(tmp_path: Path) -> None:
     box = await Mailbox.open(MailboxSettings(data_dir=tmp_path))
     try:
-        async with box.db.read() as conn:
+        async with box._db.read() as conn:
             mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
             sync = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
             fks = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar()

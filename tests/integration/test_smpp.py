@@ -23,8 +23,7 @@ from gatewayd.config.settings import (
     SmsSettings,
     User,
 )
-from gatewayd.mailbox import Mailbox, Message, MessageQuery
-from gatewayd.mailbox.ledger import PartAccepted, ReceiptIn
+from gatewayd.mailbox import Mailbox, Message, MessageQuery, PartAccepted, ReceiptIn
 from gatewayd.model import Direction, MessageStatus, PartStatus
 from gatewayd.sms import pdu, receipts
 from gatewayd.sms.link import LinkState
@@ -261,12 +260,11 @@ async def test_a_receipt_read_two_ways_waits_for_its_own_part(mailbox: Mailbox) 
     earlier, later = await queue(mailbox, "+4915112345555", "+4915112345556")
     ids = tuple(receipts.candidates("3990", receipts.IdFormat.AUTO))
     assert ids[:2] == ("3990", "F96")
-    ledger = mailbox.ledger
-    await ledger.record(PartAccepted(earlier, 0, 1, "smsc", "F96"))
-    await ledger.record(ReceiptIn("smsc", ("F96",), PartStatus.DELIVERED))
-    assert await ledger.record(ReceiptIn("smsc", ids, PartStatus.DELIVERED)) is None
-    await ledger.record(PartAccepted(later, 0, 1, "smsc", "3990"))
-    outcome = await ledger.record(ReceiptIn("smsc", ids, PartStatus.DELIVERED))
+    await mailbox.record_acceptance(PartAccepted(earlier, 0, 1, "smsc", "F96"))
+    await mailbox.record_receipt(ReceiptIn("smsc", ("F96",), PartStatus.DELIVERED))
+    assert await mailbox.record_receipt(ReceiptIn("smsc", ids, PartStatus.DELIVERED)) is None
+    await mailbox.record_acceptance(PartAccepted(later, 0, 1, "smsc", "3990"))
+    outcome = await mailbox.record_receipt(ReceiptIn("smsc", ids, PartStatus.DELIVERED))
     assert outcome is not None
     assert outcome.message_id == later
     assert [(await mailbox.get(i)).message_status for i in (earlier, later)] == [
@@ -478,7 +476,7 @@ async def test_sms_for_a_number_nobody_owns(box: Mailbox, policy: str, status: i
 async def test_when_the_mailbox_fails_the_smsc_is_told_to_retry(box: Mailbox) -> None:
     async with simulator() as (smsc, port), running(box, link_settings(port)) as service:
         await service.links.links[0].wait_bound(5)
-        async with box.db.write() as conn:  # the fragment store is gone: writes fail
+        async with box._db.write() as conn:  # the fragment store is gone: writes fail
             await conn.execute(sa.text("ALTER TABLE sms_fragments RENAME TO gone"))
         statuses = await smsc.send_mo("+4917612345678", OUR_NUMBER, "Part text. " * 40)
     assert statuses == [Status.RX_T_APPN] * 3

@@ -15,7 +15,7 @@ import trustme
 from gatewayd import credentials
 from gatewayd.ingress import replies
 from gatewayd.mailbox import Mailbox, MessageQuery
-from gatewayd.mailbox.schema import EPOCH
+from gatewayd.mailbox._schema import EPOCH
 from gatewayd.model import AttachmentType, Availability, FaxResolution, MessageStatus, MessageType
 from tests.smtp_client import Door, Reply, door_settings, ehlo, free_port, message
 
@@ -175,7 +175,7 @@ async def test_an_sms_by_number_is_queued_with_every_field(door: Door) -> None:
     (text,) = stored.attachments
     assert (text.type, text.content_type, text.size) == (AttachmentType.TEXT, "text/plain", 13)
     _, content = await door.mailbox.attachment(message_id, text.id)
-    assert content == b"See you at 8!"
+    assert await content.read_all() == b"See you at 8!"
 
 
 async def test_several_recipients_one_message_per_number(door: Door) -> None:
@@ -213,7 +213,7 @@ async def test_a_fax_by_number_with_a_pdf(door: Door) -> None:
     (document,) = stored.attachments
     assert (document.type, document.content_type, document.file_name) == (
         AttachmentType.SOURCE_DOCUMENT, "application/pdf", "contract.pdf")  # fmt: skip
-    assert door.mailbox.blobs.path(document.sha256).read_bytes() == pdf
+    assert door.mailbox._blobs.path(document.sha256).read_bytes() == pdf
 
 
 async def test_fax_headers_override_the_config(door: Door) -> None:
@@ -542,16 +542,16 @@ async def test_an_untrusted_network_must_log_in(make_door: DoorFactory) -> None:
 
 
 async def test_a_mailbox_failure_is_a_temporary_refusal(door: Door) -> None:
-    async with door.mailbox.db.write() as conn:
+    async with door.mailbox._db.write() as conn:
         await conn.exec_driver_sql("ALTER TABLE message_events RENAME TO broken")
     pdf = (DATA / "docs" / "one-page.pdf").read_bytes()
     raw = message(FAX_TO, "x", attachments=[(pdf, "application/pdf", "a.pdf")])
     reply = await door.send("alice@example.com", [SMS_TO, FAX_TO], raw)
     assert reply.line == replies.MAILBOX_UNAVAILABLE
-    async with door.mailbox.db.write() as conn:
+    async with door.mailbox._db.write() as conn:
         await conn.exec_driver_sql("ALTER TABLE broken RENAME TO message_events")
     assert await all_messages(door.mailbox) == []  # nothing half-written
-    assert door.mailbox.pending_erase  # its files go with the next sweep
+    assert door.mailbox._lifecycle.pending_erase  # its files go with the next sweep
 
 
 async def test_a_client_gone_before_the_end_of_data_leaves_nothing(door: Door) -> None:
@@ -573,7 +573,7 @@ async def test_a_client_gone_before_the_end_of_data_leaves_nothing(door: Door) -
     await asyncio.to_thread(hang_up_in_data)
     await asyncio.sleep(0.2)
     assert await all_messages(door.mailbox) == []
-    blobs = [p for p in door.mailbox.blobs.root.rglob("*") if p.is_file()]
+    blobs = [p for p in door.mailbox._blobs.root.rglob("*") if p.is_file()]
     assert blobs == []
 
 

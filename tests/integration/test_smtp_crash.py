@@ -17,7 +17,7 @@ import pytest
 
 from gatewayd.config.settings import MailboxSettings
 from gatewayd.mailbox import Mailbox, MessageQuery
-from gatewayd.mailbox.schema import EPOCH
+from gatewayd.mailbox._schema import EPOCH
 from gatewayd.model import Availability
 from tests.conftest import ROOT
 from tests.smtp_client import free_port, message, send
@@ -64,7 +64,7 @@ def stored(data_dir: Path) -> tuple[list[int], list[Path]]:
                                                availability=tuple(Availability)))  # fmt: skip
             for record in page.records:  # every row's files are there and whole
                 for attachment in record.attachments:
-                    assert box.blobs.path(attachment.sha256).stat().st_size == attachment.size
+                    assert box._blobs.path(attachment.sha256).stat().st_size == attachment.size
             return [m.id for m in page.records]
         finally:
             await box.close()

@@ -8,14 +8,23 @@ import hashlib
 import itertools
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from gatewayd.clock import ManualClock
-from gatewayd.errors import InvalidTransition, LeaseLost, MessageNotFound, StoreError
-from gatewayd.mailbox import Mailbox, NewAttachment, Party
-from gatewayd.mailbox.schema import message_events
+from gatewayd.errors import InvalidTransition, MessageNotFound, StoreError
+from gatewayd.mailbox import (
+    Mailbox,
+    NewAttachment,
+    Outcome,
+    PartAccepted,
+    PartRefused,
+    Party,
+    ReceiptIn,
+)
+from gatewayd.mailbox._schema import message_events
 from gatewayd.model import (
     AttachmentType,
     Direction,
@@ -49,7 +58,7 @@ async def test_a_new_message_has_every_field_and_its_attachment_on_disk(mailbox:
     (attachment,) = created.attachments
     assert attachment.size == len(document)
     assert attachment.sha256 == hashlib.sha256(document).hexdigest()
-    assert mailbox.blobs.path(attachment.sha256).read_bytes() == document
+    assert mailbox._blobs.path(attachment.sha256).read_bytes() == document
     stored = await mailbox.get(created.id)
     assert stored == created
     data = stored.to_json("https://gw.example")
@@ -87,8 +96,10 @@ async def test_an_attachment_can_come_from_a_file(mailbox: Mailbox, tmp_path: Pa
     source.write_bytes(b"%PDF" + b"x" * 3_000_000)
     from_file = NewAttachment(AttachmentType.SOURCE_DOCUMENT, "application/pdf", path=source)
     created = await mailbox.create(dataclasses.replace(fax(), attachments=(from_file,)))
-    _, path = await mailbox.attachment(created.id, created.attachments[0].id)
-    assert path.read_bytes() == source.read_bytes()
+    _, content = await mailbox.attachment(created.id, created.attachments[0].id)
+    assert content.size == source.stat().st_size
+    assert await content.read_all() == source.read_bytes()
+    assert b"".join([c async for c in content.chunks(1_000_000, 1_000_009)]) == b"x" * 10
 
 
 async def test_sms_threads_by_the_two_numbers(mailbox: Mailbox) -> None:
@@ -201,66 +212,71 @@ async def test_an_sms_moves_through_its_parts_only(mailbox: Mailbox) -> None:
         await mailbox.transition(message.id, S.SENT, reason="no")
 
 
+async def accepted(
+    mailbox: Mailbox, message_id: int, index: int, parts: int, carrier: str
+) -> Outcome:
+    return await mailbox.record_acceptance(PartAccepted(message_id, index, parts, "sim", carrier))
+
+
+async def receipt(
+    mailbox: Mailbox, carrier: str, outcome: PartStatus | None, **fields: Any
+) -> Outcome | None:
+    return await mailbox.record_receipt(ReceiptIn("sim", (carrier,), outcome, **fields))
+
+
 async def sent_sms(mailbox: Mailbox, parts: int) -> int:
     message = await mailbox.create(sms())
-    await mailbox.set_parts(message.id, parts)
     for index in range(parts):
-        await mailbox.part_accepted(
-            message.id, index, link="sim", carrier_id=f"{message.id}-{index}"
-        )
+        await accepted(mailbox, message.id, index, parts, f"{message.id}-{index}")
     return message.id
 
 
 async def test_multipart_sms_is_sent_when_every_part_is_accepted(mailbox: Mailbox) -> None:
     message = await mailbox.create(sms())
-    await mailbox.set_parts(message.id, 3)
-    assert (await mailbox.set_parts(message.id, 3))[2].status is PartStatus.QUEUED  # idempotent
     for index in range(3):
-        after = await mailbox.part_accepted(message.id, index, link="sim", carrier_id=f"id{index}")
-        assert after.message_status is (S.SENT if index == 2 else S.QUEUED)
+        after = await accepted(mailbox, message.id, index, 3, f"id{index}")
+        assert after.status is (S.SENT if index == 2 else S.QUEUED)
+    again = await accepted(mailbox, message.id, 0, 3, "id0")  # an answer we already have
+    assert (again.status, again.changed) == (S.SENT, False)
     parts = await mailbox.parts(message.id)
     assert [(p.status, p.carrier_id) for p in parts] == [
         (PartStatus.SENT, "id0"),
         (PartStatus.SENT, "id1"),
         (PartStatus.SENT, "id2"),
     ]
-    with pytest.raises(StoreError, match="already has 3 parts"):
-        await mailbox.set_parts(message.id, 2)
+    with pytest.raises(StoreError, match="has 3 parts, not 2"):
+        await accepted(mailbox, message.id, 0, 2, "id0")
 
 
 async def test_delivered_when_every_part_is_delivered(mailbox: Mailbox, clock: ManualClock) -> None:
     message_id = await sent_sms(mailbox, 2)
     done = clock.now() - timedelta(seconds=5)
-    after = await mailbox.apply_receipt(
-        "sim", f"{message_id}-0", PartStatus.DELIVERED, done_at=done
-    )
+    after = await receipt(mailbox, f"{message_id}-0", PartStatus.DELIVERED, done_at=done)
     assert after is not None
-    assert after.message_status is S.SENT
-    after = await mailbox.apply_receipt(
-        "sim", f"{message_id}-1", PartStatus.DELIVERED, done_at=done
-    )
+    assert after.status is S.SENT
+    after = await receipt(mailbox, f"{message_id}-1", PartStatus.DELIVERED, done_at=done)
     assert after is not None
-    assert after.message_status is S.DELIVERED
-    assert after.sms_delivery_time == done
+    assert after.status is S.DELIVERED
+    assert (await mailbox.get(message_id)).sms_delivery_time == done
 
 
 async def test_delivery_failed_as_soon_as_one_part_fails(mailbox: Mailbox) -> None:
     message_id = await sent_sms(mailbox, 3)
-    after = await mailbox.apply_receipt(
-        "sim", f"{message_id}-1", PartStatus.DELIVERY_FAILED, error_code="SMS-CAR-411"
+    after = await receipt(
+        mailbox, f"{message_id}-1", PartStatus.DELIVERY_FAILED, error_code="SMS-CAR-411"
     )
     assert after is not None
-    assert after.message_status is S.DELIVERY_FAILED
-    assert after.delivery_error_code == "SMS-CAR-411"
+    assert after.status is S.DELIVERY_FAILED
+    assert (await mailbox.get(message_id)).delivery_error_code == "SMS-CAR-411"
 
 
 async def test_a_late_or_duplicate_receipt_is_an_event_never_a_regress(mailbox: Mailbox) -> None:
     message_id = await sent_sms(mailbox, 1)
-    await mailbox.apply_receipt("sim", f"{message_id}-0", PartStatus.DELIVERED)
+    await receipt(mailbox, f"{message_id}-0", PartStatus.DELIVERED)
     for outcome in (PartStatus.DELIVERED, PartStatus.DELIVERY_FAILED):
-        after = await mailbox.apply_receipt("sim", f"{message_id}-0", outcome)
+        after = await receipt(mailbox, f"{message_id}-0", outcome)
         assert after is not None
-        assert after.message_status is S.DELIVERED
+        assert (after.status, after.changed) == (S.DELIVERED, False)
     kinds = [(e.kind, e.reason) for e in await mailbox.events(message_id)]
     assert ("receipt", "receipt Delivered for part 0 already Delivered") in kinds
     assert ("receipt", "receipt DeliveryFailed for part 0 already Delivered") in kinds
@@ -268,9 +284,9 @@ async def test_a_late_or_duplicate_receipt_is_an_event_never_a_regress(mailbox: 
 
 async def test_an_intermediate_receipt_is_only_recorded(mailbox: Mailbox) -> None:
     message_id = await sent_sms(mailbox, 1)
-    after = await mailbox.apply_receipt("sim", f"{message_id}-0", None, detail={"stat": "ENROUTE"})
+    after = await receipt(mailbox, f"{message_id}-0", None, detail={"stat": "ENROUTE"})
     assert after is not None
-    assert after.message_status is S.SENT
+    assert after.status is S.SENT
     last = (await mailbox.events(message_id))[-1]
     assert (last.kind, last.reason, last.detail["stat"]) == (
         "receipt",
@@ -281,29 +297,29 @@ async def test_an_intermediate_receipt_is_only_recorded(mailbox: Mailbox) -> Non
 
 async def test_a_receipt_for_nothing_we_know(mailbox: Mailbox) -> None:
     await sent_sms(mailbox, 1)
-    assert await mailbox.apply_receipt("sim", "no-such-id", PartStatus.DELIVERED) is None
-    assert await mailbox.apply_receipt("other-link", "whatever", PartStatus.DELIVERED) is None
+    assert await receipt(mailbox, "no-such-id", PartStatus.DELIVERED) is None
+    other_link = ReceiptIn("other-link", ("whatever",), PartStatus.DELIVERED)
+    assert await mailbox.record_receipt(other_link) is None
 
 
 async def test_a_refused_part_fails_the_whole_sms(mailbox: Mailbox) -> None:
     message = await mailbox.create(sms())
-    await mailbox.set_parts(message.id, 2)
-    await mailbox.part_accepted(message.id, 0, link="sim", carrier_id="a")
-    failed = await mailbox.part_refused(
-        message.id, 1, error_code="SMS-UP-410", reason="ESME_RINVDSTADR: invalid destination"
+    await accepted(mailbox, message.id, 0, 2, "a")
+    failed = await mailbox.record_refusal(
+        PartRefused(message.id, 1, 2, "SMS-UP-410", "ESME_RINVDSTADR: invalid destination")
     )
-    assert failed.message_status is S.SENDING_FAILED
-    assert failed.delivery_error_code == "SMS-UP-410"
-    assert failed.failure_reason == "ESME_RINVDSTADR: invalid destination"
-    late = await mailbox.apply_receipt("sim", "a", PartStatus.DELIVERED)
+    assert failed.status is S.SENDING_FAILED
+    stored = await mailbox.get(message.id)
+    assert stored.delivery_error_code == "SMS-UP-410"
+    assert stored.failure_reason == "ESME_RINVDSTADR: invalid destination"
+    late = await receipt(mailbox, "a", PartStatus.DELIVERED)
     assert late is not None
-    assert late.message_status is S.SENDING_FAILED
+    assert late.status is S.SENDING_FAILED
 
 
 async def test_giving_up_on_an_sms_fails_its_waiting_parts(mailbox: Mailbox) -> None:
     message = await mailbox.create(sms())
-    await mailbox.set_parts(message.id, 2)
-    await mailbox.part_accepted(message.id, 0, link="sim", carrier_id="a")
+    await accepted(mailbox, message.id, 0, 2, "a")
     failed = await mailbox.transition(
         message.id,
         S.SENDING_FAILED,
@@ -319,15 +335,19 @@ async def test_giving_up_on_an_sms_fails_its_waiting_parts(mailbox: Mailbox) -> 
     assert last.detail == {"parts_given_up": [1]}
 
 
-async def test_part_changes_require_the_lease_when_given(mailbox: Mailbox) -> None:
+async def test_an_acceptance_is_recorded_whoever_holds_the_lease(mailbox: Mailbox) -> None:
+    """The SMSC took the part: that is a fact, even when the lease has moved on (the
+    dispatcher that sent it may have lost it meanwhile). The SMS leaves the queue."""
     message = await mailbox.create(sms())
     await mailbox.lease("w1", types=[MessageType.SMS], limit=1)
-    await mailbox.set_parts(message.id, 1, lease_owner="w1")
-    with pytest.raises(LeaseLost):
-        await mailbox.part_accepted(message.id, 0, link="sim", carrier_id="x", lease_owner="w2")
-    after = await mailbox.part_accepted(message.id, 0, link="sim", carrier_id="x", lease_owner="w1")
-    assert after.message_status is S.SENT
-    assert after.lease_owner is None
+    after = await accepted(mailbox, message.id, 0, 1, "x")
+    assert after.status is S.SENT
+    stored = await mailbox.get(message.id)
+    assert (stored.message_status, stored.lease_owner, stored.next_attempt_at) == (
+        S.SENT,
+        None,
+        None,
+    )
 
 
 async def test_read_status(mailbox: Mailbox) -> None:
@@ -375,7 +395,7 @@ async def test_nothing_half_written_when_a_batch_fails(mailbox: Mailbox) -> None
     )
     with pytest.raises(StoreError, match="always Inbound"):
         await mailbox.create_many([good, bad])
-    async with mailbox.db.read() as conn:
+    async with mailbox._db.read() as conn:
         count = (
             await conn.execute(sa.select(sa.func.count()).select_from(message_events))
         ).scalar()

@@ -19,7 +19,6 @@ from gatewayd.model import (
     check_transition,
     derive_sms_status,
     initial_status,
-    is_final,
     next_availability,
     status_path,
 )
@@ -72,25 +71,6 @@ def test_initial_status(kind: MessageType, direction: Direction, status: Message
 def test_outbound_voicemail_does_not_exist() -> None:
     with pytest.raises(TransitionRefused, match="always Inbound"):
         initial_status(MessageType.VOICEMAIL, Direction.OUTBOUND)
-
-
-@pytest.mark.parametrize(
-    ("kind", "status", "final"),
-    [
-        (MessageType.SMS, S.QUEUED, False),
-        (MessageType.SMS, S.SENT, False),
-        (MessageType.SMS, S.DELIVERED, True),
-        (MessageType.SMS, S.DELIVERY_FAILED, True),
-        (MessageType.SMS, S.SENDING_FAILED, True),
-        (MessageType.FAX, S.QUEUED, False),
-        (MessageType.FAX, S.SENT, True),
-        (MessageType.FAX, S.SENDING_FAILED, True),
-        (MessageType.PAGER, S.SENT, True),
-        (MessageType.VOICEMAIL, S.RECEIVED, True),
-    ],
-)
-def test_final_statuses(kind: MessageType, status: MessageStatus, final: bool) -> None:
-    assert is_final(kind, status) is final
 
 
 @pytest.mark.parametrize(

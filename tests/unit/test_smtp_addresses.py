@@ -10,6 +10,7 @@ from aiosmtpd.smtp import SMTP
 
 from gatewayd.config import parse_config
 from gatewayd.ingress.server import GatewaySMTP
+from gatewayd.metrics import Metrics
 
 ARGS = [
     "<alice@example.com>",
@@ -39,6 +40,7 @@ async def test_fast_path_agrees_with_aiosmtpd(arg: str) -> None:
         settings=settings,
         listener=settings.smtp.listen[0],
         connections=weakref.WeakSet(),
+        metrics=Metrics(),
         loop=asyncio.get_running_loop(),
     )
     plain = SMTP(object(), loop=asyncio.get_running_loop())

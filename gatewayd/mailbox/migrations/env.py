@@ -1,16 +1,16 @@
 """Alembic environment: gatewayd hands over an open connection (inside its own
-transaction) through ``config.attributes["connection"]``; see mailbox/database.py.
+transaction) through ``config.attributes["connection"]``; see mailbox/_database.py.
 
-To write a new revision, edit mailbox/schema.py and follow docs/development.md
+To write a new revision, edit mailbox/_schema.py and follow docs/development.md
 ("A schema change"); tests/integration/test_migrations.py fails until the migrations
-and schema.py agree again.
+and _schema.py agree again.
 """
 
 from __future__ import annotations
 
 from alembic import context
 
-from gatewayd.mailbox.schema import metadata
+from gatewayd.mailbox._schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

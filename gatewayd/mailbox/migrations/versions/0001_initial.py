@@ -16,7 +16,7 @@ branch_labels = None
 depends_on = None
 
 # Times are microseconds since the epoch; keys are INTEGER PRIMARY KEY (the rowid) on
-# SQLite (see mailbox/schema.py).
+# SQLite (see mailbox/_schema.py).
 TIME = sa.BigInteger
 KEY = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 QUEUED_ONLY = sa.text("message_status = 'Queued'")

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gatewayd.errors import InvalidTransition
 from gatewayd.logging import get_logger
-from gatewayd.mailbox.rows import Row, add_events, event_row
-from gatewayd.mailbox.schema import messages
+from gatewayd.mailbox._rows import Row, add_events, event_row
+from gatewayd.mailbox._schema import messages
 from gatewayd.model import MessageStatus, MessageType, TransitionRefused, check_transition
 
 log = get_logger("gatewayd.mailbox")

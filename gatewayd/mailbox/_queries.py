@@ -1,9 +1,14 @@
-"""Listing a mailbox with the message store's filters, defaults and paging.
+"""Listing a mailbox with the message store's filters, defaults and paging, and the
+reads of message sync.
 
-Defaults as the reference gives them: Deleted and Purged are hidden unless asked for;
-dateTo is now and dateFrom 24 hours before dateTo; perPage 100, at most 1000 (more is
-cut to 1000). Newest first. ``distinctConversations`` keeps the newest message of each
-conversation (messages outside any conversation, such as faxes, each stand alone).
+Defaults as the message store gives them: Deleted and Purged are hidden unless asked
+for; dateTo is now and dateFrom 24 hours before dateTo; perPage 100, at most 1000 (more
+is cut to 1000). Newest first. ``distinctConversations`` keeps the newest message of
+each conversation (messages outside any conversation, such as faxes, each stand alone).
+
+Sync reads a mailbox without paging: a full sync the Alive messages created in a window,
+newest first; an incremental sync every message changed (or deleted, or restored)
+since a moment, oldest change first.
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
+from gatewayd.clock import Clock
+from gatewayd.mailbox._database import Database
+from gatewayd.mailbox._rows import load_messages, select_messages
+from gatewayd.mailbox._schema import messages
 from gatewayd.mailbox.records import Message
-from gatewayd.mailbox.rows import load_messages, select_messages
-from gatewayd.mailbox.schema import messages
 from gatewayd.model import (
     Availability,
     Direction,
@@ -25,9 +32,6 @@ from gatewayd.model import (
     MessageType,
     ReadStatus,
 )
-
-if TYPE_CHECKING:
-    from gatewayd.mailbox.store import Mailbox
 
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 1000
@@ -133,9 +137,9 @@ def _newest_of_conversation(
     return sa.or_(c.conversation_id.is_(None), ~newer_exists)
 
 
-async def list_messages(mailbox: Mailbox, query: MessageQuery) -> MessagePage:
+async def list_messages(db: Database, clock: Clock, query: MessageQuery) -> MessagePage:
     per_page = min(query.per_page, MAX_PER_PAGE)
-    date_to = query.date_to or mailbox.clock.now()
+    date_to = query.date_to or clock.now()
     date_from = query.date_from or date_to - DEFAULT_WINDOW
     where = _conditions(query, date_from, date_to)
     if query.distinct_conversations:
@@ -151,7 +155,7 @@ async def list_messages(mailbox: Mailbox, query: MessageQuery) -> MessagePage:
         .limit(per_page)
         .offset((query.page - 1) * per_page)
     )
-    async with mailbox.db.read() as conn:
+    async with db.read() as conn:
         records = await load_messages(
             conn, select_messages(conn).where(c.id.in_(page_ids)).order_by(*newest_first)
         )
@@ -169,3 +173,46 @@ async def list_messages(mailbox: Mailbox, query: MessageQuery) -> MessagePage:
         date_to=date_to,
         query=query,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncQuery:
+    """One mailbox's messages for message sync. With ``changed_since`` (incremental):
+    every message changed since then, whatever its availability, oldest change first.
+    Without (full): the Alive messages created from ``date_from`` to ``date_to``,
+    newest first. At most ``limit`` messages."""
+
+    extension_id: int
+    limit: int
+    changed_since: datetime | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    message_type: tuple[MessageType, ...] = ()
+    direction: tuple[Direction, ...] = ()
+    conversation_id: int | None = None
+
+
+async def sync_messages(db: Database, query: SyncQuery) -> list[Message]:
+    c = messages.c
+    where: list[Any] = [c.extension_id == query.extension_id]
+    order: list[Any]
+    if query.changed_since is not None:
+        since = query.changed_since
+        where.append(sa.or_(c.last_modified_time >= since, c.availability_changed_at >= since))
+        order = [c.last_modified_time, c.id]
+    else:
+        if query.date_from is not None:
+            where.append(c.creation_time >= query.date_from)
+        if query.date_to is not None:
+            where.append(c.creation_time <= query.date_to)
+        where.append(c.availability == Availability.ALIVE.value)
+        order = [c.creation_time.desc(), c.id.desc()]
+    if query.message_type:
+        where.append(c.type.in_([t.value for t in query.message_type]))
+    if query.direction:
+        where.append(c.direction.in_([d.value for d in query.direction]))
+    if query.conversation_id is not None:
+        where.append(c.conversation_id == query.conversation_id)
+    async with db.read() as conn:
+        chosen = select_messages(conn).where(*where).order_by(*order).limit(query.limit)
+        return await load_messages(conn, chosen)

@@ -9,6 +9,11 @@ pool without explicit transactions (each SELECT is its own snapshot, which WAL r
 beside the writer), saving the BEGIN and COMMIT round trips to the driver's thread.
 On PostgreSQL one engine serves both, and row locks (FOR UPDATE, SKIP LOCKED in the
 queue) do what BEGIN IMMEDIATE does here.
+
+This is where the mailbox touches the database, and so where the database's own
+exceptions become the mailbox's (gatewayd.errors): a lost connection, a locked or
+full database is StoreUnavailable, a unique key collision StoreConflict, anything else
+StoreError, each naming the database and what went wrong, never the driver's class.
 """
 
 from __future__ import annotations
@@ -25,13 +30,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from gatewayd.config.settings import MailboxSettings
-from gatewayd.errors import StartupError
+from gatewayd.errors import StartupError, StoreConflict, StoreError, StoreUnavailable
 
 BUSY_TIMEOUT_SECONDS = 30.0
 MIGRATION_LOCK = 0x6761746577617964  # "gatewayd"
@@ -107,15 +112,37 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._writer.begin() as conn:
-            yield conn
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        try:
+            async with self._writer.begin() as conn:
+                yield conn
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
+            raise self.translate(exc) from exc
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reading. Each statement sees the newest committed data;
         two statements may see different commits (a count beside a page, say)."""
-        async with self._reader.connect() as conn:
-            yield conn
+        try:
+            async with self._reader.connect() as conn:
+                yield conn
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
+            raise self.translate(exc) from exc
+
+    def translate(self, exc: BaseException) -> StoreError:
+        """The mailbox's error for a database (or driver) exception."""
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        why = detail[0] if detail else exc.__class__.__name__
+        where = f"mailbox database {self.describe()}"
+        if isinstance(exc, sa_exc.IntegrityError):
+            return StoreConflict(f"{where}: {why}")
+        if isinstance(
+            exc, OSError | sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError
+        ):
+            return StoreUnavailable(f"{where} is unavailable: {why}")
+        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+            return StoreUnavailable(f"{where} is unavailable: {why}")
+        return StoreError(f"{where}: {why}")
 
     async def migrate(self) -> str:
         """Bring the schema to the newest revision; returns that revision."""
@@ -127,11 +154,8 @@ class Database:
                     await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
                 await conn.run_sync(_upgrade)
                 revision = await conn.run_sync(_current_revision)
-        except SQLAlchemyError as exc:
-            raise StartupError(
-                f"mailbox database {self.describe()}: {exc.__class__.__name__}: "
-                f"{getattr(exc, 'orig', exc)}"
-            ) from exc
+        except StoreError as exc:
+            raise StartupError(str(exc)) from exc
         return revision or ""
 
     async def close(self) -> None:
@@ -164,8 +188,3 @@ def _current_revision(connection: sa.Connection) -> str | None:
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     return head or ""
-
-
-def rowcount(result: Any) -> int:
-    """Rows an UPDATE or DELETE touched (typed access for mypy)."""
-    return int(result.rowcount)

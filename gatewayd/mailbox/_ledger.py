@@ -8,8 +8,7 @@ whole group, the status machine applied in memory item by item, in arrival order
 receipt right behind its own acceptance finds it), then one executemany per table.
 Every caller still gets its own answer, after the commit.
 
-The status machine is the one in gatewayd.model, as in parts.py (which handles one
-change at a time for callers that want a whole Message back): a part moves
+The status machine is the one in gatewayd.model: a part moves
 Queued -> Sent -> Delivered / DeliveryFailed, or Queued -> SendingFailed; the message
 follows its parts (derive_sms_status) and never moves back; a receipt that changes
 nothing is kept as an event. Facts from the carrier are recorded whoever holds the
@@ -18,20 +17,23 @@ message's lease: the SMSC took the part, whatever became of the lease.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gatewayd.clock import Clock
 from gatewayd.errors import MessageNotFound, StoreError
 from gatewayd.logging import get_logger
-from gatewayd.mailbox.rows import event_row
-from gatewayd.mailbox.schema import message_events, message_parts, messages
+from gatewayd.mailbox._batch import Batcher
+from gatewayd.mailbox._database import Database
+from gatewayd.mailbox._rows import event_row
+from gatewayd.mailbox._schema import message_events, message_parts, messages
+from gatewayd.mailbox.records import Outcome, PartAccepted, PartRefused, ReceiptIn
 from gatewayd.model import (
     MessageStatus,
     MessageType,
@@ -41,57 +43,10 @@ from gatewayd.model import (
     status_path,
 )
 
-if TYPE_CHECKING:
-    from gatewayd.mailbox.store import Mailbox
-
 log = get_logger("gatewayd.mailbox")
 
 
-@dataclass(frozen=True, slots=True)
-class PartAccepted:
-    """submit_sm_resp OK: part ``index`` of ``parts`` is at the SMSC as ``carrier_id``."""
-
-    message_id: int
-    index: int
-    parts: int
-    link: str
-    carrier_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class PartRefused:
-    """A permanent refusal of one part: the SMS is SendingFailed."""
-
-    message_id: int
-    index: int
-    parts: int
-    error_code: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptIn:
-    """A receipt for the part the SMSC calls one of ``carrier_ids`` on ``link``;
-    ``outcome`` None is a state on the way (ENROUTE), only recorded."""
-
-    link: str
-    carrier_ids: tuple[str, ...]
-    outcome: PartStatus | None
-    error_code: str | None = None
-    done_at: datetime | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
 Item = PartAccepted | PartRefused | ReceiptIn
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of the message an item was about."""
-
-    message_id: int
-    status: MessageStatus
-    changed: bool  # the item changed the part it was about
 
 
 # -- applying a group -------------------------------------------------------------------
@@ -106,12 +61,35 @@ class _Message:
 
 
 @dataclass(slots=True)
+class _Part:
+    """A part as the group changes it in memory (gatewayd.mailbox.Part is its frozen
+    record for readers)."""
+
+    status: PartStatus
+    link: str | None = None
+    carrier_id: str | None = None
+    error_code: str | None = None
+    submitted_at: datetime | None = None
+    done_at: datetime | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "link": self.link,
+            "carrier_id": self.carrier_id,
+            "error_code": self.error_code,
+            "submitted_at": self.submitted_at,
+            "done_at": self.done_at,
+        }
+
+
+@dataclass(slots=True)
 class _Group:
     """The group's messages and parts in memory, and what to write."""
 
     now: datetime
     messages: dict[int, _Message] = field(default_factory=dict)
-    parts: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    parts: dict[int, dict[int, _Part]] = field(default_factory=dict)
     new_parts: set[tuple[int, int]] = field(default_factory=set)
     changed_parts: set[tuple[int, int]] = field(default_factory=set)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -125,14 +103,7 @@ class _Group:
                 raise StoreError(f"message {message_id} has {len(parts)} parts, not {count}")
             return
         for index in range(count):
-            parts[index] = {
-                "status": PartStatus.QUEUED,
-                "link": None,
-                "carrier_id": None,
-                "error_code": None,
-                "submitted_at": None,
-                "done_at": None,
-            }
+            parts[index] = _Part(PartStatus.QUEUED)
             self.new_parts.add((message_id, index))
         self.events.append(
             event_row(
@@ -151,9 +122,11 @@ class _Group:
         detail: dict[str, Any] | None = None,
     ) -> None:
         part = self.parts[message_id][index]
-        current = part["status"]
+        current = part.status
         check_part_transition(current, to)
-        part.update(values, status=to)
+        for name, value in values.items():
+            setattr(part, name, value)
+        part.status = to
         self.changed_parts.add((message_id, index))
         self.events.append(
             event_row(
@@ -176,7 +149,7 @@ class _Group:
         """Bring the message to what its parts now say (never backwards)."""
         message = self.messages[message_id]
         parts = self.parts[message_id].values()
-        target = derive_sms_status(p["status"] for p in parts)
+        target = derive_sms_status(p.status for p in parts)
         path = status_path(MessageType.SMS, message.status, target)
         if path is None:
             self.events.append(
@@ -217,11 +190,11 @@ class _Group:
             return
         message.columns["message_status"] = message.status.value
         if message.status is MessageStatus.DELIVERED:
-            done = [p["done_at"] for p in parts if p["done_at"] is not None]
+            done = [p.done_at for p in parts if p.done_at is not None]
             message.columns["sms_delivery_time"] = max(done) if done else self.now
         if message.status in (MessageStatus.SENDING_FAILED, MessageStatus.DELIVERY_FAILED):
             message.columns["delivery_error_code"] = next(
-                (p["error_code"] for p in parts if p["error_code"]), None
+                (p.error_code for p in parts if p.error_code), None
             )
             message.columns["failure_reason"] = reason
 
@@ -262,14 +235,14 @@ async def _load(
         sa.select(message_parts).where(message_parts.c.message_id.in_(sorted(ids)))
     )
     for row in parts.mappings():
-        group.parts.setdefault(row["message_id"], {})[row["part_index"]] = {
-            "status": PartStatus(row["status"]),
-            "link": row["link"],
-            "carrier_id": row["carrier_id"],
-            "error_code": row["error_code"],
-            "submitted_at": row["submitted_at"],
-            "done_at": row["done_at"],
-        }
+        group.parts.setdefault(row["message_id"], {})[row["part_index"]] = _Part(
+            PartStatus(row["status"]),
+            row["link"],
+            row["carrier_id"],
+            row["error_code"],
+            row["submitted_at"],
+            row["done_at"],
+        )
     return by_carrier
 
 
@@ -289,7 +262,7 @@ def _apply(
         if part is None:
             return StoreError(f"message {item.message_id} has no part {item.index}")
         if isinstance(item, PartAccepted):
-            if part["status"] is not PartStatus.QUEUED:  # an answer we already have
+            if part.status is not PartStatus.QUEUED:  # an answer we already have
                 return Outcome(item.message_id, message.status, changed=False)
             group.move_part(
                 item.message_id,
@@ -326,7 +299,7 @@ def _receipt(
         )
         if found is None or found[0] not in group.messages:
             continue
-        if rank and group.parts[found[0]][found[1]]["status"] is not PartStatus.SENT:
+        if rank and group.parts[found[0]][found[1]].status is not PartStatus.SENT:
             # Only another reading of the id (decimal for hex, or the other way round)
             # names a part, and that part is done: more likely the receipt came before
             # its own part's answer. Unknown for now; the caller may wait and ask again.
@@ -340,16 +313,16 @@ def _receipt(
     part = group.parts[message_id][index]
     detail = {
         "link": item.link,
-        "carrier_id": part["carrier_id"],
+        "carrier_id": part.carrier_id,
         "part": index,
         "error_code": item.error_code,
         **item.detail,
     }
-    if item.outcome is None or part["status"] is not PartStatus.SENT:
+    if item.outcome is None or part.status is not PartStatus.SENT:
         why = (
             "intermediate receipt"
             if item.outcome is None
-            else f"receipt {item.outcome} for part {index} already {part['status']}"
+            else f"receipt {item.outcome} for part {index} already {part.status}"
         )
         group.events.append(event_row(message_id, group.now, "receipt", why, detail=detail))
         return Outcome(message_id, message.status, changed=False)
@@ -369,7 +342,7 @@ async def _write(conn: AsyncConnection, group: _Group) -> None:
         await conn.execute(
             message_parts.insert(),
             [
-                {"message_id": m, "part_index": i, **_part_columns(group.parts[m][i])}
+                {"message_id": m, "part_index": i, **group.parts[m][i].columns()}
                 for m, i in sorted(group.new_parts)
             ],
         )
@@ -386,7 +359,7 @@ async def _write(conn: AsyncConnection, group: _Group) -> None:
                 {
                     "m_id": m,
                     "p_index": i,
-                    **{f"v_{c}": v for c, v in _part_columns(group.parts[m][i]).items()},
+                    **{f"v_{c}": v for c, v in group.parts[m][i].columns().items()},
                 }
                 for m, i in sorted(changed)
             ],
@@ -412,57 +385,31 @@ async def _write(conn: AsyncConnection, group: _Group) -> None:
 _PART_COLUMNS = ("status", "link", "carrier_id", "error_code", "submitted_at", "done_at")
 
 
-def _part_columns(part: dict[str, Any]) -> dict[str, Any]:
-    return {c: part[c].value if c == "status" else part[c] for c in _PART_COLUMNS}
-
-
 # -- group commit -----------------------------------------------------------------------
 
-Result = Outcome | None | Exception
+Result = Outcome | None
 
 
 class Ledger:
     """Takes items from many callers; writes each gathering in one transaction."""
 
-    def __init__(self, mailbox: Mailbox) -> None:
-        self._mailbox = mailbox
-        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._worker: asyncio.Task[None] | None = None
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+        self._batcher: Batcher[Item, Result] = Batcher(self.apply, name="sms-ledger")
 
     async def record(self, item: Item) -> Outcome | None:
         """Write ``item``; its outcome once committed (None: a receipt for no known
         part). A failure of the item alone is raised here; so is the transaction's."""
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._run(), name="sms-ledger")
-        result = await asyncio.shield(future)
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return await self._batcher.submit(item)
 
     async def close(self) -> None:
-        if self._worker is not None:
-            await self._worker
+        await self._batcher.close()
 
-    async def _run(self) -> None:
-        while self._waiting:
-            group, self._waiting = self._waiting, []
-            try:
-                results = await self.apply([item for item, _ in group])
-            except Exception as exc:  # the transaction failed: every caller's
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), result in zip(group, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-
-    async def apply(self, items: Sequence[Item]) -> list[Result]:
+    async def apply(self, items: Sequence[Item]) -> list[Result | Exception]:
         """Apply ``items`` in one transaction, in order."""
-        group = _Group(self._mailbox.clock.now())
-        async with self._mailbox.db.write() as conn:
+        group = _Group(self._clock.now())
+        async with self._db.write() as conn:
             by_carrier = await _load(conn, group, items)
             results = [_apply(group, item, by_carrier) for item in items]
             await _write(conn, group)

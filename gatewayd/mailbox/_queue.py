@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gatewayd.clock import Clock
 from gatewayd.errors import LeaseLost
 from gatewayd.logging import get_logger
-from gatewayd.mailbox.records import Message
-from gatewayd.mailbox.rows import (
+from gatewayd.mailbox._database import Database
+from gatewayd.mailbox._rows import (
     Row,
     add_events,
     event_row,
@@ -29,12 +30,10 @@ from gatewayd.mailbox.rows import (
     message_row,
     select_messages,
 )
-from gatewayd.mailbox.schema import messages
-from gatewayd.mailbox.status import refuse
+from gatewayd.mailbox._schema import messages
+from gatewayd.mailbox._status import refuse
+from gatewayd.mailbox.records import Message
 from gatewayd.model import MessageStatus, MessageType
-
-if TYPE_CHECKING:
-    from gatewayd.mailbox.store import Mailbox
 
 log = get_logger("gatewayd.mailbox")
 
@@ -56,14 +55,15 @@ async def _leased_queued(conn: AsyncConnection, message_id: int, owner: str, why
 
 
 async def lease(
-    mailbox: Mailbox,
+    db: Database,
+    clock: Clock,
     owner: str,
     *,
     types: Collection[MessageType],
     limit: int,
     lease_for: float,
 ) -> list[Message]:
-    now = mailbox.clock.now()
+    now = clock.now()
     until = now + timedelta(seconds=lease_for)
     due = (
         sa.select(messages.c.id, messages.c.lease_owner, messages.c.attempts)
@@ -75,7 +75,7 @@ async def lease(
         .order_by(messages.c.next_attempt_at, messages.c.id)
         .limit(limit)
     )
-    async with mailbox.db.write() as conn:
+    async with db.write() as conn:
         if conn.dialect.name != "sqlite":
             due = due.with_for_update(skip_locked=True)
         picked = (await conn.execute(due)).all()
@@ -117,7 +117,8 @@ async def lease(
 
 
 async def retry_later(
-    mailbox: Mailbox,
+    db: Database,
+    clock: Clock,
     message_id: int,
     owner: str,
     *,
@@ -126,9 +127,9 @@ async def retry_later(
     detail: dict[str, Any] | None = None,
 ) -> Message:
     """Give a leased message back, due again in ``delay`` seconds."""
-    now = mailbox.clock.now()
+    now = clock.now()
     at = now + timedelta(seconds=delay)
-    async with mailbox.db.write() as conn:
+    async with db.write() as conn:
         row = await _leased_queued(conn, message_id, owner, "only a Queued message can be retried")
         await conn.execute(
             sa.update(messages)
@@ -158,9 +159,11 @@ async def retry_later(
     return message
 
 
-async def renew(mailbox: Mailbox, message_id: int, owner: str, *, lease_for: float) -> None:
-    until = mailbox.clock.now() + timedelta(seconds=lease_for)
-    async with mailbox.db.write() as conn:
+async def renew(
+    db: Database, clock: Clock, message_id: int, owner: str, *, lease_for: float
+) -> None:
+    until = clock.now() + timedelta(seconds=lease_for)
+    async with db.write() as conn:
         result = await conn.execute(
             sa.update(messages)
             .where(
@@ -175,7 +178,8 @@ async def renew(mailbox: Mailbox, message_id: int, owner: str, *, lease_for: flo
 
 
 async def set_carrier(
-    mailbox: Mailbox,
+    db: Database,
+    clock: Clock,
     message_id: int,
     owner: str,
     *,
@@ -186,8 +190,8 @@ async def set_carrier(
 ) -> Message:
     """Record (or clear) the carrier job a leased Queued message is with, with an event;
     committed before anyone relies on it (a restart asks the carrier about this job)."""
-    now = mailbox.clock.now()
-    async with mailbox.db.write() as conn:
+    now = clock.now()
+    async with db.write() as conn:
         await _leased_queued(conn, message_id, owner, "only a Queued message is with a carrier")
         await conn.execute(
             sa.update(messages)
@@ -199,11 +203,9 @@ async def set_carrier(
         return await fetch_message(conn, message_id)
 
 
-async def leased_by(
-    mailbox: Mailbox, owner: str, *, types: Collection[MessageType]
-) -> list[Message]:
+async def leased_by(db: Database, owner: str, *, types: Collection[MessageType]) -> list[Message]:
     """The Queued messages ``owner`` holds (an earlier life of the same worker)."""
-    async with mailbox.db.read() as conn:
+    async with db.read() as conn:
         query = select_messages(conn).where(
             messages.c.lease_owner == owner,
             messages.c.message_status == MessageStatus.QUEUED.value,

@@ -6,36 +6,17 @@ to be made into the message; parts whose siblings never came are taken out by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from gatewayd.mailbox.schema import sms_fragments
-
-if TYPE_CHECKING:
-    from gatewayd.mailbox.store import Mailbox
+from gatewayd.mailbox._database import Database
+from gatewayd.mailbox._schema import sms_fragments
+from gatewayd.mailbox.records import Fragment
 
 Key = tuple[str, str, str, int, int]  # link, source, destination, reference, total
-
-
-@dataclass(frozen=True, slots=True)
-class Fragment:
-    link: str
-    source: str
-    destination: str
-    reference: int
-    total: int
-    seq: int  # 1-based
-    text: str
-    received_at: datetime
-
-    @property
-    def key(self) -> Key:
-        return (self.link, self.source, self.destination, self.reference, self.total)
 
 
 def _fragment(row: sa.RowMapping) -> Fragment:
@@ -63,7 +44,7 @@ def _same(key: Key) -> sa.ColumnElement[bool]:
     )
 
 
-async def add(mailbox: Mailbox, fragment: Fragment) -> list[Fragment] | None:
+async def add(db: Database, fragment: Fragment) -> list[Fragment] | None:
     """Store ``fragment`` (a part sent twice is stored once); every part of its message,
     in order, when this one completes it (they are then no longer stored)."""
     values = {
@@ -76,7 +57,7 @@ async def add(mailbox: Mailbox, fragment: Fragment) -> list[Fragment] | None:
         "text": fragment.text,
         "received_at": fragment.received_at,
     }
-    async with mailbox.db.write() as conn:
+    async with db.write() as conn:
         insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         await conn.execute(insert(sms_fragments).values(values).on_conflict_do_nothing())
         rows = (
@@ -96,11 +77,11 @@ async def add(mailbox: Mailbox, fragment: Fragment) -> list[Fragment] | None:
     return [_fragment(row) for row in rows]
 
 
-async def take_stale(mailbox: Mailbox, older_than: datetime) -> list[list[Fragment]]:
+async def take_stale(db: Database, older_than: datetime) -> list[list[Fragment]]:
     """The parts of every message whose oldest part came before ``older_than``, taken
     out of the store, grouped by message."""
     c = sms_fragments.c
-    async with mailbox.db.write() as conn:
+    async with db.write() as conn:
         stale = (
             await conn.execute(
                 sa.select(c.link, c.source, c.destination, c.reference, c.total)

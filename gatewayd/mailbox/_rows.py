@@ -13,8 +13,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gatewayd.errors import MessageNotFound
+from gatewayd.mailbox._schema import attachments, message_events, message_parts, messages
 from gatewayd.mailbox.records import Attachment, Event, Message, Part, Party
-from gatewayd.mailbox.schema import attachments, message_events, message_parts, messages
 from gatewayd.model import (
     AttachmentType,
     Availability,

@@ -45,6 +45,8 @@ class BlobStore(Protocol):
 
     def path(self, sha256: str) -> Path: ...
 
+    def read_range(self, sha256: str, offset: int, length: int) -> bytes: ...
+
     def exists(self, sha256: str) -> bool: ...
 
     def erase(self, digests: Iterable[str], *, grace: float = ...) -> set[str]: ...
@@ -124,6 +126,14 @@ class FileBlobStore:
             return self.path(sha256).open("rb")
         except OSError as exc:
             raise BlobError(f"attachment bytes {sha256} missing: {exc.strerror}") from exc
+
+    def read_range(self, sha256: str, offset: int, length: int) -> bytes:
+        try:
+            with self.path(sha256).open("rb") as source:
+                source.seek(offset)
+                return source.read(length)
+        except OSError as exc:
+            raise BlobError(f"attachment bytes {sha256} unreadable: {exc.strerror}") from exc
 
     def erase(self, digests: Iterable[str], *, grace: float = DEFAULT_GRACE_SECONDS) -> set[str]:
         """Remove these blobs unless written or re-used within ``grace`` seconds; the

@@ -1,0 +1,70 @@
+"""A batcher: what many callers ask for while a batch is being written goes together
+in the next one.
+
+New messages from sixteen SMTP sessions, or thousands of SMS acceptances and receipts
+a second, would otherwise each wait for a transaction and an fsync of their own.
+Callers hand an item to ``submit`` and wait; one worker task takes everything waiting,
+hands it to ``apply`` as one batch, and gives each caller its own result (or its own
+exception) once the batch is written. A failure of the whole batch is every caller's.
+A caller that gives up does not stop the write: its item is written anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from gatewayd.errors import StoreError
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+Apply = Callable[[Sequence[Item]], Awaitable[Sequence[Result | Exception]]]
+"""Writes a batch; returns one result or exception per item, in order."""
+
+
+class Batcher(Generic[Item, Result]):
+    def __init__(self, apply: Apply[Item, Result], *, name: str) -> None:
+        self._apply = apply
+        self._name = name
+        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Item) -> Result:
+        """``item``'s result once its batch is written; its exception raised here."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name=self._name)
+        return await asyncio.shield(future)
+
+    async def close(self) -> None:
+        """Wait for what is being written."""
+        if self._worker is not None:
+            await self._worker
+
+    async def _run(self) -> None:
+        batch: list[tuple[Item, asyncio.Future[Result]]] = []
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    results = await self._apply([item for item, _ in batch])
+                except Exception as exc:  # the whole batch failed: every caller's
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+            batch = []
+        finally:
+            for _, future in batch + self._waiting:  # only if we were cancelled mid-way
+                if not future.done():
+                    future.set_exception(StoreError("the mailbox was closed while writing"))

@@ -1,0 +1,150 @@
+"""The worker kit the dispatchers share: one lease loop and one back-off rule.
+
+``LeaseLoop`` is the life of a worker that takes its work from the mailbox's queue:
+
+1. adopt: what this owner held when its previous process stopped without letting go
+   (the owner name is the same across restarts), handed to ``adopt``;
+2. lease: while there is room (``room``), lease up to that many due Queued messages of
+   its types and hand each to ``start``, which runs it as a tracked task;
+3. nap: when there was nothing (or no room), wait for ``wake`` (new messages were
+   queued) or a poll interval;
+4. stop: ``stop`` ends the leasing; ``run`` returns once every task it started is done.
+
+A failure of the mailbox while leasing is logged once per attempt and retried after a
+second: the loop never dies of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Collection, Coroutine, Sequence
+from typing import Any
+
+from gatewayd.errors import StoreError
+from gatewayd.logging import get_logger
+from gatewayd.mailbox import Mailbox, Message
+from gatewayd.model import MessageType
+
+log = get_logger("gatewayd.worker")
+
+STORE_RETRY = 1.0
+
+
+def backoff(
+    first: float, attempt: int, *, cap: float, jitter: float = 0.0, rng: random.Random | None = None
+) -> float:
+    """The wait before try ``attempt + 1`` after ``attempt`` failed tries: ``first``
+    doubling per try (attempt 1 waits ``first``), at most ``cap``, spread by
+    ±``jitter`` (a fraction) so that many waiters do not come back together."""
+    delay: float = min(first * 2.0 ** max(0, attempt - 1), cap)
+    if jitter:
+        delay *= (rng or random).uniform(1 - jitter, 1 + jitter)
+    return delay
+
+
+class LeaseLoop:
+    """Subclasses say how much room there is, what to do with a message, and with
+    what an earlier life held."""
+
+    name = "worker"  # log events: <name>.lease_failed, <name>.adopt_failed
+    idle_poll = 1.0  # seconds between looks at an empty queue
+    busy_poll = 0.05  # seconds between looks while there is no room
+
+    def __init__(
+        self, mailbox: Mailbox, owner: str, types: Collection[MessageType], *, lease_for: float
+    ) -> None:
+        self.mailbox = mailbox
+        self.owner = owner
+        self.types = tuple(types)
+        self.lease_for = lease_for
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- what a subclass says ---------------------------------------------------------
+
+    def room(self) -> int | None:
+        """How many more messages to take now; None: not ready to take any (a link is
+        down), so look again after ``idle_poll``."""
+        raise NotImplementedError
+
+    def start(self, message: Message) -> None:
+        """Begin work on a leased message (usually: ``spawn`` a task for it)."""
+        raise NotImplementedError
+
+    async def adopt(self, held: Sequence[Message]) -> None:
+        """What this owner held when its previous process stopped without letting go."""
+        raise NotImplementedError
+
+    # -- control ----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New messages are queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Lease no more; ``run`` returns when the tasks started are done."""
+        self._stopped.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopped.is_set()
+
+    @property
+    def busy(self) -> int:
+        """Tasks started and not yet done."""
+        return len(self._tasks)
+
+    def spawn(self, body: Coroutine[Any, Any, None], name: str | None = None) -> None:
+        task = asyncio.create_task(body, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def nap(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when woken or stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._adopt()
+            while not self.stopping:
+                room = self.room()
+                if room is None:
+                    await self.nap(self.idle_poll)
+                    continue
+                if room <= 0:
+                    await self.nap(self.busy_poll)
+                    continue
+                try:
+                    batch = await self.mailbox.lease(
+                        self.owner, types=self.types, limit=room, lease_for=self.lease_for
+                    )
+                except StoreError as exc:
+                    log.error(f"{self.name}.lease_failed", error=str(exc))
+                    await self.nap(STORE_RETRY)
+                    continue
+                for message in batch:
+                    self.start(message)
+                if len(batch) < room:
+                    await self.nap(self.idle_poll)
+                else:
+                    await asyncio.sleep(0)  # let what was started begin
+        finally:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+
+    async def _adopt(self) -> None:
+        try:
+            held = await self.mailbox.leased_by(self.owner, types=self.types)
+        except StoreError as exc:
+            log.error(f"{self.name}.adopt_failed", error=str(exc))
+            return
+        if held:
+            await self.adopt(held)
