@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gatewayd import __version__, metrics
 from gatewayd.api import send, store
 from gatewayd.api.auth import Authenticator
+from gatewayd.api.deps import Context
 from gatewayd.api.errors import FastJSON, error_body, install
 from gatewayd.api.models import ERRORS
 from gatewayd.config.settings import Settings
@@ -97,8 +98,9 @@ def create_app(
     install(app)
     auth = Authenticator(settings)
     app.include_router(store.router(mailbox, auth))
-    app.include_router(send.router(mailbox, auth, on_queued, office=office))
+    app.include_router(send.router)
     app.state.auth = auth
+    app.state.context = Context(mailbox, auth, office=office, on_queued=on_queued)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

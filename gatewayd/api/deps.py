@@ -3,6 +3,8 @@
 The app keeps one ``Context`` in ``app.state.context``; handlers at module level take
 it, and the authenticated ``Caller`` for their rate-limit group, as FastAPI
 dependencies (``Depends``), so nothing is a closure over the daemon's objects.
+``PREFIX`` is where every extension's resources live; ``base_url`` what their ``uri``s
+start with.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ from fastapi import Depends, Request, Response
 from gatewayd.api.auth import Authenticator, Caller
 from gatewayd.config.settings import Settings
 from gatewayd.mailbox import Mailbox, Message
+
+PREFIX = "/restapi/v1.0/account/{accountId}/extension/{extensionId}"
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
 
 
 def _nothing(_messages: Sequence[Message]) -> None:

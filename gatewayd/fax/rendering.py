@@ -17,12 +17,12 @@ from pathlib import Path
 
 from gatewayd.config.settings import Settings
 from gatewayd.errors import RenderError
-from gatewayd.ingress.sniff import Kind
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import Mailbox, Message
 from gatewayd.metrics import RENDER_SECONDS
 from gatewayd.model import AttachmentType, FaxResolution, MessageStatus
 from gatewayd.render.job import CoverSheet, Renderer, RenderOptions, Source
+from gatewayd.render.kinds import Kind
 
 log = get_logger("gatewayd.fax")
 

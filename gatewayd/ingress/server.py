@@ -31,12 +31,32 @@ log = get_logger("gatewayd.smtp")
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
 # The enhanced code for a reply aiosmtpd words without one (RFC 3463, RFC 5248).
 _DEFAULT_ENHANCED = {
-    "211": "2.0.0", "214": "2.0.0", "221": "2.0.0", "235": "2.7.0", "250": "2.0.0",
-    "251": "2.1.5", "252": "2.5.0", "421": "4.3.2", "450": "4.2.0", "451": "4.3.0",
-    "452": "4.3.1", "454": "4.7.0", "500": "5.5.2", "501": "5.5.4", "502": "5.5.1",
-    "503": "5.5.1", "504": "5.5.4", "530": "5.7.0", "535": "5.7.8", "538": "5.7.11",
-    "550": "5.0.0", "552": "5.3.4", "553": "5.1.3", "554": "5.0.0", "555": "5.5.4",
-}  # fmt: skip
+    "211": "2.0.0",
+    "214": "2.0.0",
+    "221": "2.0.0",
+    "235": "2.7.0",
+    "250": "2.0.0",
+    "251": "2.1.5",
+    "252": "2.5.0",
+    "421": "4.3.2",
+    "450": "4.2.0",
+    "451": "4.3.0",
+    "452": "4.3.1",
+    "454": "4.7.0",
+    "500": "5.5.2",
+    "501": "5.5.4",
+    "502": "5.5.1",
+    "503": "5.5.1",
+    "504": "5.5.4",
+    "530": "5.7.0",
+    "535": "5.7.8",
+    "538": "5.7.11",
+    "550": "5.0.0",
+    "552": "5.3.4",
+    "553": "5.1.3",
+    "554": "5.0.0",
+    "555": "5.5.4",
+}
 # <local@domain> with dot-atom parts only (RFC 5321 4.1.2), then the parameters.
 _PLAIN_ADDRESS = re.compile(
     r"^\s*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
@@ -75,8 +95,9 @@ class GatewaySMTP(SMTP):
         """Send a reply. While the client has already sent its next command (RFC 2920
         pipelining) the reply is held and goes out with the next one: one packet for
         MAIL, RCPT and DATA instead of three (a send is dear: ~50 us here)."""
-        text = self._worded(status.decode("utf-8", "replace") if isinstance(status, bytes)
-                            else status)  # fmt: skip
+        text = self._worded(
+            status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        )
         SMTP_REPLIES.labels(text[:3]).inc()
         self._held.append(text.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n")
         if not text.startswith(_FLUSH_NOW) and b"\n" in getattr(self._reader, "_buffer", b""):
@@ -231,8 +252,12 @@ class SmtpListeners:
                     f"smtp.listen {listener.address}: {exc.strerror or exc}"
                 ) from exc
             self.servers.append(server)
-            log.info("smtp.listening", address=str(listener.address),
-                     require_auth=listener.require_auth, starttls=context is not None)  # fmt: skip
+            log.info(
+                "smtp.listening",
+                address=str(listener.address),
+                require_auth=listener.require_auth,
+                starttls=context is not None,
+            )
 
     def stop_accepting(self) -> None:
         """Take no more mail: new connections are answered 421 until ``hang_up``."""
