@@ -29,11 +29,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-## make lint: ruff and mypy (strict) on gatewayd/
+## make lint: ruff, mypy (strict) on gatewayd/, and the import contracts (lint-imports)
 lint: $(STAMP)
 	$(BIN)/ruff check gatewayd tests bench
 	$(BIN)/ruff format --check gatewayd tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## make bench: the benchmarks, reports in bench/results/
 bench: $(STAMP)

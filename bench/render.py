@@ -47,9 +47,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gatewayd.ingress.sniff import Kind  # noqa: E402
 from gatewayd.render import textdoc  # noqa: E402
 from gatewayd.render.job import Renderer, RenderOptions, Source  # noqa: E402
+from gatewayd.render.kinds import Kind  # noqa: E402
 from gatewayd.render.raster import FaxFormat  # noqa: E402
 from tests import documents  # noqa: E402
 

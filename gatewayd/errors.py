@@ -15,6 +15,8 @@ The whole tree::
     │   └── StoreConflict        a write collided with a row already there (a unique key)
     ├── StartupError             the daemon could not start (port in use, database unreachable)
     ├── RejectedMessage          ingress refuses a mail; carries the SMTP reply to send
+    ├── Refusal                  (gatewayd.admission) a fax or SMS is not admitted; carries a
+    │                            code and the values each door words its own reply from
     ├── RenderError              a document cannot become fax pages; the message says why,
     │                            ``fax_error_code`` says how the mailbox records it
     ├── CarrierError             a fax carrier failed us; ``reason`` says how

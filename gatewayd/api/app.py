@@ -101,9 +101,7 @@ def create_app(context: Context, metrics: Metrics | None = None) -> FastAPI:
     app.state.context = context
     app.state.metrics = metrics or Metrics()
     app.include_router(store.router)
-    app.include_router(
-        send.router(context.mailbox, context.auth, context.on_queued, office=context.office)
-    )
+    app.include_router(send.router)
     app.add_api_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
 
     def openapi() -> dict[str, Any]:

@@ -3,6 +3,8 @@
 The app keeps one ``Context`` in ``app.state.context``; handlers at module level take
 it, and the authenticated ``Caller`` for their rate-limit group, as FastAPI
 dependencies (``Depends``), so nothing is a closure over the daemon's objects.
+``PREFIX`` is where every extension's resources live; ``base_url`` what their ``uri``s
+start with.
 """
 
 from __future__ import annotations

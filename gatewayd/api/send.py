@@ -1,6 +1,11 @@
 """Sending through the API: SMS (JSON), fax (multipart/form-data or multipart/mixed),
 company pager. The messages join the same mailbox queue as mail does, and the same
-dispatchers send them."""
+dispatchers send them.
+
+SMS and fax are admitted as mail is (gatewayd/admission); this module reads the request
+into admission's plain values and words a Refusal as the platform's error (``_error``).
+The handlers take the daemon's parts and the caller as dependencies (api/deps.py).
+"""
 
 from __future__ import annotations
 
@@ -9,29 +14,25 @@ import email.message
 import email.parser
 import email.policy
 import json
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
-from gatewayd.api.auth import Authenticator, Caller
-from gatewayd.api.deps import PREFIX, base_url
-from gatewayd.api.errors import ApiError, FastJSON, invalid, not_found
-from gatewayd.api.models import MessageInfo, PagerBody, SmsBody
+from gatewayd.admission import Channel, Code, Refusal, fax, sms
+from gatewayd.admission.fax import COVER_TEXT_LIMIT, FaxOptions, Upload
+from gatewayd.api.deps import PREFIX, Context, Ctx, HeavyWriter, MediumWriter, base_url
+from gatewayd.api.errors import ApiError, ErrorCode, FastJSON, invalid, not_found
+from gatewayd.api.models import MessageInfo, PagerBody, PagerParty, SmsBody
 from gatewayd.api.params import when
-from gatewayd.destinations import NumberError, parse_number, refusal
-from gatewayd.errors import RenderError
-from gatewayd.ingress.sniff import describe, sniff, supported
-from gatewayd.mailbox import Mailbox, Message, NewAttachment, NewMessage, Party
-from gatewayd.model import AttachmentType, Direction, FaxResolution, MessageType
-from gatewayd.render import probe
-from gatewayd.sms import encoding
+from gatewayd.config.settings import User
+from gatewayd.mailbox import NewAttachment, NewMessage, Party
+from gatewayd.model import Direction, FaxResolution, MessageType
 
 ORIGIN = "api"
 FAX_BODY_LIMIT = 55 * 1000 * 1000
-COVER_TEXT_LIMIT = 1024
+SMS_UNIT_LIMIT = 1000  # UTF-16 code units, as the platform's SMS endpoint
 FAX_FORM = {
     "multipart/form-data": {
         "schema": {
@@ -58,217 +59,236 @@ FAX_FORM = {
     "multipart/mixed": {"schema": {"type": "string", "format": "binary"}},
 }
 
+router = APIRouter(prefix=PREFIX)
+
 
 @dataclass
 class FaxRequest:
     to: list[str]
-    documents: list[tuple[str | None, str, bytes]]  # file name, declared type, bytes
+    documents: list[Upload]
     resolution: str | None = None
     cover_index: str | None = None
     cover_text: str | None = None
     send_time: str | None = None
 
 
-def router(
-    mailbox: Mailbox,
-    auth: Authenticator,
-    on_queued: Callable[[Sequence[Message]], None],
-    *,
-    office: bool,
-) -> APIRouter:
-    api = APIRouter(prefix=PREFIX)
+async def _created(
+    ctx: Context, request: Request, response: Response, batch: list[NewMessage]
+) -> FastJSON:
+    made = await asyncio.shield(ctx.mailbox.create_many(batch))
+    ctx.on_queued(made)
+    return FastJSON(made[0].to_json(base_url(request)), headers=dict(response.headers))
 
-    def destination(text: str, channel: str, parameter: str) -> str:
-        try:
-            number = parse_number(text, auth.settings.smtp.default_region)
-        except NumberError as exc:
-            raise invalid(parameter, text, str(exc)) from None
-        policy = auth.settings.sms.policy if channel == "sms" else auth.settings.fax.policy
-        why = refusal(number, policy, channel)
-        if why:
-            raise ApiError(403, "MSG-384", f"The destination is not allowed: {why}",
-                           parameter=parameter, value=text)  # fmt: skip
-        return number.e164
 
-    async def created(request: Request, response: Response, batch: list[NewMessage]) -> FastJSON:
-        made = await asyncio.shield(mailbox.create_many(batch))
-        on_queued(made)
-        return FastJSON(made[0].to_json(base_url(request)), headers=dict(response.headers))
+# -- SMS --------------------------------------------------------------------------------
 
-    # -- SMS ----------------------------------------------------------------------------
 
-    @api.post("/sms", response_model=MessageInfo, operation_id="createSMSMessage")
-    async def send_sms(
-        request: Request, response: Response, accountId: str, extensionId: str, body: SmsBody
-    ) -> FastJSON:
-        who = auth.caller(request, response, accountId, extensionId, "Medium", write=True)
-        sender = body.from_.phoneNumber
-        if sender not in who.user.sms_numbers:
-            raise ApiError(403, "MSG-240", f"{sender} is not one of this extension's SMS numbers",
-                           parameter="from.phoneNumber", value=sender)  # fmt: skip
-        if len(body.to) != 1:
-            raise invalid("to", len(body.to), "An SMS goes to exactly one number.")
-        to = destination(body.to[0].phoneNumber, "sms", "to.phoneNumber")
-        units = len(body.text.encode("utf-16-le")) // 2
-        if units > 1000:
-            raise invalid("text", None, f"At most 1000 UTF-16 code units; this text has {units}.")
-        parts = len(encoding.split(body.text).parts)
-        if parts > auth.settings.sms.max_parts:
-            raise invalid("text", None, f"The text needs {parts} SMS parts; at most "
-                          f"{auth.settings.sms.max_parts} are allowed.")  # fmt: skip
-        ours = Party(phone_number=sender, name=who.user.name or None)
-        message = NewMessage(
-            account_id=who.account_id, extension_id=who.extension_id, type=MessageType.SMS,
-            direction=Direction.OUTBOUND, from_=ours,
-            to=(Party(phone_number=to),), origin=ORIGIN, subject=body.text,
+@router.post("/sms", response_model=MessageInfo, operation_id="createSMSMessage")
+async def send_sms(
+    request: Request, response: Response, ctx: Ctx, who: MediumWriter, body: SmsBody
+) -> FastJSON:
+    try:
+        batch = sms.messages(
+            body.text,
+            [to.phoneNumber for to in body.to],
+            user=who.user,
+            settings=ctx.settings,
+            origin=ORIGIN,
+            from_number=body.from_.phoneNumber,
+            max_destinations=1,
+            max_units=SMS_UNIT_LIMIT,
+        )
+    except Refusal as exc:
+        raise _error(exc, Channel.SMS) from None
+    return await _created(ctx, request, response, batch)
+
+
+# -- fax --------------------------------------------------------------------------------
+
+
+@router.post(
+    "/fax",
+    response_model=MessageInfo,
+    operation_id="createFaxMessage",
+    openapi_extra={"requestBody": {"required": True, "content": FAX_FORM}},
+    responses={
+        413: {"description": "Too large (MSG-338)"},
+        415: {"description": "Unsupported media type (MSG-348)"},
+    },
+)
+async def send_fax(request: Request, response: Response, ctx: Ctx, who: HeavyWriter) -> FastJSON:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > FAX_BODY_LIMIT:
+        raise ApiError(413, ErrorCode.REQUEST_TOO_LARGE, "The request is larger than 55 MB")
+    form = await _fax_request(request)
+    resolution = _choice("faxResolution", form.resolution, {"High", "Low"})
+    cover = _integer("coverIndex", form.cover_index, 0, 28)
+    send_time = when("sendTime", form.send_time) if form.send_time else None
+    if send_time is not None and send_time <= ctx.mailbox.clock.now():
+        send_time = None  # in the past: now
+    options = FaxOptions(
+        resolution=FaxResolution(resolution) if resolution else None,
+        cover_index=cover,
+        cover_text=form.cover_text or "",
+        send_time=send_time,
+    )
+    try:
+        batch = await fax.messages(
+            form.documents,
+            form.to,
+            user=who.user,
+            settings=ctx.settings,
+            options=options,
+            office=ctx.office,
+            origin=ORIGIN,
+        )
+    except Refusal as exc:
+        raise _error(exc, Channel.FAX) from None
+    return await _created(ctx, request, response, batch)
+
+
+def _error(refusal: Refusal, channel: Channel) -> ApiError:
+    """A Refusal as the platform words it (statuses and codes as RingCentral's)."""
+    r = refusal
+    to = "to.phoneNumber" if channel is Channel.SMS else "to"
+    label = r.document.label if r.document is not None else "the attachment"
+    match r.code:
+        case Code.NO_SMS_NUMBER:
+            return ApiError(
+                403,
+                ErrorCode.NOT_YOUR_NUMBER,
+                "This extension has no SMS number",
+                parameter="from.phoneNumber",
+            )
+        case Code.NOT_YOUR_NUMBER:
+            return ApiError(
+                403,
+                ErrorCode.NOT_YOUR_NUMBER,
+                f"{r.value} is not one of this extension's SMS numbers",
+                parameter="from.phoneNumber",
+                value=r.value,
+            )
+        case Code.NO_DESTINATION | Code.TOO_MANY_DESTINATIONS if channel is Channel.SMS:
+            return invalid("to", r.count, "An SMS goes to exactly one number.")
+        case Code.NO_DESTINATION:
+            return invalid("to", None, "Give at least one destination.")
+        case Code.TOO_MANY_DESTINATIONS:
+            return invalid("to", r.count, f"At most {r.limit} destinations.")
+        case Code.BAD_NUMBER:
+            return invalid(to, r.value, r.reason)
+        case Code.DESTINATION_REFUSED:
+            return ApiError(
+                403,
+                ErrorCode.DESTINATION_REFUSED,
+                f"The destination is not allowed: {r.reason}",
+                parameter=to,
+                value=r.value,
+            )
+        case Code.NO_TEXT:
+            return invalid("text", None, "Give the text to send.")
+        case Code.TOO_MANY_UNITS:
+            return invalid(
+                "text", None, f"At most {r.limit} UTF-16 code units; this text has {r.count}."
+            )
+        case Code.TEXT_TOO_LONG:
+            return invalid(
+                "text", None, f"The text needs {r.count} SMS parts; at most {r.limit} are allowed."
+            )
+        case Code.COVER_TEXT_TOO_LONG:
+            return invalid("coverPageText", None, f"At most {r.limit} characters.")
+        case Code.NO_FAX_CONTENT:
+            return ApiError(
+                400, ErrorCode.NO_ATTACHMENT, "The fax has no attachment", parameter="attachment"
+            )
+        case Code.TOO_MANY_DOCUMENTS:
+            return invalid("attachment", r.count, f"At most {r.limit} attachments.")
+        case Code.EMPTY_DOCUMENT:
+            return ApiError(
+                400, ErrorCode.NO_ATTACHMENT, f"{label} is empty", parameter="attachment"
+            )
+        case Code.DOCUMENT_TOO_LARGE:
+            return ApiError(
+                413,
+                ErrorCode.DOCUMENT_TOO_LARGE,
+                f"{label} is larger than the limit",
+                parameter="attachment",
+            )
+        case Code.UNSUPPORTED_DOCUMENT:
+            return ApiError(
+                415,
+                ErrorCode.UNSUPPORTED_MEDIA,
+                f"{label}: cannot fax this type; faxable are {r.reason}",
+                parameter="attachment",
+            )
+        case Code.UNREADABLE_DOCUMENT:
+            return ApiError(
+                400, ErrorCode.UNREADABLE_FAX, f"{label}: {r.reason}", parameter="attachment"
+            )
+        case Code.TOO_MANY_PAGES:
+            return invalid(
+                "attachment",
+                r.count,
+                f"The fax has {r.count} pages; at most {r.limit} are allowed.",
+            )
+
+
+# -- company pager ----------------------------------------------------------------------
+
+
+@router.post("/company-pager", response_model=MessageInfo, operation_id="createInternalTextMessage")
+async def send_pager(
+    request: Request, response: Response, ctx: Ctx, who: MediumWriter, body: PagerBody
+) -> FastJSON:
+    me = who.user
+    users = [u for u in ctx.settings.users if u.account_id == me.account_id]
+    conversation = None
+    recipients = []
+    if body.replyOn is not None:
+        original = await ctx.mailbox.get(body.replyOn, extension_id=who.extension_id)
+        if original.type is not MessageType.PAGER:
+            raise invalid("replyOn", body.replyOn, "Not a pager message.")
+        conversation = original.conversation_id
+        if not body.to:
+            numbers = {p.extension_number for p in (original.from_, *original.to)}
+            recipients = [u for u in users if u.extension_number in numbers and u is not me]
+    for index, party in enumerate(body.to or ()):
+        found = next((u for u in users if _named(u, party)), None)
+        if found is None:
+            raise not_found(f"to[{index}]", party.extensionNumber or party.extensionId)
+        recipients.append(found)
+    if not recipients:
+        raise invalid("to", None, "Give at least one extension.")
+    sender = Party(extension_number=me.extension_number, extension_id=me.extension_id, name=me.name)
+    to = tuple(
+        Party(extension_number=u.extension_number, extension_id=u.extension_id, name=u.name)
+        for u in recipients
+    )
+    thread = conversation or ctx.mailbox.new_conversation_id()
+    # The sender's own Sent message first, then a Received copy for each recipient.
+    owners = [(me, Direction.OUTBOUND), *((u, Direction.INBOUND) for u in recipients)]
+    batch = [
+        NewMessage(
+            account_id=u.account_id,
+            extension_id=u.extension_id,
+            type=MessageType.PAGER,
+            direction=direction,
+            from_=sender,
+            to=to,
+            origin=ORIGIN,
+            subject=body.text,
             attachments=(NewAttachment.text_of_message(),),
-        )  # fmt: skip
-        return await created(request, response, [message])
-
-    # -- fax ----------------------------------------------------------------------------
-
-    @api.post(
-        "/fax", response_model=MessageInfo, operation_id="createFaxMessage",
-        openapi_extra={"requestBody": {"required": True, "content": FAX_FORM}},
-        responses={413: {"description": "Too large (MSG-338)"},
-                   415: {"description": "Unsupported media type (MSG-348)"}},
-    )  # fmt: skip
-    async def send_fax(
-        request: Request, response: Response, accountId: str, extensionId: str
-    ) -> FastJSON:
-        who = auth.caller(request, response, accountId, extensionId, "Heavy", write=True)
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > FAX_BODY_LIMIT:
-            raise ApiError(413, "MSG-338", "The request is larger than 55 MB")
-        form = await _fax_request(request)
-        return await created(request, response, await _fax_messages(who, form))
-
-    async def _fax_messages(who: Caller, form: FaxRequest) -> list[NewMessage]:
-        fax = auth.settings.fax
-        if not form.to:
-            raise invalid("to", None, "Give at least one destination.")
-        numbers = list(dict.fromkeys(destination(t, "fax", "to") for t in form.to))
-        resolution = _choice("faxResolution", form.resolution, {"High", "Low"})
-        cover = _integer("coverIndex", form.cover_index, 0, 28)
-        if form.cover_text is not None and len(form.cover_text) > COVER_TEXT_LIMIT:
-            raise invalid("coverPageText", None, f"At most {COVER_TEXT_LIMIT} characters.")
-        send_time = when("sendTime", form.send_time) if form.send_time else None
-        now = mailbox.clock.now()
-        if send_time is not None and send_time <= now:
-            send_time = None  # in the past: now
-        if not form.documents and not (cover and form.cover_text):
-            raise ApiError(400, "MSG-347", "The fax has no attachment", parameter="attachment")
-        if len(form.documents) > fax.max_attachments:
-            raise invalid("attachment", len(form.documents),
-                          f"At most {fax.max_attachments} attachments.")  # fmt: skip
-        allowed = supported(office)
-        attachments = []
-        pages = 1 if cover else 0
-        for index, (name, declared, data) in enumerate(form.documents):
-            label = name or f"attachment {index + 1}"
-            if not data:
-                raise ApiError(400, "MSG-347", f"{label} is empty", parameter="attachment")
-            if len(data) > fax.max_input_bytes:
-                raise ApiError(413, "MSG-337", f"{label} is larger than the limit",
-                               parameter="attachment")  # fmt: skip
-            kind = sniff(data, declared)
-            if kind is None or kind not in allowed:
-                raise ApiError(415, "MSG-348", f"{label}: cannot fax this type; faxable are "
-                               f"{describe(allowed)}", parameter="attachment")  # fmt: skip
-            try:
-                pages += await asyncio.to_thread(probe.pages, kind, data)
-            except RenderError as exc:
-                raise ApiError(400, "MSG-349", f"{label}: {exc.reason}",
-                               parameter="attachment") from exc  # fmt: skip
-            attachments.append(NewAttachment(AttachmentType.SOURCE_DOCUMENT, kind.value,
-                                             data=data, file_name=name))  # fmt: skip
-        if pages > fax.max_pages:
-            raise invalid("attachment", pages, f"The fax has {pages} pages; at most "
-                          f"{fax.max_pages} are allowed.")  # fmt: skip
-        sender = Party(phone_number=who.user.fax_number or None, name=who.user.name or None)
-        return [
-            NewMessage(
-                account_id=who.account_id,
-                extension_id=who.extension_id,
-                type=MessageType.FAX,
-                direction=Direction.OUTBOUND,
-                from_=sender,
-                to=(Party(phone_number=number),),
-                origin=ORIGIN,
-                attachments=tuple(attachments),
-                fax_resolution=FaxResolution(resolution)
-                if resolution
-                else (FaxResolution.HIGH if fax.resolution == "fine" else FaxResolution.LOW),
-                cover_index=cover if cover is not None else (1 if fax.cover else 0),
-                cover_page_text=form.cover_text or None,
-                send_time=send_time,
-            )
-            for number in numbers
-        ]
-
-    # -- company pager ------------------------------------------------------------------
-
-    @api.post("/company-pager", response_model=MessageInfo,
-              operation_id="createInternalTextMessage")  # fmt: skip
-    async def send_pager(
-        request: Request, response: Response, accountId: str, extensionId: str, body: PagerBody
-    ) -> FastJSON:
-        who = auth.caller(request, response, accountId, extensionId, "Medium", write=True)
-        me = who.user
-        conversation = None
-        recipients = []
-        if body.replyOn is not None:
-            original = await mailbox.get(body.replyOn, extension_id=who.extension_id)
-            if original.type is not MessageType.PAGER:
-                raise invalid("replyOn", body.replyOn, "Not a pager message.")
-            conversation = original.conversation_id
-            if not body.to:
-                numbers = {p.extension_number for p in (original.from_, *original.to)}
-                recipients = [u for u in auth.settings.users if u.account_id == me.account_id
-                              and u.extension_number in numbers and u is not me]  # fmt: skip
-        for index, party in enumerate(body.to or ()):
-            found = next(
-                (u for u in auth.settings.users if u.account_id == me.account_id and (
-                    (party.extensionId is not None and str(u.extension_id) == party.extensionId)
-                    or (party.extensionNumber is not None
-                        and u.extension_number == party.extensionNumber))),
-                None,
-            )  # fmt: skip
-            if found is None:
-                raise not_found(f"to[{index}]", party.extensionNumber or party.extensionId)
-            recipients.append(found)
-        if not recipients:
-            raise invalid("to", None, "Give at least one extension.")
-        sender = Party(extension_number=me.extension_number, extension_id=me.extension_id,
-                       name=me.name)  # fmt: skip
-        to = tuple(Party(extension_number=u.extension_number, extension_id=u.extension_id,
-                         name=u.name) for u in recipients)  # fmt: skip
-        thread = conversation or mailbox.new_conversation_id()
-        own = NewMessage(
-            account_id=me.account_id, extension_id=me.extension_id, type=MessageType.PAGER,
-            direction=Direction.OUTBOUND, from_=sender, to=to, origin=ORIGIN,
-            subject=body.text, attachments=(NewAttachment.text_of_message(),),
             conversation_id=thread,
-        )  # fmt: skip
-        copies = [
-            NewMessage(
-                account_id=u.account_id,
-                extension_id=u.extension_id,
-                type=MessageType.PAGER,
-                direction=Direction.INBOUND,
-                from_=sender,
-                to=to,
-                origin=ORIGIN,
-                subject=body.text,
-                attachments=(NewAttachment.text_of_message(),),
-                conversation_id=thread,
-            )
-            for u in recipients
-        ]
-        made = await mailbox.create_many([own, *copies])  # one transaction: all or none
-        return FastJSON(made[0].to_json(base_url(request)), headers=dict(response.headers))
+        )
+        for u, direction in owners
+    ]
+    made = await ctx.mailbox.create_many(batch)  # one transaction: all or none
+    return FastJSON(made[0].to_json(base_url(request)), headers=dict(response.headers))
 
-    return api
+
+def _named(user: User, party: PagerParty) -> bool:
+    if party.extensionId is not None and str(user.extension_id) == party.extensionId:
+        return True
+    return party.extensionNumber is not None and user.extension_number == party.extensionNumber
 
 
 def _choice(name: str, value: str | None, allowed: set[str]) -> str | None:
@@ -312,26 +332,35 @@ async def _fax_request(request: Request) -> FaxRequest:
         try:
             form = await request.form(max_files=100, max_fields=200)
         except Exception as exc:  # python-multipart's parse errors have no common base
-            raise ApiError(400, "MSG-349", f"Unable to parse the fax request: {exc}") from None
+            raise ApiError(
+                400, ErrorCode.UNREADABLE_FAX, f"Unable to parse the fax request: {exc}"
+            ) from None
         try:
-            documents: list[tuple[str | None, str, bytes]] = []
+            documents: list[Upload] = []
             for item in form.getlist("attachment"):
                 if isinstance(item, UploadFile):
-                    documents.append((item.filename, item.content_type or "", await item.read()))
+                    documents.append(
+                        Upload(item.filename, item.content_type or "", await item.read())
+                    )
                 else:
-                    documents.append((None, "text/plain", item.encode()))
+                    documents.append(Upload(None, "text/plain", item.encode()))
             text = {k: v for k, v in form.items() if isinstance(v, str)}
             to = [v for v in form.getlist("to") if isinstance(v, str)]
         finally:
             await form.close()  # the uploads' temporary files
         return FaxRequest(
-            to=_to_values(to), documents=documents, resolution=text.get("faxResolution"),
-            cover_index=text.get("coverIndex"), cover_text=text.get("coverPageText"),
+            to=_to_values(to),
+            documents=documents,
+            resolution=text.get("faxResolution"),
+            cover_index=text.get("coverIndex"),
+            cover_text=text.get("coverPageText"),
             send_time=text.get("sendTime"),
-        )  # fmt: skip
+        )
     if kind == "multipart/mixed":
         return _mixed(request.headers["content-type"], await request.body())
-    raise ApiError(415, "MSG-348", "Send the fax as multipart/form-data or multipart/mixed")
+    raise ApiError(
+        415, ErrorCode.UNSUPPORTED_MEDIA, "Send the fax as multipart/form-data or multipart/mixed"
+    )
 
 
 def _mixed(content_type: str, body: bytes) -> FaxRequest:
@@ -340,30 +369,42 @@ def _mixed(content_type: str, body: bytes) -> FaxRequest:
     parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
     parts = list(parsed.iter_parts()) if parsed.is_multipart() else []
     if not parts or parts[0].get_content_type() != "application/json":
-        raise ApiError(400, "MSG-349", "Unable to parse the fax envelope: the first part "
-                       "must be application/json")  # fmt: skip
+        raise ApiError(
+            400,
+            ErrorCode.UNREADABLE_FAX,
+            "Unable to parse the fax envelope: the first part must be application/json",
+        )
     try:
         envelope = json.loads(_payload(parts[0]) or b"{}")
     except ValueError:
-        raise ApiError(400, "MSG-349", "Unable to parse the fax envelope (not JSON)") from None
+        raise ApiError(
+            400, ErrorCode.UNREADABLE_FAX, "Unable to parse the fax envelope (not JSON)"
+        ) from None
     if not isinstance(envelope, dict):
-        raise ApiError(400, "MSG-349", "Unable to parse the fax envelope (not an object)")
-    documents: list[tuple[str | None, str, bytes]] = []
+        raise ApiError(
+            400, ErrorCode.UNREADABLE_FAX, "Unable to parse the fax envelope (not an object)"
+        )
+    documents: list[Upload] = []
     for part in parts[1:]:
         name = part.get_filename()
         if name is None:
-            raise ApiError(400, "MSG-351", "Each document needs a Content-Disposition with a "
-                           "filename", parameter="attachment")  # fmt: skip
-        documents.append((name, part.get_content_type(), _payload(part)))
+            raise ApiError(
+                400,
+                ErrorCode.NO_FILE_NAME,
+                "Each document needs a Content-Disposition with a filename",
+                parameter="attachment",
+            )
+        documents.append(Upload(name, part.get_content_type(), _payload(part)))
     cover = envelope.get("coverIndex")
     send_time = envelope.get("sendTime")
     return FaxRequest(
-        to=_to_values(envelope.get("to", [])), documents=documents,
+        to=_to_values(envelope.get("to", [])),
+        documents=documents,
         resolution=envelope.get("faxResolution"),
         cover_index=str(cover) if cover is not None else None,
         cover_text=envelope.get("coverPageText"),
         send_time=send_time if isinstance(send_time, str) else None,
-    )  # fmt: skip
+    )
 
 
 def _payload(part: email.message.Message) -> bytes:

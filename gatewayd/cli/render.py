@@ -19,22 +19,35 @@ from pathlib import Path
 
 from gatewayd.cli.output import CommandError
 from gatewayd.config.settings import Settings
-from gatewayd.ingress.sniff import LABELS, OFFICE, Kind, is_tnef, sniff
 from gatewayd.render.job import CoverSheet, Rendered, Renderer, RenderOptions, Source
+from gatewayd.render.kinds import LABELS, OFFICE, Kind, is_tnef, sniff
 
-_DECLARED = {".txt": "text/plain", ".text": "text/plain", ".htm": "text/html",
-             ".html": "text/html", ".doc": Kind.DOC.value, ".xls": Kind.XLS.value,
-             ".ppt": Kind.PPT.value}  # fmt: skip
+_DECLARED = {
+    ".txt": "text/plain",
+    ".text": "text/plain",
+    ".htm": "text/html",
+    ".html": "text/html",
+    ".doc": Kind.DOC.value,
+    ".xls": Kind.XLS.value,
+    ".ppt": Kind.PPT.value,
+}
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-               common: argparse.ArgumentParser) -> None:  # fmt: skip
+def add_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     render = sub.add_parser(
-        "render", parents=[common],
+        "render",
+        parents=[common],
         help="render documents (and a cover page) into a fax TIFF, as the daemon would",
-    )  # fmt: skip
-    render.add_argument("files", nargs="*", metavar="FILE", type=Path,
-                        help="PDF, image, text, HTML or office documents, in order")  # fmt: skip
+    )
+    render.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        type=Path,
+        help="PDF, image, text, HTML or office documents, in order",
+    )
     render.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.tif")
     render.add_argument(
         "--resolution",
@@ -43,8 +56,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     )
     render.add_argument("--paper", choices=("a4", "letter"), help="default fax.paper")
     render.add_argument("--compression", choices=("g4", "g3"), help="default fax.compression")
-    render.add_argument("--workers", type=int, metavar="N",
-                        help="render processes (default fax.render_workers)")  # fmt: skip
+    render.add_argument(
+        "--workers", type=int, metavar="N", help="render processes (default fax.render_workers)"
+    )
     cover = render.add_argument_group("cover page")
     cover.add_argument("--cover", action="store_true", help="put a cover page first")
     cover.add_argument("--to", metavar="NUMBER", default="", help="the recipient's fax number")
@@ -84,24 +98,35 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     if options.limits.soffice is None:
         for source in sources:
             if source.kind in OFFICE:
-                raise CommandError(f"{source.path}: {LABELS[source.kind]} documents need "
-                                   "LibreOffice, which is not installed")  # fmt: skip
+                raise CommandError(
+                    f"{source.path}: {LABELS[source.kind]} documents need "
+                    "LibreOffice, which is not installed"
+                )
     sheet = None
     if args.cover:
         note = sys.stdin.read() if args.note == "-" else args.note
-        sheet = CoverSheet(args.to, sender_name=args.from_name, sender_email=args.from_email,
-                           sender_fax=args.from_fax, recipient_name=args.to_name,
-                           subject=args.subject, note=note,
-                           sent_at=datetime.now().astimezone())  # fmt: skip
+        sheet = CoverSheet(
+            args.to,
+            sender_name=args.from_name,
+            sender_email=args.from_email,
+            sender_fax=args.from_fax,
+            recipient_name=args.to_name,
+            subject=args.subject,
+            note=note,
+            sent_at=datetime.now().astimezone(),
+        )
     workers = args.workers or settings.fax.render_workers
     rendered = asyncio.run(_render(sources, sheet, options, args.output, workers))
-    print(f"{args.output}: {rendered.pages} page{'s' if rendered.pages != 1 else ''}, "
-          f"{rendered.size:,} bytes ({options.fax.describe()})")  # fmt: skip
+    print(
+        f"{args.output}: {rendered.pages} page{'s' if rendered.pages != 1 else ''}, "
+        f"{rendered.size:,} bytes ({options.fax.describe()})"
+    )
     return 0
 
 
-async def _render(sources: list[Source], sheet: CoverSheet | None, options: RenderOptions,
-                  out: Path, workers: int) -> Rendered:  # fmt: skip
+async def _render(
+    sources: list[Source], sheet: CoverSheet | None, options: RenderOptions, out: Path, workers: int
+) -> Rendered:
     renderer = Renderer(min(workers, os.cpu_count() or 1))
     try:
         return await renderer.render(sources, sheet, options, out)

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from gatewayd.config.settings import Resolution, Settings
 from gatewayd.errors import BlobError, RenderError
-from gatewayd.ingress.sniff import Kind
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import Mailbox, Message
 from gatewayd.model import AttachmentType, FaxResolution, MessageStatus
 from gatewayd.render.job import CoverSheet, Renderer, RenderOptions, Source
+from gatewayd.render.kinds import Kind
 
 log = get_logger("gatewayd.fax")
 

@@ -19,16 +19,16 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
 
+from gatewayd.admission import Channel, Refusal, fax, sms
 from gatewayd.config.settings import Settings, User
 from gatewayd.destinations import Destination
-from gatewayd.errors import RejectedMessage, RenderError, StoreError
+from gatewayd.errors import RejectedMessage, StoreError
 from gatewayd.ingress import compose, replies, senders
-from gatewayd.ingress.addressing import Channel, Recipient, recipient, subject_destinations
+from gatewayd.ingress.addressing import Recipient, recipient, subject_destinations
 from gatewayd.ingress.mime import Mail, parse_mail
 from gatewayd.ingress.server import GatewaySMTP
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import Mailbox, Message, NewMessage
-from gatewayd.render import probe
 
 log = get_logger("gatewayd.smtp")
 
@@ -62,16 +62,24 @@ class IngressHandler:
     # -- hooks -------------------------------------------------------------------------
 
     async def handle_EHLO(
-        self, server: GatewaySMTP, session: Session, envelope: Envelope, hostname: str,
+        self,
+        server: GatewaySMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
         responses: list[str],
-    ) -> list[str]:  # fmt: skip
+    ) -> list[str]:
         session.host_name = hostname
         return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_MAIL(
-        self, server: GatewaySMTP, session: Session, envelope: Envelope, address: str,
+        self,
+        server: GatewaySMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
         mail_options: list[str],
-    ) -> str:  # fmt: skip
+    ) -> str:
         logged_in = self._logged_in(session)
         if logged_in is None:
             if server.listener.require_auth:
@@ -90,21 +98,25 @@ class IngressHandler:
         return replies.SENDER_OK
 
     async def handle_RCPT(
-        self, server: GatewaySMTP, session: Session, envelope: Envelope, address: str,
+        self,
+        server: GatewaySMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
         rcpt_options: list[str],
-    ) -> str:  # fmt: skip
+    ) -> str:
         limit = self.settings.smtp.max_recipients
         if len(envelope.rcpt_tos) >= limit:
             return self._refused(session, address, replies.too_many_recipients(limit))
         try:
             found = recipient(address, self.settings)
             if found.channel is Channel.SMS:
-                user = senders.identify(self.settings, envelope.mail_from or "",
-                                        self._logged_in(session))  # fmt: skip
-                if not user.sms_numbers:
-                    raise RejectedMessage(replies.no_sms_number(user.emails[0]))
+                logged_in = self._logged_in(session)
+                sms.sender(senders.identify(self.settings, envelope.mail_from or "", logged_in))
         except RejectedMessage as exc:
             return self._refused(session, address, exc.reply)
+        except Refusal as exc:
+            return self._refused(session, address, replies.refused(exc))
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.RECIPIENT_OK
@@ -116,6 +128,8 @@ class IngressHandler:
             return await self._accept(session, envelope)
         except RejectedMessage as exc:
             return self._refused(session, envelope.mail_from or "", exc.reply)
+        except Refusal as exc:
+            return self._refused(session, envelope.mail_from or "", replies.refused(exc))
         except StoreError as exc:
             log.error("smtp.store_failed", sender=envelope.mail_from, error=str(exc))
             return replies.MAILBOX_UNAVAILABLE
@@ -146,25 +160,40 @@ class IngressHandler:
         senders.check_from_header(self.settings, mail, user, mail_from)
         recipients = [recipient(address, self.settings) for address in envelope.rcpt_tos]
         batch: list[NewMessage] = []
-        sms = self._destinations(mail, recipients, Channel.SMS)
-        fax = self._destinations(mail, recipients, Channel.FAX)
-        total, limit = len(sms) + len(fax), self.settings.smtp.max_recipients
+        to_sms = self._destinations(mail, recipients, Channel.SMS)
+        to_fax = self._destinations(mail, recipients, Channel.FAX)
+        # The envelope's limit, counted once the subjects' numbers are read.
+        total, limit = len(to_sms) + len(to_fax), self.settings.smtp.max_recipients
         if total > limit:
             raise RejectedMessage(replies.too_many_destinations(total, limit))
-        if sms:
+        if to_sms:
             by_number = any(r.destination for r in recipients if r.channel is Channel.SMS)
-            text = compose.sms_text(mail, number_in_address=by_number, settings=self.settings)
-            batch += compose.sms_messages(text, sms, user, mail_from)
-        if fax:
-            batch += await self._fax(mail, recipients, fax, user, mail_from)
+            text = compose.sms_text(mail, number_in_address=by_number)
+            batch += sms.messages(
+                text,
+                to_sms,
+                user=user,
+                settings=self.settings,
+                origin=compose.ORIGIN,
+                sender_email=mail_from,
+            )
+        if to_fax:
+            batch += await self._fax(mail, recipients, to_fax, user, mail_from)
         # A client that hangs up now must not cut a commit in half: shield it.
         created = await asyncio.shield(self.mailbox.create_many(batch))
         self.limiter.record(user, len(created))
         if self.on_queued is not None:
             self.on_queued(created)
         ids = [m.id for m in created]
-        log.info("smtp.accepted", sender=mail_from, peer=_host(session), message_ids=ids,
-                 sms=len(sms), fax=len(fax), size=len(raw))  # fmt: skip
+        log.info(
+            "smtp.accepted",
+            sender=mail_from,
+            peer=_host(session),
+            message_ids=ids,
+            sms=len(to_sms),
+            fax=len(to_fax),
+            size=len(raw),
+        )
         return replies.queued(ids)
 
     def _destinations(
@@ -175,34 +204,36 @@ class IngressHandler:
         for r in recipients:
             if r.channel is not channel:
                 continue
-            found = [r.destination] if r.destination else subject_destinations(
-                mail.subject, self.settings, channel
-            )  # fmt: skip
+            found = (
+                [r.destination]
+                if r.destination
+                else subject_destinations(mail.subject, self.settings, channel)
+            )
             for destination in found:
                 out.setdefault(destination.e164, destination)
         return list(out.values())
 
     async def _fax(
-        self, mail: Mail, recipients: Sequence[Recipient], destinations: list[Destination],
-        user: User, mail_from: str,
-    ) -> list[NewMessage]:  # fmt: skip
-        options = compose.fax_options(mail, self.settings)
-        documents = compose.fax_documents(mail, self.settings, office=self.office)
-        pages = 1 if options.cover else 0
-        for index, document in enumerate(documents):
-            try:
-                pages += await asyncio.to_thread(probe.pages, document.kind, document.data)
-            except RenderError as exc:
-                name = document.file_name or f"attachment {index + 1}"
-                raise RejectedMessage(replies.unreadable_document(name, exc.reason)) from exc
-        if pages > self.settings.fax.max_pages:
-            raise RejectedMessage(replies.too_many_pages(pages, self.settings.fax.max_pages))
+        self,
+        mail: Mail,
+        recipients: Sequence[Recipient],
+        destinations: list[Destination],
+        user: User,
+        mail_from: str,
+    ) -> list[NewMessage]:
         # The subject is the cover's subject, unless it held the numbers (fax@...).
         by_number = any(r.destination for r in recipients if r.channel is Channel.FAX)
-        return compose.fax_messages(
-            mail, documents, destinations, user=user, mail_from=mail_from, options=options,
-            cover_subject=mail.subject if by_number else None,
-        )  # fmt: skip
+        options = compose.fax_options(mail, cover_subject=mail.subject if by_number else None)
+        return await fax.messages(
+            compose.fax_uploads(mail),
+            destinations,
+            user=user,
+            settings=self.settings,
+            options=options,
+            office=self.office,
+            origin=compose.ORIGIN,
+            sender_email=mail_from,
+        )
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -30,15 +30,17 @@ from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 
-from gatewayd.ingress.sniff import is_tnef
-from gatewayd.ingress.text import html_to_text
+from gatewayd.render.html import html_to_text
+from gatewayd.render.kinds import is_tnef
 
 _SIGNATURES = frozenset(
     {
-        "application/pkcs7-signature", "application/x-pkcs7-signature",
-        "application/pgp-signature", "application/pgp-keys",
+        "application/pkcs7-signature",
+        "application/x-pkcs7-signature",
+        "application/pgp-signature",
+        "application/pgp-keys",
     }
-)  # fmt: skip
+)
 _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 _FAX_HEADERS = ("x-fax-resolution", "x-fax-cover")
 _CID_PLACEHOLDER = re.compile(r"^\[cid:[^\]\n]+\]\s*$", re.MULTILINE)

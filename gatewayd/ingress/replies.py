@@ -1,9 +1,12 @@
 """Every reply the SMTP door gives on its own account: code, RFC 3463 enhanced status
-code, and a reason a person can act on. Tests compare against these names."""
+code, and a reason a person can act on. Tests compare against these names.
+``refused`` words an admission Refusal (gatewayd/admission) as the SMTP door says it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from gatewayd.admission import Code, DocumentRef, Refusal
 
 SENDER_OK = "250 2.1.0 sender OK"
 RECIPIENT_OK = "250 2.1.5 recipient OK"
@@ -102,3 +105,74 @@ def unreadable_document(name: str, why: str) -> str:
 
 def bad_header(name: str, value: str, expected: str) -> str:
     return f"554 5.6.0 {name}: {value!r} is not {expected}"
+
+
+def empty_document(name: str) -> str:
+    return f"554 5.6.0 {name}: the document is empty"
+
+
+def document_too_large(name: str, limit: int) -> str:
+    return f"552 5.3.4 {name}: too large to fax (at most {limit} bytes a document)"
+
+
+def cover_text_too_long(count: int, limit: int) -> str:
+    return f"554 5.6.0 cover page text too long: {count} characters, at most {limit}"
+
+
+def text_too_many_units(count: int, limit: int) -> str:
+    return f"554 5.6.0 text too long: {count} UTF-16 code units, at most {limit}"
+
+
+def not_an_sms_number(number: str) -> str:
+    return f"550 5.7.1 {number} is not an SMS number of this sender"
+
+
+def _unsupported_name(document: DocumentRef) -> str:
+    """A document without a file name is named with its type as well."""
+    if document.file_name:
+        return document.file_name
+    return f"attachment {document.index + 1} ({document.declared})"
+
+
+def refused(refusal: Refusal, *, address: str | None = None) -> str:
+    """The reply for an admission refusal. ``address``: the recipient whose local part
+    held the number (a BAD_NUMBER there is 550 5.1.1; in the subject, 554 5.6.0)."""
+    r = refusal
+    document = r.document or DocumentRef(0, "the document", "")
+    match r.code:
+        case Code.NO_SMS_NUMBER:
+            return no_sms_number(r.value)
+        case Code.NOT_YOUR_NUMBER:
+            return not_an_sms_number(r.value)
+        case Code.NO_DESTINATION:
+            return NO_SUBJECT_NUMBER
+        case Code.TOO_MANY_DESTINATIONS:
+            return too_many_destinations(r.count, r.limit)
+        case Code.BAD_NUMBER:
+            if address is not None:
+                return bad_local_number(address, r.reason)
+            return bad_subject_number(r.reason)
+        case Code.DESTINATION_REFUSED:
+            return policy_refused(r.reason)
+        case Code.NO_TEXT:
+            return NO_TEXT
+        case Code.TEXT_TOO_LONG:
+            return text_too_long(r.count, r.limit)
+        case Code.TOO_MANY_UNITS:
+            return text_too_many_units(r.count, r.limit)
+        case Code.COVER_TEXT_TOO_LONG:
+            return cover_text_too_long(r.count, r.limit)
+        case Code.NO_FAX_CONTENT:
+            return NO_FAX_CONTENT
+        case Code.TOO_MANY_DOCUMENTS:
+            return too_many_documents(r.count, r.limit)
+        case Code.EMPTY_DOCUMENT:
+            return empty_document(document.label)
+        case Code.DOCUMENT_TOO_LARGE:
+            return document_too_large(document.label, r.limit)
+        case Code.UNSUPPORTED_DOCUMENT:
+            return unsupported_document(_unsupported_name(document), r.reason)
+        case Code.UNREADABLE_DOCUMENT:
+            return unreadable_document(document.label, r.reason)
+        case Code.TOO_MANY_PAGES:
+            return too_many_pages(r.count, r.limit)

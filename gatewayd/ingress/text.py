@@ -1,73 +1,9 @@
-"""Text from email bodies: HTML to clean text, and an email body to the text of an SMS
-(signature, quoted reply and "Sent from my phone" footers removed). Pure functions."""
+"""An email body to the text of an SMS: the signature, the quoted reply and the "Sent
+from my phone" footers removed. Pure. (HTML bodies become text in render/html.py.)"""
 
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
-
-_BLOCK_TAGS = frozenset(
-    {
-        "p", "div", "br", "ul", "ol", "tr", "table", "h1", "h2", "h3", "h4", "h5",
-        "h6", "blockquote", "pre", "hr", "section", "article", "header", "footer", "dt",
-        "dd", "address",
-    }
-)  # fmt: skip
-_SKIPPED_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript"})
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._skipping = 0
-        self._pre = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skipping += 1
-        elif tag == "pre":
-            self._pre += 1
-            self.chunks.append("\n")
-        elif tag == "li":
-            self.chunks.append("\n- ")
-        elif tag in ("td", "th"):
-            self.chunks.append("\t")
-        elif tag in _BLOCK_TAGS:
-            self.chunks.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skipping = max(0, self._skipping - 1)
-        elif tag == "pre":
-            self._pre = max(0, self._pre - 1)
-            self.chunks.append("\n")
-        elif tag in _BLOCK_TAGS:
-            self.chunks.append("\n")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("br", "hr"):
-            self.chunks.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self._skipping:
-            return
-        self.chunks.append(data if self._pre else re.sub(r"\s+", " ", data))
-
-
-def html_to_text(html: str) -> str:
-    """Readable plain text from an HTML body: blocks become lines, scripts and styles
-    vanish, entities are decoded, runs of blank lines are squeezed."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    lines = [line.strip(" \t\xa0") for line in "".join(parser.chunks).split("\n")]
-    return _squeeze_blank_lines("\n".join(lines)).strip()
-
-
-def _squeeze_blank_lines(text: str) -> str:
-    return re.sub(r"\n{3,}", "\n\n", text)
-
 
 # Lines that start the quoted message in a reply (the reply is above them).
 _REPLY_HEADERS = [
@@ -120,4 +56,4 @@ def clean_sms_text(body: str) -> str:
         kept.append(line.rstrip())
     while kept and (not kept[-1].strip() or any(p.match(kept[-1].strip()) for p in _FOOTERS)):
         kept.pop()
-    return _squeeze_blank_lines("\n".join(kept)).strip()
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()

@@ -13,7 +13,7 @@ import pypdfium2 as pdfium
 from PIL import Image, UnidentifiedImageError
 
 from gatewayd.errors import RenderError
-from gatewayd.ingress.sniff import IMAGES, Kind
+from gatewayd.render.kinds import IMAGES, Kind
 
 PDFIUM_LOCK = threading.Lock()
 _PASSWORD_ERROR = 4

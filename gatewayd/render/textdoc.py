@@ -16,8 +16,8 @@ from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
-from gatewayd.ingress.text import html_to_text
 from gatewayd.render import fonts
+from gatewayd.render.html import html_to_text
 
 MARGIN = 54.0  # points: three quarters of an inch
 PAGES = {"a4": A4, "letter": LETTER}
@@ -39,8 +39,9 @@ def width_of(text: str, family: tuple[fonts.Font, ...], size: float) -> float:
     )
 
 
-def wrap_words(paragraph: str, family: tuple[fonts.Font, ...], size: float,
-               width: float) -> Iterator[str]:  # fmt: skip
+def wrap_words(
+    paragraph: str, family: tuple[fonts.Font, ...], size: float, width: float
+) -> Iterator[str]:
     """A paragraph in lines no wider than ``width`` (words longer than a line are cut)."""
     line = ""
     for word in re.split(r"(\s+)", paragraph):

@@ -26,17 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gatewayd.errors import RenderError
-from gatewayd.ingress.sniff import IMAGES, OFFICE, Kind
 from gatewayd.render import cover, images, office, textdoc
+from gatewayd.render.kinds import IMAGES, OFFICE, Kind
 from gatewayd.render.pdf import PdfPages
 from gatewayd.render.raster import FaxFormat, encode_grey
 from gatewayd.render.tiff import CodedPage
 
-_EXTENSIONS = {
-    Kind.DOCX: ".docx", Kind.XLSX: ".xlsx", Kind.PPTX: ".pptx", Kind.ODT: ".odt",
-    Kind.ODS: ".ods", Kind.ODP: ".odp", Kind.RTF: ".rtf", Kind.DOC: ".doc", Kind.XLS: ".xls",
-    Kind.PPT: ".ppt",
-}  # fmt: skip
+# The file name extension LibreOffice reads each office kind by (".docx" for DOCX).
+_EXTENSIONS = {kind: f".{kind.name.lower()}" for kind in OFFICE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +112,8 @@ def _cpu_budget(call: Call) -> Iterator[None]:
     spent = time.process_time()
     _budget = (spent + call.limits.cpu_seconds, call.over_budget_marker)
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    backstop = int(resource.getrusage(resource.RUSAGE_SELF).ru_utime
-                   + resource.getrusage(resource.RUSAGE_SELF).ru_stime
-                   + call.limits.cpu_seconds) + 3  # fmt: skip
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    backstop = int(used.ru_utime + used.ru_stime + call.limits.cpu_seconds) + 3
     if hard != resource.RLIM_INFINITY:
         backstop = min(backstop, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (backstop, hard))
@@ -157,16 +153,16 @@ def prepare(source: Source, call: Call) -> Prepared:
         target = workdir / f"{source.path.stem}-{kind.name.lower()}.pdf"
         if kind in (Kind.TEXT, Kind.HTML):
             text = textdoc.decode(source.path.read_bytes())
-            pdf = textdoc.plain_text_pdf(text, paper) if kind is Kind.TEXT else (
-                textdoc.html_pdf(text, paper))  # fmt: skip
-            target.write_bytes(pdf)
+            make = textdoc.plain_text_pdf if kind is Kind.TEXT else textdoc.html_pdf
+            target.write_bytes(make(text, paper))
         elif kind in OFFICE:
             if limits.soffice is None:
                 raise RenderError("office documents need LibreOffice, which is not installed")
             named = workdir / f"{source.path.stem}{_EXTENSIONS[kind]}"
             shutil.copyfile(source.path, named)
-            converted = office.to_pdf(named, limits.soffice, timeout=limits.office_timeout,
-                                      workdir=workdir)  # fmt: skip
+            converted = office.to_pdf(
+                named, limits.soffice, timeout=limits.office_timeout, workdir=workdir
+            )
             converted.replace(target)
         else:
             raise RenderError(f"{source.name}: cannot render {kind.value}")

@@ -32,13 +32,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from gatewayd import gsm
 from gatewayd.config.settings import Settings, SmppLinkSettings
 from gatewayd.errors import GatewayError, LeaseLost, LinkDown
+from gatewayd.gsm import Concatenation, Split
 from gatewayd.logging import bound_message, get_logger
 from gatewayd.mailbox import Mailbox, Message, Part, PartAccepted, PartRefused
 from gatewayd.model import MessageStatus, MessageType, PartStatus
-from gatewayd.sms import encoding, pdu, receipts
-from gatewayd.sms.encoding import Concatenation, Split
+from gatewayd.sms import pdu, receipts
 from gatewayd.sms.link import SmppLink
 from gatewayd.sms.pdu import ESM_UDHI, Status, Tag
 from gatewayd.sms.rendezvous import Rendezvous
@@ -249,8 +250,8 @@ class SmsDispatcher(LeaseLoop):
             await self._fail(message, f"no SMPP link routes {destination}", "NoRoute")
             return
         try:
-            split = encoding.split(message.subject, Concatenation(link.settings.concatenation))
-        except encoding.EncodingError as exc:
+            split = gsm.split(message.subject, Concatenation(link.settings.concatenation))
+        except gsm.EncodingError as exc:
             await self._fail(message, str(exc), "TooLong")
             return
         done = {p.index for p in await self._parts(message) if p.status is not PartStatus.QUEUED}

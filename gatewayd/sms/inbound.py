@@ -27,12 +27,13 @@ from datetime import timedelta
 
 import phonenumbers
 
+from gatewayd import gsm
 from gatewayd.config.settings import Settings, User
 from gatewayd.errors import StoreError
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import Fragment, Mailbox, NewAttachment, NewMessage, Party, ReceiptIn
 from gatewayd.model import Direction, MessageType, PartStatus
-from gatewayd.sms import encoding, receipts
+from gatewayd.sms import receipts
 from gatewayd.sms.link import SmppLink
 from gatewayd.sms.pdu import ESM_UDHI, Pdu, Status, Tag
 from gatewayd.sms.rendezvous import Rendezvous
@@ -73,7 +74,7 @@ def decode_text(data: bytes, data_coding: int) -> str:
     Latin-1, UCS-2; anything else is binary and said so."""
     scheme = data_coding & 0x0F if data_coding & 0xF0 == 0xF0 else data_coding
     if scheme == 0:
-        return encoding.decode_gsm7(data)
+        return gsm.decode_gsm7(data)
     if scheme == 1:
         return data.decode("ascii", "replace")
     if scheme == 3:

@@ -35,8 +35,9 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
 
+from gatewayd import gsm
 from gatewayd.logging import get_logger
-from gatewayd.sms import encoding, pdu
+from gatewayd.sms import pdu
 from gatewayd.sms.pdu import ESM_UDHI, Command, Pdu, Status, Tag
 
 log = get_logger("gatewayd.smsc_sim")
@@ -390,7 +391,7 @@ class Smsc:
         target = next((c for c in self.connections if c.receives), None)
         if target is None:
             raise ConnectionError("no ESME is bound to receive")
-        split = encoding.split(text, encoding.Concatenation(concatenation))
+        split = gsm.split(text, gsm.Concatenation(concatenation))
         coding = split.data_coding if data_coding is None else data_coding
         if coding == 3:
             encoded = [part.encode("latin-1") for part in split.parts]

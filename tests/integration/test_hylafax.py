@@ -20,10 +20,10 @@ from gatewayd.config.settings import FaxSettings, HostPort, HylafaxSettings, Set
 from gatewayd.fax.carrier import CarrierRefused, CarrierUnavailable, Failed, FaxJob
 from gatewayd.fax.dispatcher import FaxDispatcher
 from gatewayd.fax.hylafax import HylafaxCarrier
-from gatewayd.ingress.sniff import Kind
 from gatewayd.mailbox import Mailbox, NewAttachment
 from gatewayd.model import AttachmentType, FaxErrorCode, MessageStatus
 from gatewayd.render.job import Renderer, RenderOptions, Source
+from gatewayd.render.kinds import Kind
 from tests import documents
 from tests.conftest import ACCOUNT, EXTENSION, fax
 from tests.hylafax import Hylafax, available, hylafax_server

@@ -21,9 +21,9 @@ from reportlab.pdfgen.canvas import Canvas
 
 from gatewayd.config.settings import FaxSettings
 from gatewayd.errors import RenderError
-from gatewayd.ingress.sniff import Kind
 from gatewayd.render import cover, fonts, textdoc
 from gatewayd.render.job import CoverSheet, Rendered, Renderer, RenderOptions, Source
+from gatewayd.render.kinds import Kind
 from gatewayd.render.office import find_soffice
 from gatewayd.render.raster import FaxFormat
 from gatewayd.render.worker import Limits

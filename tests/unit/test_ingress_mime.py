@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd.ingress.mime import parse_mail
-from gatewayd.ingress.sniff import Kind, describe, sniff, supported
+from gatewayd.render.kinds import Kind, describe, sniff, supported
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

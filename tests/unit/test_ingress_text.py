@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gatewayd.ingress.text import clean_sms_text, html_to_text
+from gatewayd.ingress.text import clean_sms_text
+from gatewayd.render.html import html_to_text
 
 
 @pytest.mark.parametrize(

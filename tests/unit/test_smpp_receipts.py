@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gatewayd import gsm
 from gatewayd.config.settings import SmppLinkSettings
 from gatewayd.model import PartStatus
-from gatewayd.sms import encoding, pdu, receipts
+from gatewayd.sms import pdu, receipts
 from gatewayd.sms.dispatcher import Address, address_of, parts_out
 from gatewayd.sms.inbound import decode_text, number_of, split_udh
 from gatewayd.sms.pdu import Command, Tag
@@ -178,7 +179,7 @@ def test_addresses() -> None:
 
 
 def test_data_codings_decode() -> None:
-    assert decode_text(encoding.encode_gsm7("Grüße €"), 0) == "Grüße €"
+    assert decode_text(gsm.encode_gsm7("Grüße €"), 0) == "Grüße €"
     assert decode_text("Grüße".encode("latin-1"), 3) == "Grüße"
     assert decode_text("Ωμέγα 😀".encode("utf-16-be"), 8) == "Ωμέγα 😀"
     assert decode_text(b"hi", 1) == "hi"
@@ -197,8 +198,8 @@ LINKS = {name: SmppLinkSettings(concatenation=name) for name in ("udh8", "udh16"
 def test_parts_out_reassemble_exactly(text: str, concatenation: str, reference: int) -> None:
     link = LINKS[concatenation]
     try:
-        split = encoding.split(text, encoding.Concatenation(concatenation))
-    except encoding.EncodingError:
+        split = gsm.split(text, gsm.Concatenation(concatenation))
+    except gsm.EncodingError:
         return
     outs = parts_out(split, link, Address("4930", 1, 1), Address("4915", 1, 1), reference)
     pieces = []

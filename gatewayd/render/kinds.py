@@ -2,6 +2,8 @@
 
 A fax can carry PDF, PNG, JPEG, GIF, TIFF, BMP, WebP, plain text and HTML, and office
 documents (Word, Excel, PowerPoint, OpenDocument, RTF) when LibreOffice is installed.
+Pure. Both doors (SMTP and the API, through gatewayd/admission) sniff with it, and the
+renderer chooses its path by the kind.
 """
 
 from __future__ import annotations
@@ -37,19 +39,32 @@ class Kind(StrEnum):
 
 IMAGES = frozenset({Kind.PNG, Kind.JPEG, Kind.GIF, Kind.TIFF, Kind.BMP, Kind.WEBP})
 OFFICE = frozenset(
-    {Kind.DOCX, Kind.XLSX, Kind.PPTX, Kind.ODT, Kind.ODS, Kind.ODP, Kind.RTF, Kind.DOC,
-     Kind.XLS, Kind.PPT}
-)  # fmt: skip
+    {Kind.DOCX, Kind.XLSX, Kind.PPTX, Kind.ODT, Kind.ODS, Kind.ODP, Kind.RTF}
+    | {Kind.DOC, Kind.XLS, Kind.PPT}
+)
 ALWAYS_SUPPORTED = frozenset(set(Kind) - OFFICE)
 # How a refusal names them.
 LABELS = {
-    Kind.PDF: "PDF", Kind.PNG: "PNG", Kind.JPEG: "JPEG", Kind.GIF: "GIF", Kind.TIFF: "TIFF",
-    Kind.BMP: "BMP", Kind.WEBP: "WebP", Kind.TEXT: "plain text", Kind.HTML: "HTML",
-    Kind.DOCX: "Word (DOCX)", Kind.XLSX: "Excel (XLSX)", Kind.PPTX: "PowerPoint (PPTX)",
-    Kind.ODT: "OpenDocument text", Kind.ODS: "OpenDocument spreadsheet",
-    Kind.ODP: "OpenDocument presentation", Kind.RTF: "RTF", Kind.DOC: "Word 97 (DOC)",
-    Kind.XLS: "Excel 97 (XLS)", Kind.PPT: "PowerPoint 97 (PPT)",
-}  # fmt: skip
+    Kind.PDF: "PDF",
+    Kind.PNG: "PNG",
+    Kind.JPEG: "JPEG",
+    Kind.GIF: "GIF",
+    Kind.TIFF: "TIFF",
+    Kind.BMP: "BMP",
+    Kind.WEBP: "WebP",
+    Kind.TEXT: "plain text",
+    Kind.HTML: "HTML",
+    Kind.DOCX: "Word (DOCX)",
+    Kind.XLSX: "Excel (XLSX)",
+    Kind.PPTX: "PowerPoint (PPTX)",
+    Kind.ODT: "OpenDocument text",
+    Kind.ODS: "OpenDocument spreadsheet",
+    Kind.ODP: "OpenDocument presentation",
+    Kind.RTF: "RTF",
+    Kind.DOC: "Word 97 (DOC)",
+    Kind.XLS: "Excel 97 (XLS)",
+    Kind.PPT: "PowerPoint 97 (PPT)",
+}
 
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Office 97 compound file
 _TNEF = b"\x78\x9f\x3e\x22"

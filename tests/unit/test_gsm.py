@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatewayd.sms.encoding import (
+from gatewayd.gsm import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     Alphabet,

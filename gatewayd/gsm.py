@@ -1,5 +1,8 @@
 """SMS text: the GSM 03.38 default alphabet, UCS-2, and splitting into parts.
 
+Standalone: it imports nothing from gatewayd, so both doors (counting parts to admit a
+text) and the SMPP side (encoding and splitting to send, decoding what arrives) use it.
+
 Text that every character of fits the GSM 7-bit default alphabet (with its extension
 table, each extension character costing two septets: ESC and the character) is sent
 as GSM-7, one septet per octet (unpacked, data_coding 0, as SMPP carries it). Anything
@@ -7,7 +10,7 @@ else is sent as UCS-2 (UTF-16BE, data_coding 8), where a character outside the B
 Multilingual Plane (an emoji) is a surrogate pair: two code units.
 
 Splitting never cuts an escape sequence or a surrogate pair in half (smpplib's
-make_parts does both; see reference/smpp.md §1.4). Part sizes, with the header each
+make_parts does both). Part sizes, with the header each
 concatenation method needs:
 
     single part               160 septets   70 units
@@ -29,9 +32,17 @@ GSM7_BASIC = (
 )
 # The extension table: reached with ESC (0x1B) followed by this code.
 GSM7_EXTENSION = {
-    "\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C, "~": 0x3D,
-    "]": 0x3E, "|": 0x40, "€": 0x65,
-}  # fmt: skip
+    "\f": 0x0A,
+    "^": 0x14,
+    "{": 0x28,
+    "}": 0x29,
+    "\\": 0x2F,
+    "[": 0x3C,
+    "~": 0x3D,
+    "]": 0x3E,
+    "|": 0x40,
+    "€": 0x65,
+}
 ESCAPE = 0x1B
 
 _BASIC_CODE = {char: code for code, char in enumerate(GSM7_BASIC) if code != ESCAPE}
