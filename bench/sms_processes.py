@@ -8,7 +8,8 @@ load processes of bench/sms_load.py, and the meter of processor time.
   says when it is ready and starts on ``go`` (the sink stops on ``stop``).
 - ``Meter``: utime + stime from /proc of named processes (each with its descendants),
   read before the first request and at the end, and of gatewayd's main thread (its
-  event loop).
+  event loop); and from /proc/.../schedstat how long their threads were runnable but
+  waiting for a core (the machine is shared: this is what the other programs took).
 """
 
 from __future__ import annotations
@@ -97,26 +98,45 @@ def main_thread_seconds(pid: int) -> float:
     return _ticks(Path(f"/proc/{pid}/task/{pid}/stat").read_text())[1] / CLK_TCK
 
 
+def queue_wait_seconds(pid: int, tid: int | None = None) -> float:
+    """Seconds PID's living threads (or its thread TID) were runnable but waiting for a
+    core (/proc/.../schedstat, second field): time lost to the other programs."""
+    tasks = [str(tid)] if tid is not None else os.listdir(f"/proc/{pid}/task")
+    total = 0
+    for task in tasks:
+        with suppress(OSError, IndexError, ValueError):
+            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 class Meter:
-    """CPU of named processes between ``start`` and ``stop``."""
+    """CPU of named processes between ``start`` and ``stop``, and how long their threads
+    waited for a core; gatewayd's main thread (its event loop) on its own as well."""
+
+    LOOP = "gatewayd event loop"
 
     def __init__(self, pids: dict[str, int], loop_of: int | None = None) -> None:
         self.pids, self.loop_of = pids, loop_of
         self.before: dict[str, float] = {}
+        self.waits_before: dict[str, float] = {}
         self.spent: dict[str, float] = {}
+        self.waited: dict[str, float] = {}
 
-    def read(self) -> dict[str, float]:
+    def read(self) -> tuple[dict[str, float], dict[str, float]]:
         seen = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        waits = {name: queue_wait_seconds(pid) for name, pid in self.pids.items()}
         if self.loop_of is not None:
-            seen["gatewayd event loop"] = main_thread_seconds(self.loop_of)
-        return seen
+            seen[self.LOOP] = main_thread_seconds(self.loop_of)
+            waits[self.LOOP] = queue_wait_seconds(self.loop_of, self.loop_of)
+        return seen, waits
 
     def start(self) -> None:
-        self.before = self.read()
+        self.before, self.waits_before = self.read()
 
     def stop(self) -> None:
-        after = self.read()
+        after, waits = self.read()
         self.spent = {name: after[name] - self.before[name] for name in after}
+        self.waited = {name: waits[name] - self.waits_before[name] for name in waits}
 
     def add(self, name: str, seconds: float) -> None:
         """A process that measured itself (the clients, which exit before ``stop``)."""

@@ -13,6 +13,7 @@ from typing import Any
 from sms_processes import PEER_DIR, ROOT, Meter
 
 SYSTEMS = ("kannel", "api", "smtp", "queue")
+GATEWAY = ("bearerbox", "smsbox", "gatewayd")  # the processes that are the gateway
 
 
 # -- one run's figures ---------------------------------------------------------------------
@@ -47,7 +48,7 @@ def outcome(
         and not checks["failures"]
     )
     spent = meter.spent
-    gateway = [k for k in ("bearerbox", "smsbox", "gatewayd") if k in spent]
+    gateway = [k for k in GATEWAY if k in spent]
     wall = round(done - first, 3) if done is not None and first is not None else None
     return {
         "system": system,
@@ -61,6 +62,13 @@ def outcome(
         "gateway_cpu_ms_per_message": round(sum(spent[k] for k in gateway) * 1000 / n, 3),
         "gateway_cores_busy": round(sum(spent[k] for k in gateway) / wall, 2) if wall else None,
         "peer_cores_busy": round(spent["peer"] / wall, 2) if wall else None,
+        "waiting_for_a_core_s": {name: round(w, 2) for name, w in meter.waited.items()},
+        "event_loop_busy": round(spent[Meter.LOOP] / wall, 2)
+        if wall and Meter.LOOP in spent
+        else None,
+        "event_loop_waiting": round(meter.waited[Meter.LOOP] / wall, 2)
+        if wall and Meter.LOOP in meter.waited
+        else None,
         "checks": checks,
         **extra,
     }
@@ -106,6 +114,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "gateway_cpu_ms_per_message": median([r["gateway_cpu_ms_per_message"] for r in mine]),
             "gateway_cores_busy": median([r["gateway_cores_busy"] for r in mine]),
             "peer_cores_busy": median([r["peer_cores_busy"] for r in mine]),
+            "event_loop_busy": median([r["event_loop_busy"] for r in mine]),
+            "event_loop_waiting": median([r["event_loop_waiting"] for r in mine]),
             "cpu_ms_per_message": {
                 name: median([r["cpu_ms_per_message"][name] for r in mine])
                 for name in PROCESSES
@@ -202,11 +212,15 @@ def process_table(report: dict[str, Any]) -> list[str]:
 def runs_table(report: dict[str, Any]) -> list[str]:
     lines = [
         "",
-        "Every run, in order (load average at its start):",
+        "Every run, in order. Threads waiting for a core: seconds the gateway's threads were "
+        "runnable while other programs had the cores (/proc schedstat). Event loop busy / "
+        "waiting: gatewayd's main thread on a core / waiting for one, as shares of the end-to-"
+        "end time (the rest it was idle or blocked). Load average at the run's start:",
         "",
-        "| # | system | end to end s | ingest s | ingest p50/p99 ms | submit_sm/s | load 1/5/15 "
+        "| # | system | end to end s | ingest s | ingest p50/p99 ms | submit_sm/s "
+        "| gateway threads waiting for a core s | event loop busy / waiting | load 1/5/15 "
         "| checks |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | --- | --- |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for i, r in enumerate(report["runs"], 1):
         c = r["checks"]
@@ -215,10 +229,18 @@ def runs_table(report: dict[str, Any]) -> list[str]:
             f"{c['receipts_acked']} receipts acked, {c['failures']} failures"
             + ("" if r["ok"] else " — NOT OK")
         )
+        waits = r["waiting_for_a_core_s"]
+        waited = sum(waits.get(k, 0.0) for k in GATEWAY)
+        loop = (
+            f"{r['event_loop_busy']:.0%} / {r['event_loop_waiting']:.0%}"
+            if r["event_loop_busy"] is not None
+            else "—"
+        )
         lines.append(
             f"| {i} | {r['system']} | {fmt(r['wall_s'])} | {fmt(r['ingest_s'])} | "
             f"{fmt(r['ingest_p50_ms'])}/{fmt(r['ingest_p99_ms'])} | {fmt(r['submit_sm_per_s'])} | "
-            f"{' '.join(str(x) for x in r['load']['loadavg'])} | {check} |"
+            f"{waited:.2f} | {loop} | {' '.join(str(x) for x in r['load']['loadavg'])} | "
+            f"{check} |"
         )
     return lines
 
