@@ -157,7 +157,9 @@ def ensure_peer_installed() -> None:
             "sms_vs_kannel: npm is needed to install the SMSC peer: apt-get install nodejs npm"
         )
     say("installing the SMSC peer's npm package (npm ci in bench/smsc_peer)")
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True)
+    done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"sms_vs_kannel: npm ci in {PEER_DIR} failed (exit {done.returncode})")
 
 
 class Peer:
@@ -180,7 +182,12 @@ class Peer:
             cwd=PEER_DIR,
         )
         assert self.process.stdout is not None
-        ports = json.loads(self.process.stdout.readline())
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(
+                f"sms_vs_kannel: the SMSC peer did not start (exit {self.process.wait()})"
+            )
+        ports = json.loads(line)
         self.smpp_port: int = ports["smpp"]
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{ports['control']}", timeout=30)
 

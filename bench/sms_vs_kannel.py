@@ -35,8 +35,10 @@ Each run reports: wall time from the first request (queue: the first submit_sm) 
 the ingest time (first request to last answer) where there is one; submit_sm/s between
 the 10th and 90th percentile of the peer's submit times; CPU ms per message of every
 process (/proc/PID/stat utime+stime, the process with its children, read just before
-the first request and at done: bearerbox, smsbox, gatewayd and its event-loop thread,
-the peer, the clients, the DLR sink); the load average at the start. Checks: every
+the first request (gatewayd: before its bind is answered) and at done: bearerbox,
+smsbox, gatewayd and its event-loop thread, the peer, the clients, the DLR sink); how
+long the gateway's threads were runnable but waiting for a core (/proc schedstat: the
+machine is shared); the load average at the start. Checks: every
 destination submitted exactly once, every receipt acknowledged, every message
 Delivered (the mailbox, or a final DLR of type 1). Medians per system over the runs,
 and gatewayd against Kannel (speed = Kannel's median wall time / gatewayd's).
