@@ -36,7 +36,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## make bench: the benchmarks, reports in bench/results/
+## make bench: the benchmarks, reports in bench/results/ (sms_vs_kannel.py needs Kannel,
+## else it says so in one line and skips; its SMSC peer needs node and npm)
 bench: $(STAMP)
 	$(BIN)/python bench/mailbox.py
 	$(BIN)/python bench/smtp_ingest.py
@@ -44,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/smpp.py
 	$(BIN)/python bench/fax_spool.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/sms_vs_kannel.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/smsc_peer/node_modules
