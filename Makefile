@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/smtp_ingest.py
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/smpp.py
+	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/fax_spool.py
 	$(BIN)/python bench/api.py
 
