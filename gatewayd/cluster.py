@@ -64,6 +64,7 @@ class Cluster:
             host=socket.gethostname(),
             pid=os.getpid(),
             version=self.version,
+            alive=_gatewayd_alive,
         )
         self._last_beat = time.monotonic()
         log.info("node.joined", node=self.name, instance=self.instance)
@@ -111,3 +112,14 @@ class Cluster:
             self._peers = [name for name in found if name != self.name]
             self._peers_read = now
         return self._peers
+
+
+def _gatewayd_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is (still) a gatewayd."""
+    if pid == os.getpid():
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return b"gatewayd" in cmdline.read()
+    except OSError:
+        return False

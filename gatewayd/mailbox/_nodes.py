@@ -2,16 +2,18 @@
 
 ``join`` takes a name for this life of a daemon (a fresh ``instance``), refusing while
 another life of that name is live (its heartbeat newer than ``stale_after`` and not
-stopped). ``beat`` renews the heartbeat; False when the row now names another instance
-(another daemon took the name after this one went quiet): this life must stop
-working. ``adopt`` moves the Queued messages a gone node held to a live owner, with an
-event each, in one statement per batch: two nodes adopting at once get disjoint sets.
+stopped), unless that life ran on this host and its process is gone (``alive`` says):
+a daemon restarted after a crash takes its name back at once. ``beat`` renews the
+heartbeat; False when the row now names another instance (another daemon took the
+name after this one went quiet): this life must stop working. ``adopt`` moves the
+Queued messages a gone node held to a live owner, with an event each, in one
+statement per batch: two nodes adopting at once get disjoint sets.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +37,7 @@ async def join(
     host: str,
     pid: int,
     version: str,
+    alive: Callable[[int], bool],
 ) -> str:
     now = clock.now()
     instance = secrets.token_hex(8)
@@ -57,7 +60,8 @@ async def join(
             await conn.execute(nodes.insert().values(name=name, **values))
             return instance
         quiet = (now - row["heartbeat_at"]).total_seconds()
-        if row["stopped_at"] is None and quiet < stale_after:
+        crashed_here = row["host"] == host and not alive(row["pid"])
+        if row["stopped_at"] is None and quiet < stale_after and not crashed_here:
             raise NodeNameInUse(
                 f"node name {name!r} is in use by a live node (host {row['host']}, pid "
                 f"{row['pid']}, heartbeat {quiet:.0f} s ago): give this daemon its own "

@@ -17,7 +17,7 @@ what it does, and each part is given only the database, clock and blob store it 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -455,10 +455,18 @@ class Mailbox:
     # -- the nodes of a cluster (_nodes.py) -----------------------------------------------
 
     async def join_cluster(
-        self, name: str, *, stale_after: float, host: str, pid: int, version: str
+        self,
+        name: str,
+        *,
+        stale_after: float,
+        host: str,
+        pid: int,
+        version: str,
+        alive: Callable[[int], bool] = lambda _pid: True,
     ) -> str:
         """Take the node name ``name`` for this daemon (NodeNameInUse while another
-        live node has it); returns this life's instance id for ``heartbeat``."""
+        live node has it; a previous life on this ``host`` whose process is not
+        ``alive`` does not count); returns this life's instance id for ``heartbeat``."""
         return await _nodes.join(
             self._db,
             self.clock,
@@ -467,6 +475,7 @@ class Mailbox:
             host=host,
             pid=pid,
             version=version,
+            alive=alive,
         )
 
     async def heartbeat(self, name: str, instance: str, info: dict[str, Any]) -> bool:

@@ -212,3 +212,18 @@ def test_gatewayd_nodes_lists_them(tmp_path: Path) -> None:
 def test_node_settings_are_checked(written: str, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         parse_config(f"[node]\n{written}\n")
+
+
+async def test_a_crashed_life_on_this_host_gives_its_name_back_at_once(mailbox: Mailbox) -> None:
+    await join(mailbox, "gw", pid=999_999)  # its process is gone
+
+    async def take() -> str:
+        return await mailbox.join_cluster(
+            "gw", stale_after=STALE, host="host-a", pid=2, version="t", alive=lambda p: False
+        )
+
+    assert await take()  # same host, dead pid: taken without waiting for stale_after
+    with pytest.raises(NodeNameInUse):  # from another host it must wait
+        await mailbox.join_cluster(
+            "gw", stale_after=STALE, host="host-b", pid=3, version="t", alive=lambda p: False
+        )
