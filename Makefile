@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/smtp_ingest.py
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/smpp.py
+	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/fax_spool.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/sms_vs_kannel.py

@@ -24,13 +24,14 @@ from gatewayd.api.app import ApiServer, create_app
 from gatewayd.api.auth import Authenticator
 from gatewayd.api.deps import Context
 from gatewayd.clock import Clock, SystemClock
+from gatewayd.cluster import Cluster
 from gatewayd.config.loader import load_config
 from gatewayd.config.settings import Settings
 from gatewayd.errors import ConfigError, GatewayError
 from gatewayd.fax.service import FaxService
 from gatewayd.ingress.handler import IngressHandler
 from gatewayd.ingress.server import SmtpListeners
-from gatewayd.logging import get_logger
+from gatewayd.logging import get_logger, set_node
 from gatewayd.mailbox import Mailbox, Message
 from gatewayd.metrics import Metrics
 from gatewayd.model import MessageType
@@ -71,6 +72,7 @@ class Daemon:
         self.fax: FaxService | None = None
         self.api: ApiServer | None = None
         self.notifications: Notifications | None = None
+        self.cluster: Cluster | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._signals = 0
         self.notifier = Notifier()
@@ -110,15 +112,25 @@ class Daemon:
                 task.cancel()
 
     async def startup(self) -> None:
+        set_node(self.settings.node.resolved_name)
         self.mailbox = await Mailbox.open(self.settings.mailbox, clock=self.clock)
         self.metrics.watch(mailbox=self.mailbox)
+        # The node's name first: nothing binds or leases under a name another has.
+        self.cluster = Cluster(
+            self.mailbox, self.settings.node, version=__version__, info=self._node_info
+        )
+        await self.cluster.join()
+        self.spawn("heartbeat", self._heartbeat)
         # In order: SMPP links, fax carrier, dispatchers, sweeper, API, SMTP listeners.
-        self.sms = SmsService(self.mailbox, self.settings)
+        self.sms = SmsService(self.mailbox, self.settings, cluster=self.cluster)
         self.sms.start()
         self.metrics.watch(links=self.sms.links.links)
         self.spawn("sms-dispatcher", self.sms.dispatcher.run)
         self.fax = FaxService(
-            self.mailbox, self.settings, observe_render=self.metrics.render_seconds.observe
+            self.mailbox,
+            self.settings,
+            observe_render=self.metrics.render_seconds.observe,
+            cluster=self.cluster,
         )
         self.spawn("fax-dispatcher", self.fax.dispatcher.run)
         if self.settings.notify.enabled:
@@ -127,13 +139,29 @@ class Daemon:
         self.spawn("sweeper", self._sweeper)
         office = find_soffice(self.settings.fax) is not None
         context = Context(
-            self.mailbox, Authenticator(self.settings), office=office, on_queued=self._queued
+            self.mailbox,
+            Authenticator(self.settings, self.mailbox),
+            office=office,
+            on_queued=self._queued,
         )
         self.api = ApiServer(create_app(context, self.metrics), self.settings)
         await self.api.start()
         handler = IngressHandler(self.settings, self.mailbox, office=office, on_queued=self._queued)
         self.smtp = SmtpListeners(self.settings, handler, self.metrics)
         await self.smtp.start()
+
+    async def _heartbeat(self) -> None:
+        assert self.cluster is not None
+        await self.cluster.run(self.stopping)
+
+    def _node_info(self) -> dict[str, Any]:
+        """What this node tells the others in its heartbeat (``gatewayd nodes``)."""
+        links = self.sms.links.links if self.sms is not None else []
+        return {
+            "links": {link.name: link.state_name for link in links},
+            "smtp": [str(listener.address) for listener in self.settings.smtp.listen],
+            "api": f"{self.api.host}:{self.api.port}" if self.api is not None else None,
+        }
 
     def _queued(self, messages: Sequence[Message]) -> None:
         if self.sms is not None and any(m.type is MessageType.SMS for m in messages):
@@ -252,6 +280,9 @@ class Daemon:
         if self.fax is not None:
             await self.fax.close()
             self.fax = None
+        if self.cluster is not None:
+            await self.cluster.leave()
+            self.cluster = None
         if self.mailbox is not None:
             await self.mailbox.close()
             self.mailbox = None
@@ -261,18 +292,24 @@ class Daemon:
         self.notifier.close()
 
     async def _sweeper(self) -> None:
-        """The life-cycle sweep every ``sweep_interval``; the orphan scan once a day."""
+        """The life-cycle sweep every ``sweep_interval``; the orphan scan once a day. In
+        a cluster one node sweeps; the others look every few heartbeats whether that
+        node is gone, to take over."""
         assert self.mailbox is not None
         interval = self.settings.mailbox.sweep_interval
+        standby = min(interval, self.settings.node.heartbeat_interval * 2)
         next_orphan_scan = time.monotonic()
         while not self.stopping.is_set():
             orphans = time.monotonic() >= next_orphan_scan
+            wait = interval
             try:
-                await self.mailbox.sweep(orphans=orphans)
+                if await self.mailbox.hold_role("sweeper"):
+                    await self.mailbox.sweep(orphans=orphans)
+                    if orphans:
+                        next_orphan_scan = time.monotonic() + ORPHAN_SCAN_INTERVAL
+                else:
+                    wait = standby
             except GatewayError as exc:
                 log.error("mailbox.sweep_failed", error=str(exc))
-            else:
-                if orphans:
-                    next_orphan_scan = time.monotonic() + ORPHAN_SCAN_INTERVAL
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=interval)
+                await asyncio.wait_for(self.stopping.wait(), timeout=wait)

@@ -14,6 +14,7 @@ The whole tree::
     │   │                        the same call may succeed later
     │   └── StoreConflict        a write collided with a row already there (a unique key)
     ├── StartupError             the daemon could not start (port in use, database unreachable)
+    │   └── NodeNameInUse        another live node of the cluster has this node's name
     ├── RejectedMessage          ingress refuses a mail; carries the SMTP reply to send
     ├── Refusal                  (gatewayd.admission) a fax or SMS is not admitted; carries a
     │                            code and the values each door words its own reply from
@@ -156,3 +157,7 @@ class BindRefused(LinkError):
     def __init__(self, status: int, status_name: str) -> None:
         super().__init__(f"the SMSC refused the bind: {status_name}")
         self.status = status
+
+
+class NodeNameInUse(StartupError):
+    """Another live node of the cluster has this node's name."""

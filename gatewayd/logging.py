@@ -74,6 +74,20 @@ def _order_keys(_logger: Any, _name: str, event_dict: EventDict) -> EventDict:
     return ordered
 
 
+_NODE: dict[str, str] = {}
+
+
+def set_node(name: str) -> None:
+    """Name this daemon's node in every line from now on (a cluster's logs interleave)."""
+    _NODE["node"] = name
+
+
+def _add_node(_logger: Any, _name: str, event_dict: EventDict) -> EventDict:
+    if _NODE:
+        event_dict.setdefault("node", _NODE["node"])
+    return event_dict
+
+
 def _merge_record_context(_logger: Any, _name: str, event_dict: EventDict) -> EventDict:
     """The context of the thread that logged a stdlib record (see _Enqueue)."""
     record = event_dict.get("_record")
@@ -86,6 +100,7 @@ def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         _merge_record_context,
+        _add_node,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gatewayd.mailbox import Mailbox, StatusCount
+from gatewayd.mailbox import Mailbox, Node, StatusCount
 from gatewayd.model import MessageStatus
 
 CACHE_SECONDS = 5.0
@@ -51,12 +52,14 @@ class _Live(Collector):
         self.links: Sequence[LinkView] = ()
         self.mailbox: Mailbox | None = None
         self.counts: list[StatusCount] = []
+        self.nodes: list[Node] = []
         self.read_at = 0.0
 
     async def refresh(self) -> None:
         if self.mailbox is None or time.monotonic() - self.read_at < CACHE_SECONDS:
             return
         self.counts = await self.mailbox.counts()
+        self.nodes = await self.mailbox.nodes()
         self.read_at = time.monotonic()
 
     def collect(self) -> Iterable[Metric]:
@@ -77,7 +80,26 @@ class _Live(Collector):
                 if item.oldest is not None and now is not None:
                     oldest.add_metric([item.type.value], (now - item.oldest).total_seconds())
         yield from (by_status, depth, oldest)
+        yield from self._node_metrics(now)
         yield from self._link_metrics()
+
+    def _node_metrics(self, now: datetime | None) -> Iterator[Metric]:
+        age = GaugeMetricFamily(
+            "gatewayd_node_heartbeat_age_seconds",
+            "Seconds since each node of the cluster wrote its heartbeat",
+            labels=["node"],
+        )
+        held = GaugeMetricFamily(
+            "gatewayd_node_held_messages",
+            "Queued messages each node holds (leased), by type",
+            labels=["node", "type"],
+        )
+        for node in self.nodes:
+            if now is not None and node.stopped_at is None:
+                age.add_metric([node.name], node.age(now))
+            for kind, count in sorted(node.held.items()):
+                held.add_metric([node.name, kind], count)
+        yield from (age, held)
 
     def _link_metrics(self) -> Iterator[Metric]:
         state = GaugeMetricFamily(

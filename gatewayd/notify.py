@@ -25,7 +25,7 @@ import contextlib
 import io
 from datetime import timedelta
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from pathlib import Path
 
 import aiosmtplib
@@ -76,10 +76,13 @@ class Notifications:
         self._stopped.set()
 
     async def run(self) -> None:
+        """Collect and send every POLL seconds, on the one node of a cluster that plays
+        the notifier (the others wait to take over)."""
         while not self._stopped.is_set():
             try:
-                await self.collect()
-                await self.send_due()
+                if await self.mailbox.hold_role("notifier"):
+                    await self.collect()
+                    await self.send_due()
             except StoreError as exc:
                 log.error("notify.failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
@@ -189,7 +192,9 @@ class Notifications:
         email["From"] = self.settings.notify.from_address
         email["To"] = item.recipient
         email["Date"] = formatdate(localtime=False)
-        email["Message-ID"] = make_msgid(domain="gatewayd")
+        # The same id if it is ever sent twice (a crash between the relay's answer and
+        # our commit), so that mail programs show it once.
+        email["Message-ID"] = f"<notification-{item.id}.{message.id}@gatewayd>"
         email["Auto-Submitted"] = "auto-generated"
         number = message.to[0].phone_number if message.to else None
         when = message.last_modified_time.strftime("%Y-%m-%d %H:%M UTC")

@@ -3,7 +3,8 @@
 ``LeaseLoop`` is the life of a worker that takes its work from the mailbox's queue:
 
 1. adopt: what this owner held when its previous process stopped without letting go
-   (the owner name is the same across restarts), handed to ``adopt``;
+   (the owner name is the same across restarts), handed to ``adopt``; in a cluster,
+   also (at most once a heartbeat) what the workers of nodes that are gone held;
 2. lease: while there is room (``room``), lease up to that many due Queued messages of
    its types and hand each to ``start``, which runs it as a tracked task;
 3. nap: when there was nothing (or no room), wait for ``wake`` (new messages were
@@ -11,7 +12,8 @@
 4. stop: ``stop`` ends the leasing; ``run`` returns once every task it started is done.
 
 A failure of the mailbox while leasing is logged once per attempt and retried after a
-second: the loop never dies of it.
+second: the loop never dies of it. While the node's heartbeat is failing (the others
+may count it gone and adopt its work) it leases nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import random
 from collections.abc import Collection, Coroutine, Sequence
 from typing import Any
 
+from gatewayd.cluster import Cluster
 from gatewayd.errors import StoreError
 from gatewayd.logging import get_logger
 from gatewayd.mailbox import Mailbox, Message
@@ -53,10 +56,17 @@ class LeaseLoop:
     busy_poll = 0.05  # seconds between looks while there is no room
 
     def __init__(
-        self, mailbox: Mailbox, owner: str, types: Collection[MessageType], *, lease_for: float
+        self,
+        mailbox: Mailbox,
+        owner: str,
+        types: Collection[MessageType],
+        *,
+        lease_for: float,
+        cluster: Cluster | None = None,
     ) -> None:
         self.mailbox = mailbox
         self.owner = owner
+        self.cluster = cluster
         self.types = tuple(types)
         self.lease_for = lease_for
         self._wake = asyncio.Event()
@@ -115,6 +125,11 @@ class LeaseLoop:
         try:
             await self._adopt()
             while not self.stopping:
+                if self.cluster is not None:
+                    if not self.cluster.healthy:
+                        await self.nap(self.idle_poll)
+                        continue
+                    await self._adopt_from_gone_nodes()
                 room = self.room()
                 if room is None:
                     await self.nap(self.idle_poll)
@@ -139,6 +154,23 @@ class LeaseLoop:
         finally:
             if self._tasks:
                 await asyncio.wait(set(self._tasks))
+
+    async def _adopt_from_gone_nodes(self) -> None:
+        assert self.cluster is not None
+        kind = self.owner.partition("@")[0]
+        try:
+            for node in await self.cluster.gone_peers():
+                held = await self.mailbox.adopt(
+                    f"{kind}@{node}",
+                    self.owner,
+                    types=self.types,
+                    reason=f"node {node} stopped; adopted by node {self.cluster.name}",
+                )
+                if held:
+                    log.warning(f"{self.name}.adopted", from_node=node, messages=len(held))
+                    await self.adopt(held)
+        except StoreError as exc:
+            log.error(f"{self.name}.adopt_failed", error=str(exc))
 
     async def _adopt(self) -> None:
         try:

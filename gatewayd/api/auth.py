@@ -15,14 +15,15 @@ penalised for 60 s (a request during the penalty starts it again).
 from __future__ import annotations
 
 import hmac
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import Request, Response
 
 from gatewayd.api.errors import ApiError, ErrorCode, not_found
 from gatewayd.config.settings import Settings, User
 from gatewayd.credentials import hash_token
+from gatewayd.mailbox import Mailbox
 
 WINDOW = 60.0
 PENALTY = 60.0
@@ -36,48 +37,48 @@ class Caller:
     extension_id: int  # the mailbox this request is about
 
 
-@dataclass(slots=True)
-class _Bucket:
-    started: float
-    used: int = 0
-    penalty_until: float = 0.0
-
-
-@dataclass
 class RateLimiter:
-    enabled: bool = True
-    buckets: dict[tuple[int, str], _Bucket] = field(default_factory=dict)
+    """Requests per user and group in each minute's window, counted in the mailbox (so
+    the nodes of a cluster count together); over the limit, a penalty minute."""
 
-    def check(self, user: User, group: str, response: Response) -> None:
+    def __init__(self, mailbox: Mailbox, *, enabled: bool) -> None:
+        self.mailbox = mailbox
+        self.enabled = enabled
+
+    async def check(self, user: User, group: str, response: Response) -> None:
         limit = GROUPS[group]
-        now = time.monotonic()
-        key = (user.extension_id, group)
-        bucket = self.buckets.get(key)
-        if bucket is None or now - bucket.started >= WINDOW:
-            penalty = bucket.penalty_until if bucket else 0.0
-            bucket = self.buckets[key] = _Bucket(now, penalty_until=penalty)
         headers = {
             "X-Rate-Limit-Group": group,
             "X-Rate-Limit-Limit": str(limit),
             "X-Rate-Limit-Window": str(int(WINDOW)),
         }
-        if self.enabled and (now < bucket.penalty_until or bucket.used >= limit):
-            bucket.penalty_until = now + PENALTY
-            refused = {**headers, "X-Rate-Limit-Remaining": "0", "Retry-After": str(int(PENALTY))}
-            raise ApiError(
-                429,
-                ErrorCode.RATE_EXCEEDED,
-                f"Request rate exceeded ({group}: {limit} a minute)",
-                headers=refused,
-            )
-        bucket.used += 1
+        used = 0
+        if self.enabled:
+            key = f"api:{user.extension_id}:{group}"
+            state = await self.mailbox.rate_add(key, window=WINDOW)
+            now = self.mailbox.clock.now()
+            penalised = state.penalty_until is not None and now < state.penalty_until
+            if penalised or state.count > limit:
+                await self.mailbox.rate_penalise(key, now + timedelta(seconds=PENALTY))
+                refused = {
+                    **headers,
+                    "X-Rate-Limit-Remaining": "0",
+                    "Retry-After": str(int(PENALTY)),
+                }
+                raise ApiError(
+                    429,
+                    ErrorCode.RATE_EXCEEDED,
+                    f"Request rate exceeded ({group}: {limit} a minute)",
+                    headers=refused,
+                )
+            used = state.count
         response.headers.update(headers)
-        response.headers["X-Rate-Limit-Remaining"] = str(max(0, limit - bucket.used))
+        response.headers["X-Rate-Limit-Remaining"] = str(max(0, limit - used))
 
 
 class Authenticator:
-    def __init__(self, settings: Settings) -> None:
-        self.limiter = RateLimiter(enabled=settings.api.rate_limits)
+    def __init__(self, settings: Settings, mailbox: Mailbox) -> None:
+        self.limiter = RateLimiter(mailbox, enabled=settings.api.rate_limits)
         self.reload(settings)
 
     def reload(self, settings: Settings) -> None:
@@ -108,7 +109,7 @@ class Authenticator:
             )
         return user
 
-    def caller(
+    async def caller(
         self,
         request: Request,
         response: Response,
@@ -119,7 +120,7 @@ class Authenticator:
         write: bool,
     ) -> Caller:
         user = self.user_for(request)
-        self.limiter.check(user, group, response)
+        await self.limiter.check(user, group, response)
         account_id = _resolve(account, user.account_id, "accountId")
         if account_id != user.account_id:
             raise not_found("accountId", account)

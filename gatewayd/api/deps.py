@@ -9,7 +9,7 @@ start with.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -51,12 +51,14 @@ def context(request: Request) -> Context:
     return found
 
 
-def _caller(group: str, *, write: bool) -> Callable[[Request, Response, str, str], Caller]:
-    def dependency(
+def _caller(
+    group: str, *, write: bool
+) -> Callable[[Request, Response, str, str], Awaitable[Caller]]:
+    async def dependency(
         request: Request, response: Response, accountId: str, extensionId: str
     ) -> Caller:
         auth = context(request).auth
-        return auth.caller(request, response, accountId, extensionId, group, write=write)
+        return await auth.caller(request, response, accountId, extensionId, group, write=write)
 
     return dependency
 

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from gatewayd.errors import InvalidTransition, LeaseLost, MessageNotFound
+from gatewayd.errors import InvalidTransition, LeaseLost, MessageNotFound, StoreUnavailable
 from gatewayd.logging import get_logger
 
 log = get_logger("gatewayd.api")
@@ -190,6 +190,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LeaseLost)
     async def busy(request: Request, exc: LeaseLost) -> JSONResponse:
         return JSONResponse(error_body(ErrorCode.BUSY, "The message is being sent; try again"), 503)
+
+    @app.exception_handler(StoreUnavailable)
+    async def unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("api.mailbox_unavailable", path=request.url.path, error=str(exc))
+        return JSONResponse(
+            error_body(ErrorCode.INTERNAL, "Service temporarily unavailable; retry later"),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def anything(request: Request, exc: Exception) -> JSONResponse:

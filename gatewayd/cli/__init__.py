@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd import __version__, credentials
-from gatewayd.cli import logs, messages, render, smsc_sim
+from gatewayd.cli import logs, messages, nodes, render, smsc_sim
 from gatewayd.cli.output import CommandError
 from gatewayd.config import Settings, config_path, load_config
 from gatewayd.config.settings import LogSettings
@@ -122,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
 
     render.add_parser(sub, common)
     smsc_sim.add_parser(sub, common)
+    nodes.add_parser(sub, common)
     return parser
 
 

@@ -75,6 +75,7 @@ def parse_config(text: str, *, source: str = "<config>") -> s.Settings:
     problems = Problems()
     root = TableReader(document, "", problems)
     settings = s.Settings(
+        node=_node(root.table("node")),
         mailbox=_mailbox(root.table("mailbox")),
         smtp=_smtp(root.table("smtp")),
         sms=_sms(root.table("sms")),
@@ -92,6 +93,29 @@ def parse_config(text: str, *, source: str = "<config>") -> s.Settings:
 
 def _choices(alias: Any) -> tuple[str, ...]:
     return tuple(get_args(alias))
+
+
+_NODE_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$")
+
+
+def _node(t: TableReader) -> s.NodeSettings:
+    d = s.NodeSettings()
+    interval = t.duration("heartbeat_interval", d.heartbeat_interval, minimum=0.5)
+    stale = t.duration("stale_after", d.stale_after, minimum=2)
+    if stale < 3 * interval:
+        t.problem("stale_after", "must be at least three heartbeat_interval")
+    result = s.NodeSettings(
+        name=t.string(
+            "name",
+            d.name,
+            pattern=_NODE_NAME,
+            expected="is not a node name (letters, digits, '.', '_', '-'; at most 63)",
+        ),
+        heartbeat_interval=interval,
+        stale_after=stale,
+    )
+    t.finish()
+    return result
 
 
 def _mailbox(t: TableReader) -> s.MailboxSettings:

@@ -7,6 +7,7 @@ are relative to the directory gatewayd is started from.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,6 +35,22 @@ class HostPort:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    # This node's name in a cluster (several daemons on one PostgreSQL mailbox): unique,
+    # the same across restarts. Leases, carrier job tags and log lines carry it.
+    # Empty: the host name (up to its first dot).
+    name: str = ""
+    heartbeat_interval: float = 5.0
+    # A node whose heartbeat is older than this is gone: its name may be taken and
+    # the messages it held are adopted by the others.
+    stale_after: float = 30.0
+
+    @property
+    def resolved_name(self) -> str:
+        return self.name or socket.gethostname().split(".")[0] or "gatewayd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +243,7 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    node: NodeSettings = NodeSettings()
     mailbox: MailboxSettings = MailboxSettings()
     smtp: SmtpSettings = SmtpSettings()
     sms: SmsSettings = SmsSettings()

@@ -73,6 +73,7 @@ class FaxJob:
     kill_at: datetime  # give up on the call after this
     handed_at: datetime  # now, by the mailbox's clock (kill_at - handed_at: time left)
     options: dict[str, Any] = field(default_factory=dict)
+    node: str = ""  # the node handing it over (a cluster's nodes share carriers)
 
 
 @dataclass(frozen=True, slots=True)

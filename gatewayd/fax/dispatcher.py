@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from gatewayd.cluster import Cluster
 from gatewayd.config.settings import Settings
 from gatewayd.errors import CarrierError, CarrierRefused, GatewayError, LeaseLost
 from gatewayd.fax.carrier import Carrier, FaxJob, Result, Sent
@@ -75,9 +75,11 @@ class FaxDispatcher(LeaseLoop):
         *,
         poll_interval: float,
         observe_render: Callable[[float], None] | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
+        node = cluster.name if cluster else settings.node.resolved_name
         super().__init__(
-            mailbox, f"fax@{socket.gethostname()}", [MessageType.FAX], lease_for=LEASE_SECONDS
+            mailbox, f"fax@{node}", [MessageType.FAX], lease_for=LEASE_SECONDS, cluster=cluster
         )
         self.settings = settings
         self.carrier = carrier
@@ -258,6 +260,7 @@ class FaxDispatcher(LeaseLoop):
             kill_at=kill_at,
             handed_at=now,
             options={"sender_email": message.sender_email} if message.sender_email else {},
+            node=self.owner.partition("@")[2],
         )
 
     def _track(self, message: Message, ref: str, *, kill_at: datetime | None = None) -> None:

@@ -11,7 +11,7 @@ USER/PASS, TZONE GMT, do one thing, QUIT. Submitting:
           DOCUMENT /tmp/docN.tif
     JSUBM
 
-The job's tag is ``gatewayd-<message id>-<attempt>``: after a restart, ``find`` looks
+The job's tag is ``gatewayd-<message id>-<attempt>@<node>``: after a restart, ``find`` looks
 for it in the send and done queues instead of sending the fax again. Following jobs:
 JOBFMT "%j|%a|%p|%y|%t|%u|%d|%x|%J|%s", then LIST sendq and LIST doneq over a passive
 data connection; one line per job. The job state letter (%a) and the status text
@@ -297,7 +297,10 @@ class HylafaxCarrier:
 
     @staticmethod
     def tag_for(job: FaxJob) -> str:
-        return f"gatewayd-{job.message_id}-{job.attempt}"
+        """``gatewayd-<id>-<attempt>@<node>``: ``find`` matches the part before the @,
+        so a node that adopts another's fax finds the job that node handed over."""
+        tag = f"gatewayd-{job.message_id}-{job.attempt}"
+        return f"{tag}@{job.node}" if job.node else tag
 
     async def submit(self, job: FaxJob) -> str:
         data = await asyncio.to_thread(job.tiff.read_bytes)
@@ -356,8 +359,11 @@ class HylafaxCarrier:
         return [job for job in map(JobLine.parse, lines) if job is not None]
 
     async def find(self, job: FaxJob) -> str | None:
-        tag = self.tag_for(job)
-        return next((line.job_id for line in await self._jobs() if line.tag == tag), None)
+        tag = self.tag_for(job).partition("@")[0]
+        return next(
+            (line.job_id for line in await self._jobs() if line.tag.partition("@")[0] == tag),
+            None,
+        )
 
     async def status(self, refs: Sequence[str]) -> dict[str, Result]:
         wanted = set(refs)

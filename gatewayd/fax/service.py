@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gatewayd.cluster import Cluster
 from gatewayd.config.settings import Settings
 from gatewayd.fax.carrier import Carrier
 from gatewayd.fax.dispatcher import FaxDispatcher
@@ -31,6 +32,7 @@ class FaxService:
         settings: Settings,
         *,
         observe_render: Callable[[float], None] | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.carrier, poll_interval = make_carrier(settings)
         self.renderer = Renderer(settings.fax.render_workers)
@@ -41,6 +43,7 @@ class FaxService:
             self.renderer,
             poll_interval=poll_interval,
             observe_render=observe_render,
+            cluster=cluster,
         )
 
     def reload(self, settings: Settings) -> None:

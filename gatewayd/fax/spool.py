@@ -69,6 +69,7 @@ def job_document(ref: str, job: FaxJob) -> dict[str, Any]:
         "header": job.header,
         "kill_at": job.kill_at.isoformat(),
         "options": job.options,
+        "node": job.node,
     }
 
 

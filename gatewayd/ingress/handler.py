@@ -47,7 +47,7 @@ class IngressHandler:
         self.settings = settings
         self.mailbox = mailbox
         self.office = office
-        self.limiter = senders.RateLimiter(settings.smtp.rate_per_minute)
+        self.limiter = senders.RateLimiter(mailbox, settings.smtp.rate_per_minute)
         self._trusted = [ipaddress.ip_network(n) for n in settings.smtp.trusted_networks]
         self.in_flight = 0
         self._idle = asyncio.Event()
@@ -91,7 +91,7 @@ class IngressHandler:
             user = senders.identify(self.settings, address, logged_in)
         except RejectedMessage as exc:
             return self._refused(session, address, exc.reply)
-        if self.limiter.exceeded(user):
+        if await self.limiter.exceeded(user):
             return self._refused(session, address, replies.rate_limited(self.limiter.per_minute))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -181,7 +181,7 @@ class IngressHandler:
             batch += await self._fax(mail, recipients, to_fax, user, mail_from)
         # A client that hangs up now must not cut a commit in half: shield it.
         created = await asyncio.shield(self.mailbox.create_many(batch))
-        self.limiter.record(user, len(created))
+        await self.limiter.record(user, len(created))
         if self.on_queued is not None:
             self.on_queued(created)
         ids = [m.id for m in created]

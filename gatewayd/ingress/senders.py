@@ -1,18 +1,16 @@
 """Who may send: the envelope sender (and the login, when there is one) must be a
 configured user, the From header must be that user's (anti-spoofing), and each user
-sends at most ``rate_per_minute`` messages a minute."""
+sends at most ``rate_per_minute`` messages a minute (counted in the mailbox, so the
+nodes of a cluster count together)."""
 
 from __future__ import annotations
-
-import time
-from collections import deque
-from collections.abc import Callable
 
 from gatewayd import credentials
 from gatewayd.config.settings import Settings, User
 from gatewayd.errors import RejectedMessage
 from gatewayd.ingress import replies
 from gatewayd.ingress.mime import Mail
+from gatewayd.mailbox import Mailbox
 
 
 def identify(settings: Settings, mail_from: str, logged_in: User | None) -> User:
@@ -50,25 +48,24 @@ def login(settings: Settings, username: str, password: str) -> User | None:
 
 
 class RateLimiter:
-    """At most ``per_minute`` messages per user in any 60 seconds (0: no limit)."""
+    """At most ``per_minute`` messages per user in each minute's window (0: no limit)."""
 
     WINDOW = 60.0
 
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, mailbox: Mailbox, per_minute: int) -> None:
+        self.mailbox = mailbox
         self.per_minute = per_minute
-        self._clock = clock
-        self._sent: dict[int, deque[float]] = {}
 
-    def _recent(self, key: int) -> deque[float]:
-        sent = self._sent.setdefault(key, deque())
-        horizon = self._clock() - self.WINDOW
-        while sent and sent[0] <= horizon:
-            sent.popleft()
-        return sent
+    @staticmethod
+    def _key(user: User) -> str:
+        return f"smtp:{user.extension_id}"
 
-    def exceeded(self, user: User) -> bool:
-        return bool(self.per_minute) and len(self._recent(user.extension_id)) >= self.per_minute
+    async def exceeded(self, user: User) -> bool:
+        if not self.per_minute:
+            return False
+        state = await self.mailbox.rate_peek(self._key(user), window=self.WINDOW)
+        return state.count >= self.per_minute
 
-    def record(self, user: User, count: int = 1) -> None:
+    async def record(self, user: User, count: int = 1) -> None:
         if self.per_minute:
-            self._recent(user.extension_id).extend([self._clock()] * count)
+            await self.mailbox.rate_add(self._key(user), window=self.WINDOW, n=count)

@@ -5,7 +5,6 @@ and its availability (Alive -> Deleted -> Purged, and restore)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,8 @@ class Changes:
     ) -> Message:
         """Store a Queued fax's rendered pages (a TIFF file) as its RenderedDocument,
         replacing an earlier rendering, and set faxPageCount."""
-        ref = await asyncio.to_thread(self.blobs.put_file, path)
+        [ref] = await self.blobs.put_all([path])
+        assert ref is not None
         now = self.clock.now()
         try:
             async with self.db.write() as conn:

@@ -8,7 +8,6 @@ thread is named after its first message unless the caller gives one.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
@@ -58,10 +57,7 @@ class Creator:
         if not batch:
             return []
         statuses = [self._initial_status(new) for new in batch]  # refuse before any I/O
-        if any(a.data is not None or a.path is not None for n in batch for a in n.attachments):
-            refs = await asyncio.to_thread(self._store_bytes, batch)
-        else:  # nothing to write to files (an SMS): no trip to a thread
-            refs = self._store_bytes(batch)
+        refs = await self._store_bytes(batch)
         try:
             rows, files, _ = await self._commit.insert(
                 lambda: self._rows_for(batch, statuses, refs)
@@ -90,20 +86,15 @@ class Creator:
             )
         return created
 
-    def _store_bytes(self, batch: Sequence[NewMessage]) -> list[list[BlobRef | None]]:
+    async def _store_bytes(self, batch: Sequence[NewMessage]) -> list[list[BlobRef | None]]:
         """Each attachment's bytes into the blob store (None for the message's text)."""
-        out: list[list[BlobRef | None]] = []
-        for new in batch:
-            refs: list[BlobRef | None] = []
-            for item in new.attachments:
-                if item.data is not None:
-                    refs.append(self.blobs.put_bytes(item.data))
-                elif item.path is not None:
-                    refs.append(self.blobs.put_file(item.path))
-                else:
-                    refs.append(None)
-            out.append(refs)
-        return out
+        sources = [
+            item.data if item.data is not None else item.path
+            for new in batch
+            for item in new.attachments
+        ]
+        stored = iter(await self.blobs.put_all(sources))
+        return [[next(stored) for _ in new.attachments] for new in batch]
 
     @staticmethod
     def _initial_status(new: NewMessage) -> MessageStatus:

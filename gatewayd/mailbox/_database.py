@@ -129,6 +129,14 @@ class Database:
         except (sa_exc.SQLAlchemyError, OSError) as exc:
             raise self.translate(exc) from exc
 
+    async def dedicated(self) -> AsyncConnection:
+        """A connection of its own, outside the pools' turn-taking, for a session-long
+        hold such as an advisory lock; the caller closes it."""
+        try:
+            return await self._writer.connect()
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
+            raise self.translate(exc) from exc
+
     def translate(self, exc: BaseException) -> StoreError:
         """The mailbox's error for a database (or driver) exception."""
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()

@@ -73,8 +73,20 @@ async def add(db: Database, fragment: Fragment) -> list[Fragment] | None:
         )
         if len(rows) < fragment.total:
             return None
-        await conn.execute(sa.delete(sms_fragments).where(_same(fragment.key)))
-    return [_fragment(row) for row in rows]
+        # Taken by the one writer whose delete returns them: on PostgreSQL the last
+        # parts may arrive on two nodes at once, and only one makes the message.
+        taken = (
+            (
+                await conn.execute(
+                    sa.delete(sms_fragments).where(_same(fragment.key)).returning(sms_fragments)
+                )
+            )
+            .mappings()
+            .all()
+        )
+    if len(taken) < fragment.total:
+        return None
+    return sorted((_fragment(row) for row in taken), key=lambda f: f.seq)
 
 
 async def take_stale(db: Database, older_than: datetime) -> list[list[Fragment]]:
@@ -92,15 +104,16 @@ async def take_stale(db: Database, older_than: datetime) -> list[list[Fragment]]
         groups = []
         for key in stale:
             key_tuple: Key = tuple(key)
-            rows = (
+            # Only what this delete returns is ours (another node may sweep too).
+            taken = (
                 (
                     await conn.execute(
-                        sa.select(sms_fragments).where(_same(key_tuple)).order_by(c.seq)
+                        sa.delete(sms_fragments).where(_same(key_tuple)).returning(sms_fragments)
                     )
                 )
                 .mappings()
                 .all()
             )
-            await conn.execute(sa.delete(sms_fragments).where(_same(key_tuple)))
-            groups.append([_fragment(row) for row in rows])
+            if taken:
+                groups.append(sorted((_fragment(row) for row in taken), key=lambda f: f.seq))
     return groups

@@ -10,7 +10,6 @@ attachment files nothing refers to any more. It runs in the daemon every
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,7 +121,7 @@ class Lifecycle:
         async with self.db.read() as conn:
             free = await _unreferenced(conn, candidates)
         self.pending_erase -= candidates - free  # referenced again: not ours to erase
-        gone = await asyncio.to_thread(self.blobs.erase, free, grace=grace)
+        gone = await self.blobs.erase(free, grace=grace)
         self.pending_erase -= gone
         return len(gone)
 
@@ -224,13 +223,13 @@ class Lifecycle:
         return total
 
     async def _erase_orphans(self) -> int:
-        on_disk = set(await asyncio.to_thread(lambda: set(self.blobs.all_digests())))
+        on_disk = await self.blobs.all_digests()
         async with self.db.read() as conn:
             orphans: set[str] = set()
             listed = sorted(on_disk)
             for start in range(0, len(listed), BATCH):
                 orphans |= await _unreferenced(conn, set(listed[start : start + BATCH]))
-        return len(await asyncio.to_thread(self.blobs.erase, orphans))
+        return len(await self.blobs.erase(orphans))
 
     async def sweep(self, *, orphans: bool) -> SweepReport:
         now = self.clock.now()

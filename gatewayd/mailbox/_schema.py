@@ -233,3 +233,69 @@ notify_cursor = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1
     sa.Column("last_event_id", sa.BigInteger, nullable=False),
 )
+
+# The nodes of a cluster (several daemons on one database): one row per node name,
+# written at start and by each heartbeat. ``instance`` names one life of the node: a
+# second daemon that takes a stale node's name gets a new one, and the old life, if
+# it wakes up, sees that it is no longer the node.
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("instance", sa.String(32), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("started_at", UtcTimestamp, nullable=False),
+    sa.Column("heartbeat_at", UtcTimestamp, nullable=False),
+    sa.Column("stopped_at", UtcTimestamp),
+    sa.Column("info", sa.JSON),
+)
+
+# Attachment bytes in the database, for a mailbox every node must read (PostgreSQL):
+# content-addressed, in chunks of at most 1 MiB, so nothing holds a whole file.
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("stored_at", UtcTimestamp, nullable=False),  # written or re-used
+)
+
+blob_chunks = sa.Table(
+    "blob_chunks",
+    metadata,
+    sa.Column(
+        "sha256",
+        sa.String(64),
+        sa.ForeignKey("blobs.sha256", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+# Rate limits counted where every node sees them: a fixed window per key, and the
+# end of a penalty.
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("window_start", UtcTimestamp, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("penalty_until", UtcTimestamp),
+)
+
+# Receipts for parts no node had recorded yet (the receipt came first, possibly on
+# another node's bind): applied as soon as their part is recorded, given up after a
+# while.
+parked_receipts = sa.Table(
+    "parked_receipts",
+    metadata,
+    sa.Column("id", _KEY, primary_key=True, autoincrement=True),
+    sa.Column("link", sa.String(32), nullable=False),
+    sa.Column("carrier_id", sa.String(64), nullable=False),
+    sa.Column("receipt", sa.JSON, nullable=False),
+    sa.Column("received_at", UtcTimestamp, nullable=False),
+    sa.Index("ix_parked_receipts_link", "link", "carrier_id"),
+)

@@ -443,3 +443,32 @@ class Content:
 
     async def read_all(self) -> bytes:
         return b"".join([piece async for piece in self.chunks()])
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A node of the cluster as its row says, and what it holds now."""
+
+    name: str
+    instance: str
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    info: dict[str, Any]
+    held: dict[str, int]  # Queued messages leased by the node, by type
+
+    def age(self, now: datetime) -> float:
+        """Seconds since the last heartbeat."""
+        return (now - self.heartbeat_at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    """A rate-limit counter: uses in the window that began at ``window_start``."""
+
+    count: int
+    window_start: datetime
+    penalty_until: datetime | None

@@ -17,7 +17,7 @@ what it does, and each part is given only the database, clock and blob store it 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,15 +27,17 @@ import sqlalchemy as sa
 
 from gatewayd.clock import Clock, SystemClock
 from gatewayd.config.settings import MailboxSettings
-from gatewayd.errors import BlobError, MessageNotFound, StoreError
+from gatewayd.errors import MessageNotFound, StoreError
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import _fragments, _notifications, _queries, _queue
-from gatewayd.mailbox._blobs import BlobStore, FileBlobStore
+from gatewayd.mailbox import _fragments, _nodes, _notifications, _queries, _queue
+from gatewayd.mailbox._blobs import BlobStore, DatabaseBlobStore, FileBlobStore
 from gatewayd.mailbox._changes import Changes
 from gatewayd.mailbox._create import Creator
 from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._ledger import Ledger
 from gatewayd.mailbox._lifecycle import Lifecycle
+from gatewayd.mailbox._rates import DatabaseRates, MemoryRates, Rates
+from gatewayd.mailbox._roles import Roles
 from gatewayd.mailbox._rows import (
     event_from_row,
     fetch_message,
@@ -45,7 +47,7 @@ from gatewayd.mailbox._rows import (
     parts_of,
     select_messages,
 )
-from gatewayd.mailbox._schema import message_events, messages
+from gatewayd.mailbox._schema import message_events, messages, parked_receipts
 from gatewayd.mailbox.records import (
     Attachment,
     Content,
@@ -53,11 +55,13 @@ from gatewayd.mailbox.records import (
     Fragment,
     Message,
     NewMessage,
+    Node,
     NotificationDue,
     Outcome,
     Part,
     PartAccepted,
     PartRefused,
+    RateState,
     ReceiptIn,
     StatusCount,
     SweepReport,
@@ -67,6 +71,7 @@ from gatewayd.model import (
     FaxErrorCode,
     MessageStatus,
     MessageType,
+    PartStatus,
     ReadStatus,
 )
 
@@ -85,19 +90,29 @@ class Mailbox:
         self._creator = Creator(db, blobs, clock, self._lifecycle)
         self._changes = Changes(db, blobs, clock, self._lifecycle)
         self._ledger = Ledger(db, clock)
+        self._roles = Roles(db)
+        self._rates: Rates = MemoryRates(clock) if db.is_sqlite else DatabaseRates(db, clock)
 
     @classmethod
     async def open(cls, settings: MailboxSettings, *, clock: Clock | None = None) -> Mailbox:
-        """Open (creating if needed) the database and blob store, migrating the schema."""
-        blobs = FileBlobStore(settings.blob_dir)
+        """Open (creating if needed) the database and blob store, migrating the schema.
+        Attachment bytes are files under data_dir with SQLite, rows in the database
+        with PostgreSQL (every node of a cluster reads them)."""
+        clock = clock or SystemClock()
+        db = Database(settings)
+        blobs: FileBlobStore | DatabaseBlobStore
+        if settings.is_sqlite:
+            blobs = FileBlobStore(settings.blob_dir)
+        else:
+            blobs = DatabaseBlobStore(db, clock, settings.data_dir / "scratch")
         try:
             await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
             await asyncio.to_thread(blobs.prepare)
         except OSError as exc:
+            await db.close()
             raise StoreError(
                 f"mailbox.data_dir {str(settings.data_dir)!r}: {exc.strerror}"
             ) from exc
-        db = Database(settings)
         try:
             revision = await db.migrate()
         except BaseException:
@@ -107,14 +122,20 @@ class Mailbox:
             "mailbox.opened",
             database=db.describe(),
             revision=revision,
-            blobs=str(settings.blob_dir),
+            blobs=str(settings.blob_dir) if settings.is_sqlite else "database",
         )
-        return cls(settings, db, blobs, clock or SystemClock())
+        return cls(settings, db, blobs, clock)
 
     async def close(self) -> None:
         await self._creator.close()
         await self._ledger.close()
+        await self._roles.release_all()
         await self._db.close()
+
+    @property
+    def shared(self) -> bool:
+        """Whether several nodes may share this mailbox (PostgreSQL)."""
+        return not self._db.is_sqlite
 
     def describe(self) -> str:
         """Where the mailbox is (its database URL without a password), for people."""
@@ -200,27 +221,23 @@ class Mailbox:
 
     async def _content(self, sha256: str) -> Content:
         blobs = self._blobs
-        try:
-            size = await asyncio.to_thread(lambda: blobs.path(sha256).stat().st_size)
-        except OSError as exc:
-            raise BlobError(f"attachment bytes {sha256} missing: {exc.strerror}") from exc
+        size = await blobs.size(sha256)
 
         async def read(offset: int, length: int) -> bytes:
-            return await asyncio.to_thread(blobs.read_range, sha256, offset, length)
+            return await blobs.read(sha256, offset, length)
 
         return Content(size, read)
 
     async def has_blob(self, sha256: str) -> bool:
         """Whether an attachment's bytes are still stored."""
-        return await asyncio.to_thread(self._blobs.exists, sha256)
+        return await self._blobs.exists(sha256)
 
     @asynccontextmanager
     async def blob_file(self, sha256: str) -> AsyncIterator[Path]:
         """An attachment's bytes as a file this process (and its render workers) can
         read, for as long as the block runs. BlobError when they are gone."""
-        if not await self.has_blob(sha256):
-            raise BlobError(f"attachment bytes {sha256} missing")
-        yield self._blobs.path(sha256)
+        async with self._blobs.local_file(sha256) as path:
+            yield path
 
     # -- status -----------------------------------------------------------------------
 
@@ -287,6 +304,55 @@ class Mailbox:
     async def record_receipt(self, item: ReceiptIn) -> Outcome | None:
         """A delivery receipt; None when no part has one of its ids (yet)."""
         return await self._ledger.record(item)
+
+    async def park_receipt(self, item: ReceiptIn) -> None:
+        """Keep a receipt no part is known for yet (it came before its part was
+        recorded, maybe on another node's bind); ``apply_parked`` tries it again."""
+        now = self.clock.now()
+        receipt = {
+            "carrier_ids": list(item.carrier_ids),
+            "outcome": item.outcome.value if item.outcome else None,
+            "error_code": item.error_code,
+            "done_at": item.done_at.isoformat() if item.done_at else None,
+            "detail": item.detail,
+        }
+        async with self._db.write() as conn:
+            await conn.execute(
+                parked_receipts.insert().values(
+                    link=item.link,
+                    carrier_id=item.carrier_ids[0][:64],
+                    receipt=receipt,
+                    received_at=now,
+                )
+            )
+
+    async def apply_parked(self, *, expire_after: float) -> tuple[int, list[ReceiptIn]]:
+        """Apply the parked receipts whose part is known now; give up on those parked
+        longer than ``expire_after``. Returns how many were applied, and the receipts
+        given up."""
+        c = parked_receipts.c
+        async with self._db.read() as conn:
+            rows = (
+                (await conn.execute(sa.select(parked_receipts).order_by(c.id).limit(1000)))
+                .mappings()
+                .all()
+            )
+        if not rows:
+            return 0, []
+        items = [(row["id"], row["received_at"], _parked_item(row)) for row in rows]
+        outcomes = await asyncio.gather(*(self._ledger.record(item) for _, _, item in items))
+        cutoff = self.clock.now() - timedelta(seconds=expire_after)
+        done = [i for (i, _, _), outcome in zip(items, outcomes, strict=True) if outcome]
+        expired = [
+            (i, item)
+            for (i, at, item), outcome in zip(items, outcomes, strict=True)
+            if outcome is None and at < cutoff
+        ]
+        gone = done + [i for i, _ in expired]
+        if gone:
+            async with self._db.write() as conn:
+                await conn.execute(sa.delete(parked_receipts).where(c.id.in_(gone)))
+        return len(done), [item for _, item in expired]
 
     # -- parts of inbound SMS (_fragments.py) -------------------------------------------
 
@@ -386,6 +452,73 @@ class Mailbox:
         no row refers to)."""
         return await self._lifecycle.sweep(orphans=orphans)
 
+    # -- the nodes of a cluster (_nodes.py) -----------------------------------------------
+
+    async def join_cluster(
+        self,
+        name: str,
+        *,
+        stale_after: float,
+        host: str,
+        pid: int,
+        version: str,
+        alive: Callable[[int], bool] = lambda _pid: True,
+    ) -> str:
+        """Take the node name ``name`` for this daemon (NodeNameInUse while another
+        live node has it; a previous life on this ``host`` whose process is not
+        ``alive`` does not count); returns this life's instance id for ``heartbeat``."""
+        return await _nodes.join(
+            self._db,
+            self.clock,
+            name,
+            stale_after=stale_after,
+            host=host,
+            pid=pid,
+            version=version,
+            alive=alive,
+        )
+
+    async def heartbeat(self, name: str, instance: str, info: dict[str, Any]) -> bool:
+        """Renew this node's heartbeat; False when another daemon has taken the name."""
+        return await _nodes.beat(self._db, self.clock, name, instance, info)
+
+    async def leave_cluster(self, name: str, instance: str) -> None:
+        await _nodes.leave(self._db, self.clock, name, instance)
+
+    async def nodes(self) -> list[Node]:
+        """Every node that ever joined, with its heartbeat and what it holds."""
+        return await _nodes.listed(self._db)
+
+    async def gone_nodes(self, *, stale_after: float) -> list[str]:
+        """Nodes that stopped or whose heartbeat is older than ``stale_after``."""
+        return await _nodes.gone(self._db, self.clock, stale_after=stale_after)
+
+    async def adopt(
+        self, from_owner: str, to_owner: str, *, types: Collection[MessageType], reason: str
+    ) -> list[Message]:
+        """Move the Queued messages ``from_owner`` held to ``to_owner`` (a node took
+        over from one that is gone), each with an event; attempts are not counted."""
+        return await _nodes.adopt(
+            self._db, self.clock, from_owner, to_owner, types=types, reason=reason
+        )
+
+    async def hold_role(self, role: str) -> bool:
+        """Whether this process plays ``role`` (the sweeper, the notifier) now: at most
+        one node of a cluster does; another takes over when it dies."""
+        return await self._roles.hold(role)
+
+    # -- rate limits every node sees (_rates.py) ------------------------------------------
+
+    async def rate_add(self, key: str, *, window: float, n: int = 1) -> RateState:
+        """Count ``n`` uses of ``key`` in its current ``window``-second window."""
+        return await self._rates.add(key, window=window, n=n)
+
+    async def rate_peek(self, key: str, *, window: float) -> RateState:
+        return await self._rates.peek(key, window=window)
+
+    async def rate_penalise(self, key: str, until: datetime) -> None:
+        await self._rates.penalise(key, until)
+
     # -- result emails (_notifications.py) ----------------------------------------------
 
     async def collect_notifications(
@@ -420,3 +553,17 @@ class Mailbox:
             next_attempt_at=next_attempt_at,
             sent_at=sent_at,
         )
+
+
+def _parked_item(row: Any) -> ReceiptIn:
+    receipt = row["receipt"]
+    outcome = receipt.get("outcome")
+    done_at = receipt.get("done_at")
+    return ReceiptIn(
+        link=row["link"],
+        carrier_ids=tuple(receipt["carrier_ids"]),
+        outcome=PartStatus(outcome) if outcome else None,
+        error_code=receipt.get("error_code"),
+        done_at=datetime.fromisoformat(done_at) if done_at else None,
+        detail=dict(receipt.get("detail") or {}),
+    )

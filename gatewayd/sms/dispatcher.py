@@ -27,12 +27,12 @@ counts one: smsSendingAttemptsCount), is SendingFailed with the last reason.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from gatewayd import gsm
+from gatewayd.cluster import Cluster
 from gatewayd.config.settings import Settings, SmppLinkSettings
 from gatewayd.errors import GatewayError, LeaseLost, LinkDown
 from gatewayd.gsm import Concatenation, Split
@@ -182,12 +182,19 @@ class SmsDispatcher(LeaseLoop):
     idle_poll = IDLE_POLL
 
     def __init__(
-        self, mailbox: Mailbox, settings: Settings, links: Links, rendezvous: Rendezvous
+        self,
+        mailbox: Mailbox,
+        settings: Settings,
+        links: Links,
+        rendezvous: Rendezvous,
+        *,
+        cluster: Cluster | None = None,
     ) -> None:
-        # The owner is the same across restarts on this host: a new process takes back
+        # The owner is the node's (the same across restarts): a new process takes back
         # at once what its previous life held when it died (see ``adopt``).
+        node = cluster.name if cluster else settings.node.resolved_name
         super().__init__(
-            mailbox, f"sms@{socket.gethostname()}", [MessageType.SMS], lease_for=LEASE_SECONDS
+            mailbox, f"sms@{node}", [MessageType.SMS], lease_for=LEASE_SECONDS, cluster=cluster
         )
         self.settings = settings
         self.links = links
@@ -207,9 +214,10 @@ class SmsDispatcher(LeaseLoop):
         self.spawn(self._send(message))
 
     async def adopt(self, held: Sequence[Message]) -> None:
-        """SMS this host's previous process held when it stopped without letting go (a
-        crash): due again now, each with an event saying that its parts not recorded
-        as accepted may have reached the SMSC already and will be sent again."""
+        """SMS this node's previous process (or a node that is gone) held when it
+        stopped without letting go (a crash): due again now, each with an event saying
+        that its parts not recorded as accepted may have reached the SMSC already and
+        will be sent again."""
         for message in held:
             try:
                 await self.mailbox.retry_later(

@@ -7,7 +7,10 @@ sends it again later.
 Receipts go to the mailbox through the receipt rendezvous (rendezvous.py): a receipt
 for an id we do not know yet, while submit_sm wait for their answers on that link, may
 be for one of them (some SMSCs send the receipt first): it waits for that id, up to the
-link's response_timeout. A receipt for nothing we know is logged and acknowledged.
+link's response_timeout. A receipt still unknown then is parked in the mailbox and
+acknowledged: the part may be recorded later, or by another node of a cluster (whose
+bind the SMSC chose for the receipt). Parked receipts are tried again every second and
+given up after PARKED_RECEIPT_TTL, with a warning (``sms.receipt_unknown``).
 
 An SMS for a number of a configured user (``sms_numbers``) is stored as a Received SMS
 in that user's extension, threaded with the earlier messages between the same two
@@ -41,6 +44,8 @@ from gatewayd.sms.rendezvous import Rendezvous
 log = get_logger("gatewayd.sms")
 
 SWEEP_INTERVAL = 5.0
+PARKED_INTERVAL = 1.0
+PARKED_RECEIPT_TTL = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +168,9 @@ class Inbound:
         )
         found = await self.rendezvous.receipt(item, within=link.settings.response_timeout)
         if found is None:
-            log.warning(
-                "sms.receipt_unknown",
+            await self.mailbox.park_receipt(item)
+            log.info(
+                "sms.receipt_parked",
                 link=link.name,
                 carrier_id=receipt.message_id,
                 stat=receipt.stat,
@@ -268,10 +274,25 @@ class Inbound:
             )
         return len(groups)
 
+    async def apply_parked(self) -> int:
+        """Parked receipts whose part is known now are applied (by one node of a
+        cluster at a time); those parked too long are given up."""
+        if not await self.mailbox.hold_role("sms-parked-receipts"):
+            return 0
+        applied, expired = await self.mailbox.apply_parked(expire_after=PARKED_RECEIPT_TTL)
+        for item in expired:
+            log.warning("sms.receipt_unknown", link=item.link, carrier_id=item.carrier_ids[0])
+        return applied
+
     async def _sweep_forever(self) -> None:
+        since_sweep = 0.0
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(PARKED_INTERVAL)
+            since_sweep += PARKED_INTERVAL
             try:
-                await self.sweep()
+                await self.apply_parked()
+                if since_sweep >= SWEEP_INTERVAL:
+                    since_sweep = 0.0
+                    await self.sweep()
             except StoreError as exc:
                 log.error("sms.reassembly_sweep_failed", error=str(exc))

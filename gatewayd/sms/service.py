@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from gatewayd.cluster import Cluster
 from gatewayd.config.settings import Settings
 from gatewayd.mailbox import Mailbox
 from gatewayd.sms.dispatcher import Links, SmsDispatcher
@@ -13,11 +14,13 @@ from gatewayd.sms.rendezvous import Rendezvous
 
 
 class SmsService:
-    def __init__(self, mailbox: Mailbox, settings: Settings) -> None:
+    def __init__(
+        self, mailbox: Mailbox, settings: Settings, *, cluster: Cluster | None = None
+    ) -> None:
         rendezvous = Rendezvous(mailbox)
         self.inbound = Inbound(mailbox, settings, rendezvous)
         self.links = Links([SmppLink(link, self.inbound) for link in settings.sms.links])
-        self.dispatcher = SmsDispatcher(mailbox, settings, self.links, rendezvous)
+        self.dispatcher = SmsDispatcher(mailbox, settings, self.links, rendezvous, cluster=cluster)
 
     def start(self) -> None:
         """Bind the links (in the background: a link that is down is retried) and start

@@ -54,7 +54,7 @@ def app_for(
     """The API app as the daemon builds it, with metrics that read ``mailbox``."""
     metrics = Metrics()
     metrics.watch(mailbox=mailbox)
-    context = Context(mailbox, Authenticator(settings), on_queued=on_queued)
+    context = Context(mailbox, Authenticator(settings, mailbox), on_queued=on_queued)
     return create_app(context, metrics)
 
 

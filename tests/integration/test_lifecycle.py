@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from gatewayd.clock import ManualClock
 from gatewayd.config.settings import MailboxSettings
 from gatewayd.errors import InvalidTransition, MessageNotFound
 from gatewayd.mailbox import Mailbox, MessageQuery
+from gatewayd.mailbox._blobs import DatabaseBlobStore, FileBlobStore
 from gatewayd.model import Availability, AvailabilityAction, MessageStatus
 from tests.conftest import EXTENSION, fax, sms
 
@@ -24,11 +26,22 @@ DELETE, PURGE, RESTORE = (
 )
 
 
-def age_blobs(mailbox: Mailbox, seconds: float = 3600) -> None:
-    """Make every blob look written ``seconds`` ago (past the erase grace period)."""
+async def age_blobs(mailbox: Mailbox, seconds: float = 3600) -> None:
+    """Make every blob look stored ``seconds`` ago (past the erase grace period): files
+    by their modification time, database blobs by their stored_at (mailbox clock)."""
+    blobs = mailbox._blobs
+    if isinstance(blobs, DatabaseBlobStore):
+        await blobs.stored_before(mailbox.clock.now() - timedelta(seconds=seconds))
+        return
+    assert isinstance(blobs, FileBlobStore)
     past = time.time() - seconds
-    for digest in mailbox._blobs.all_digests():
-        os.utime(mailbox._blobs.path(digest), (past, past))
+    for digest in await blobs.all_digests():
+        os.utime(blobs.path(digest), (past, past))
+
+
+async def stored(mailbox: Mailbox, digest: str | None) -> bool:
+    assert digest is not None
+    return await mailbox._blobs.exists(digest)
 
 
 async def test_delete_restore_delete_purge(mailbox: Mailbox, clock: ManualClock) -> None:
@@ -68,7 +81,7 @@ async def test_purge_at_once_erases_text_and_attachment_files(mailbox: Mailbox) 
     document = await mailbox.create(fax(document=b"%PDF- private", cover_page_text="note"))
     digest = document.attachments[0].sha256
     assert digest is not None
-    age_blobs(mailbox)
+    await age_blobs(mailbox)
     purged = await mailbox.change_availability(text.id, PURGE, reason="purge=true")
     assert purged.availability is Availability.PURGED
     assert purged.subject is None
@@ -77,7 +90,7 @@ async def test_purge_at_once_erases_text_and_attachment_files(mailbox: Mailbox) 
     purged_fax = await mailbox.change_availability(document.id, PURGE, reason="purge=true")
     assert purged_fax.cover_page_text is None
     assert purged_fax.subject == "Contract"  # a fax's subject is not its content
-    assert not mailbox._blobs.path(digest).exists()
+    assert not await stored(mailbox, digest)
 
 
 async def test_a_shared_attachment_file_survives_until_its_last_message_goes(
@@ -85,23 +98,23 @@ async def test_a_shared_attachment_file_survives_until_its_last_message_goes(
 ) -> None:
     first, second = await mailbox.create_many([fax(), fax()])
     digest = first.attachments[0].sha256
-    age_blobs(mailbox)
+    await age_blobs(mailbox)
     await mailbox.change_availability(first.id, PURGE, reason="purge")
-    assert mailbox._blobs.path(digest).exists()
+    assert await stored(mailbox, digest)
     await mailbox.change_availability(second.id, PURGE, reason="purge")
-    assert not mailbox._blobs.path(digest).exists()
+    assert not await stored(mailbox, digest)
 
 
 async def test_a_freshly_written_file_is_erased_by_a_later_sweep(mailbox: Mailbox) -> None:
     message = await mailbox.create(fax(document=b"fresh bytes"))
     digest = message.attachments[0].sha256
     await mailbox.change_availability(message.id, PURGE, reason="purge")
-    assert mailbox._blobs.path(digest).exists()  # too fresh: a writer may be re-using it
+    assert await stored(mailbox, digest)  # too fresh: a writer may be re-using it
     assert digest in mailbox._lifecycle.pending_erase
-    age_blobs(mailbox)
+    await age_blobs(mailbox)
     report = await mailbox.sweep()
     assert report.blobs_erased == 1
-    assert not mailbox._blobs.path(digest).exists()
+    assert not await stored(mailbox, digest)
 
 
 async def test_the_sweeper_keeps_each_retention_period(
@@ -160,10 +173,11 @@ async def test_a_mailbox_over_max_messages_deletes_its_oldest(
 
 async def test_orphan_files_from_a_crash_are_found(mailbox: Mailbox, tmp_path: Path) -> None:
     kept = await mailbox.create(fax(document=b"kept"))
-    orphan = mailbox._blobs.put_bytes(b"written, then the process died before the commit")
-    age_blobs(mailbox)
+    [orphan] = await mailbox._blobs.put_all([b"written, then the process died before the commit"])
+    assert orphan is not None
+    await age_blobs(mailbox)
     assert (await mailbox.sweep()).orphans_erased == 0  # the scan runs only when asked
     report = await mailbox.sweep(orphans=True)
     assert report.orphans_erased == 1
-    assert not mailbox._blobs.path(orphan.sha256).exists()
-    assert mailbox._blobs.path(kept.attachments[0].sha256).exists()
+    assert not await stored(mailbox, orphan.sha256)
+    assert await stored(mailbox, kept.attachments[0].sha256)

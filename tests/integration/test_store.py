@@ -58,7 +58,8 @@ async def test_a_new_message_has_every_field_and_its_attachment_on_disk(mailbox:
     (attachment,) = created.attachments
     assert attachment.size == len(document)
     assert attachment.sha256 == hashlib.sha256(document).hexdigest()
-    assert mailbox._blobs.path(attachment.sha256).read_bytes() == document
+    _, content = await mailbox.attachment(created.id, attachment.id)
+    assert await content.read_all() == document
     stored = await mailbox.get(created.id)
     assert stored == created
     data = stored.to_json("https://gw.example")
@@ -100,6 +101,8 @@ async def test_an_attachment_can_come_from_a_file(mailbox: Mailbox, tmp_path: Pa
     assert content.size == source.stat().st_size
     assert await content.read_all() == source.read_bytes()
     assert b"".join([c async for c in content.chunks(1_000_000, 1_000_009)]) == b"x" * 10
+    across = b"".join([c async for c in content.chunks(1_048_570, 1_048_580)])  # 1 MiB chunks
+    assert across == source.read_bytes()[1_048_570:1_048_581]
 
 
 async def test_sms_threads_by_the_two_numbers(mailbox: Mailbox) -> None:

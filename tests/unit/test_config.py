@@ -47,7 +47,7 @@ def _assert_documented(table: dict[str, Any], value: Any, where: str) -> None:
 def test_the_documented_file_names_every_setting() -> None:
     document = tomllib.loads(DOCUMENTED.read_text())
     defaults = Settings()
-    for section in ("mailbox", "smtp", "sms", "fax", "api", "log", "notify"):
+    for section in ("node", "mailbox", "smtp", "sms", "fax", "api", "log", "notify"):
         value = getattr(defaults, section)
         table = document[section]
         for name in _field_names(type(value)):

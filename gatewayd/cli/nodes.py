@@ -1,0 +1,73 @@
+"""``gatewayd nodes``: the nodes sharing this mailbox, their heartbeats and what they
+hold (docs/scaling.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from gatewayd.cli.messages import open_mailbox
+from gatewayd.cli.output import print_json, table
+from gatewayd.config.settings import Settings
+from gatewayd.mailbox import Node, iso
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    nodes = sub.add_parser(
+        "nodes", parents=[common], help="the nodes sharing the mailbox and what they hold"
+    )
+    nodes.add_argument("--json", action="store_true", help="JSON instead of a table")
+    nodes.set_defaults(handler=command)
+
+
+def state(node: Node, now: datetime, stale_after: float) -> str:
+    if node.stopped_at is not None:
+        return "stopped"
+    return "gone" if node.age(now) >= stale_after else "live"
+
+
+def command(settings: Settings, args: argparse.Namespace) -> int:
+    async def read() -> list[Node]:
+        async with open_mailbox(settings) as mailbox:
+            return await mailbox.nodes()
+
+    found = asyncio.run(read())
+    now = datetime.now(UTC)
+    stale = settings.node.stale_after
+    if args.json:
+        print_json(
+            [
+                {
+                    "name": n.name,
+                    "state": state(n, now, stale),
+                    "host": n.host,
+                    "pid": n.pid,
+                    "version": n.version,
+                    "startedAt": iso(n.started_at),
+                    "heartbeatAt": iso(n.heartbeat_at),
+                    "heartbeatAgeSeconds": round(n.age(now), 1),
+                    "held": n.held,
+                    "info": n.info,
+                }
+                for n in found
+            ]
+        )
+        return 0
+    table(
+        ["NODE", "STATE", "HEARTBEAT", "HOST", "PID", "HOLDS", "LINKS"],
+        [
+            [
+                n.name,
+                state(n, now, stale),
+                f"{n.age(now):.0f} s ago",
+                n.host,
+                n.pid,
+                ", ".join(f"{count} {kind}" for kind, count in sorted(n.held.items())) or "-",
+                ", ".join(f"{k} {v}" for k, v in sorted(n.info.get("links", {}).items())) or "-",
+            ]
+            for n in found
+        ],
+    )
+    return 0
