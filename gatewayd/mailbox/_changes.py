@@ -190,15 +190,9 @@ class Changes:
             return await fetch_message(conn, message_id)
 
     async def change_availability(
-        self,
-        message_id: int,
-        action: AvailabilityAction,
-        *,
-        reason: str,
-        extension_id: int | None = None,
+        self, message_id: int, action: AvailabilityAction, reason: str, extension_id: int | None
     ) -> Message:
-        """delete (Alive -> Deleted -> Purged), purge (-> Purged) or restore
-        (Deleted -> Alive). Purging erases the attachments and the text."""
+        """See Mailbox.change_availability."""
         now = self.clock.now()
         async with self.db.write() as conn:
             row = await message_row(conn, message_id, extension_id=extension_id, for_update=True)

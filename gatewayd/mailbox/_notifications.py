@@ -11,7 +11,7 @@ told. ``due`` and ``mark`` serve the sending side.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -101,27 +101,8 @@ async def due(db: Database, clock: Clock, *, limit: int) -> list[NotificationDue
     ]
 
 
-async def mark(
-    db: Database,
-    notification_id: int,
-    *,
-    state: str | None = None,
-    attempts: int | None = None,
-    last_error: str | None = None,
-    next_attempt_at: datetime | None = None,
-    sent_at: datetime | None = None,
-) -> None:
-    values = {
-        key: value
-        for key, value in (
-            ("state", state),
-            ("attempts", attempts),
-            ("last_error", last_error),
-            ("next_attempt_at", next_attempt_at),
-            ("sent_at", sent_at),
-        )
-        if value is not None
-    }
+async def mark(db: Database, notification_id: int, values: dict[str, object]) -> None:
+    """Set these columns of one notification (state, attempts, last_error, ...)."""
     async with db.write() as conn:
         await conn.execute(
             sa.update(notifications).where(notifications.c.id == notification_id).values(values)

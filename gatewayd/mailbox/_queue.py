@@ -37,6 +37,11 @@ from gatewayd.model import MessageStatus, MessageType
 
 log = get_logger("gatewayd.mailbox")
 
+CarrierNote = tuple[str, dict[str, Any] | None]
+"""Why something was done to a message: (the reason, the event's detail)."""
+CarrierJob = tuple[str | None, str | None, str, dict[str, Any] | None]
+"""A carrier change: (carrier, its job ref, the reason, the event's detail)."""
+
 
 def check_lease(row: Row, owner: str | None) -> None:
     """LeaseLost unless ``owner`` (when given) still holds the message."""
@@ -117,16 +122,11 @@ async def lease(
 
 
 async def retry_later(
-    db: Database,
-    clock: Clock,
-    message_id: int,
-    owner: str,
-    *,
-    delay: float,
-    reason: str,
-    detail: dict[str, Any] | None = None,
+    db: Database, clock: Clock, message_id: int, owner: str, *, delay: float, why: CarrierNote
 ) -> Message:
-    """Give a leased message back, due again in ``delay`` seconds."""
+    """Give a leased message back, due again in ``delay`` seconds, with an event saying
+    ``why`` (a reason and the event's detail)."""
+    reason, detail = why
     now = clock.now()
     at = now + timedelta(seconds=delay)
     async with db.write() as conn:
@@ -178,18 +178,11 @@ async def renew(
 
 
 async def set_carrier(
-    db: Database,
-    clock: Clock,
-    message_id: int,
-    owner: str,
-    *,
-    carrier: str | None,
-    ref: str | None,
-    reason: str,
-    detail: dict[str, Any] | None = None,
+    db: Database, clock: Clock, message_id: int, owner: str, job: CarrierJob
 ) -> Message:
     """Record (or clear) the carrier job a leased Queued message is with, with an event;
     committed before anyone relies on it (a restart asks the carrier about this job)."""
+    carrier, ref, reason, detail = job
     now = clock.now()
     async with db.write() as conn:
         await _leased_queued(conn, message_id, owner, "only a Queued message is with a carrier")

@@ -393,7 +393,7 @@ class Mailbox:
     ) -> Message:
         """Give a leased message back, due again in ``delay`` seconds."""
         return await _queue.retry_later(
-            self._db, self.clock, message_id, owner, delay=delay, reason=reason, detail=detail
+            self._db, self.clock, message_id, owner, delay=delay, why=(reason, detail)
         )
 
     async def renew_lease(self, message_id: int, owner: str, *, lease_for: float) -> None:
@@ -410,16 +410,8 @@ class Mailbox:
         detail: dict[str, Any] | None = None,
     ) -> Message:
         """Record (or clear) the carrier job a leased Queued message is with."""
-        return await _queue.set_carrier(
-            self._db,
-            self.clock,
-            message_id,
-            owner,
-            carrier=carrier,
-            ref=ref,
-            reason=reason,
-            detail=detail,
-        )
+        job = (carrier, ref, reason, detail)
+        return await _queue.set_carrier(self._db, self.clock, message_id, owner, job)
 
     async def leased_by(self, owner: str, *, types: Collection[MessageType]) -> list[Message]:
         """The Queued messages ``owner`` holds (an earlier life of the same worker)."""
@@ -442,9 +434,7 @@ class Mailbox:
     ) -> Message:
         """delete (Alive -> Deleted -> Purged), purge (-> Purged) or restore
         (Deleted -> Alive). Purging erases the attachments and the text."""
-        return await self._changes.change_availability(
-            message_id, action, reason=reason, extension_id=extension_id
-        )
+        return await self._changes.change_availability(message_id, action, reason, extension_id)
 
     async def sweep(self, *, orphans: bool = False) -> SweepReport:
         """The life-cycle sweep: purge old Deleted, remove old Purged, trim mailboxes
@@ -544,14 +534,15 @@ class Mailbox:
         next_attempt_at: datetime | None = None,
         sent_at: datetime | None = None,
     ) -> None:
+        changes = {
+            "state": state,
+            "attempts": attempts,
+            "last_error": last_error,
+            "next_attempt_at": next_attempt_at,
+            "sent_at": sent_at,
+        }
         await _notifications.mark(
-            self._db,
-            notification_id,
-            state=state,
-            attempts=attempts,
-            last_error=last_error,
-            next_attempt_at=next_attempt_at,
-            sent_at=sent_at,
+            self._db, notification_id, {k: v for k, v in changes.items() if v is not None}
         )
 
 
