@@ -116,6 +116,7 @@ class Daemon:
         metrics.LIVE.links = self.sms.links.links
         self.spawn("sms-dispatcher", self.sms.dispatcher.run)
         self.fax = FaxService(self.mailbox, self.settings)
+        await self.fax.start()
         self.spawn("fax-dispatcher", self.fax.dispatcher.run)
         if self.settings.notify.enabled:
             self.notifications = Notifications(self.mailbox, self.settings)
@@ -187,7 +188,7 @@ class Daemon:
             self.sms.inbound.settings = merged
             self.sms.dispatcher.settings = merged
         if self.fax is not None:
-            self.fax.dispatcher.settings = merged
+            self.fax.reload(merged)
         if self.api is not None:
             self.api.auth.reload(merged)
         if self.notifications is not None:

@@ -1,0 +1,130 @@
+"""A private Kamailio (Debian package ``kamailio``) as the SIP trunk of the tests:
+registrar and proxy with digest authentication on 127.0.0.1, started from
+tests/sip/kamailio.cfg with its own runtime directory; ``stop`` and ``start`` take it
+down and bring it back on the same port (the "server down" tests)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TEMPLATE = Path(__file__).parent / "sip" / "kamailio.cfg"
+BINARY = shutil.which("kamailio") or "/usr/sbin/kamailio"
+
+
+def free_port_udp_and_tcp() -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket() as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
+@dataclass
+class Trunk:
+    work: Path
+    port: int
+    config: Path
+    process: subprocess.Popen[bytes] | None = None
+    logs: list[Path] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if not Path(BINARY).exists():
+            pytest.fail("kamailio is missing: apt-get install kamailio")
+        run = self.work / "run"
+        run.mkdir(exist_ok=True)
+        log = self.work / f"kamailio-{len(self.logs)}.log"
+        self.logs.append(log)
+        with open(log, "wb") as out:
+            argv = [BINARY, "-f", str(self.config), "-DD", "-E", "-Y", str(run)]
+            argv += ["-P", str(run / "kamailio.pid"), "-m", "48", "-M", "8"]
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        options = (
+            f"OPTIONS sip:127.0.0.1:{self.port} SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKready\r\nMax-Forwards: 70\r\n"
+            "From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:probe@127.0.0.1>\r\n"
+            "Call-ID: ready@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        deadline = time.monotonic() + 20
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            probe.settimeout(0.2)
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    pytest.fail(f"kamailio exited: {self.logs[-1].read_text()[-3000:]}")
+                here = f":{probe.getsockname()[1]};".encode()
+                probe.sendto(options.replace(b":9;", here), ("127.0.0.1", self.port))
+                try:
+                    if probe.recv(4096).startswith(b"SIP/2.0 200"):
+                        return
+                except TimeoutError:
+                    continue
+        pytest.fail(f"kamailio did not answer OPTIONS: {self.logs[-1].read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log_text(self) -> str:
+        return "".join(log.read_text(errors="replace") for log in self.logs)
+
+
+@contextmanager
+def kamailio(
+    work: Path,
+    *,
+    users: dict[str, str],
+    dids: dict[str, str],
+    debug: int = 2,
+) -> Iterator[Trunk]:
+    """Kamailio with ``users`` (name -> password) and ``dids`` (number -> user)."""
+    work.mkdir(parents=True, exist_ok=True)
+    port = free_port_udp_and_tcp()
+    text = TEMPLATE.read_text()
+    replacements = {
+        "%PORT%": str(port),
+        "%DEBUG%": str(debug),
+        "%USERS%": "\n".join(f'    $sht(users=>{u}) = "{p}";' for u, p in users.items()),
+        "%DIDS%": "\n".join(f'    $sht(dids=>{n}) = "{u}";' for n, u in dids.items()),
+        "%TLS_LISTEN%": "",
+        "%TLS_MODULE%": "",
+        "%TLS_PARAMS%": "",
+    }
+    for name, value in replacements.items():
+        text = text.replace(name, value)
+    config = work / "kamailio.cfg"
+    config.write_text(text)
+    trunk = Trunk(work, port, config)
+    trunk.start()
+    try:
+        yield trunk
+    finally:
+        trunk.stop()
