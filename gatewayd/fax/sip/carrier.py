@@ -8,9 +8,11 @@ by this process.
 - ``status`` reports a finished call's Result (results.py maps SIP responses and T.30
   completion codes); a ref of an earlier life of the daemon (another boot token) is a
   call that died with it: a temporary failure, so the dispatcher tries again.
-- ``find`` cannot know whether an earlier life placed the call it was handing over
-  when it died: it answers with such a lost ref, so the dispatcher records the
-  attempt as failed for now and retries after the usual delay.
+- ``find`` (the message names this carrier but records no ref): if the fax's events
+  show this attempt was being handed over, an earlier life died during the hand-over
+  and may have placed the call: it answers with a lost ref, so the dispatcher counts
+  the attempt as failed and retries after the usual delay. Otherwise the attempt was
+  never handed over (an earlier attempt's hand-over was refused): None.
 - ``cancel`` hangs up (CANCEL or BYE); ``done`` forgets a recorded outcome; ``close``
   hangs up everything.
 """
@@ -60,7 +62,14 @@ class SipCarrier:
             return Failed(FaxErrorCode.INTERNAL_ERROR, f"the SIP call failed: {exc!r}", True)
 
     async def find(self, job: FaxJob) -> str | None:
-        return f"{job.message_id}-{job.attempt}-lost"
+        events = await self.service.mailbox.events(job.message_id)
+        handed = any(
+            e.kind == "carrier"
+            and e.reason.startswith("handing over")
+            and (e.detail or {}).get("attempt") == job.attempt
+            for e in events
+        )
+        return f"{job.message_id}-{job.attempt}-lost" if handed else None
 
     async def status(self, refs: Sequence[str]) -> dict[str, Result]:
         out: dict[str, Result] = {}

@@ -94,6 +94,7 @@ class CallSlots:
 class SipService:
     def __init__(self, mailbox: Mailbox, settings: Settings) -> None:
         sip = settings.fax.sip
+        self.mailbox = mailbox
         self.settings = settings
         self.ua = UserAgent(sip)
         self.registration = Registration(self.ua, sip.register_interval) if sip.registers else None
@@ -181,6 +182,7 @@ class SipService:
     async def place(self, job: FaxJob) -> Result:
         sip = self.settings.fax.sip
         await self.slots.take()
+        log.info("sip.line_taken", in_use=self.slots.used, lines=self.slots.size)
         try:
             loop = asyncio.get_running_loop()
             left = (job.kill_at - datetime.now(UTC)).total_seconds()
