@@ -39,12 +39,17 @@ class Trunk:
     work: Path
     port: int
     config: Path
+    tls_port: int | None = None
     process: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def tls_address(self) -> str:
+        return f"127.0.0.1:{self.tls_port}"
 
     def start(self) -> None:
         if not Path(BINARY).exists():
@@ -104,25 +109,45 @@ def kamailio(
     users: dict[str, str],
     dids: dict[str, str],
     debug: int = 2,
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[Trunk]:
-    """Kamailio with ``users`` (name -> password) and ``dids`` (number -> user)."""
+    """Kamailio with ``users`` (name -> password) and ``dids`` (number -> user); with
+    ``tls`` (certificate, key) also SIP over TLS on ``tls_port`` (Debian package
+    kamailio-tls-modules)."""
     work.mkdir(parents=True, exist_ok=True)
     port = free_port_udp_and_tcp()
+    tls_port = free_port_udp_and_tcp() if tls else None
+    tls_lines = {"%TLS_LISTEN%": "", "%TLS_MODULE%": "", "%TLS_PARAMS%": ""}
+    if tls is not None:
+        module = "/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so"
+        if not Path(module).exists():
+            pytest.fail("kamailio's TLS module is missing: apt-get install kamailio-tls-modules")
+        certificate, key = tls
+        tls_config = work / "tls.cfg"
+        tls_config.write_text(
+            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+            f"require_certificate = no\nprivate_key = {key}\ncertificate = {certificate}\n"
+            "[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+            "require_certificate = no\n"
+        )
+        tls_lines = {
+            "%TLS_LISTEN%": f"enable_tls=yes\nlisten=tls:127.0.0.1:{tls_port}",
+            "%TLS_MODULE%": 'loadmodule "tls.so"',
+            "%TLS_PARAMS%": f'modparam("tls", "config", "{tls_config}")',
+        }
     text = TEMPLATE.read_text()
     replacements = {
         "%PORT%": str(port),
         "%DEBUG%": str(debug),
         "%USERS%": "\n".join(f'    $sht(users=>{u}) = "{p}";' for u, p in users.items()),
         "%DIDS%": "\n".join(f'    $sht(dids=>{n}) = "{u}";' for n, u in dids.items()),
-        "%TLS_LISTEN%": "",
-        "%TLS_MODULE%": "",
-        "%TLS_PARAMS%": "",
+        **tls_lines,
     }
     for name, value in replacements.items():
         text = text.replace(name, value)
     config = work / "kamailio.cfg"
     config.write_text(text)
-    trunk = Trunk(work, port, config)
+    trunk = Trunk(work, port, config, tls_port)
     trunk.start()
     try:
         yield trunk

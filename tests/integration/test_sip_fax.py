@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trustme
 from aiosmtpd.controller import Controller
 
 from tests.faxcheck import pages
@@ -288,3 +289,25 @@ def list_latencies(gateway: Gateway, count: int) -> list[float]:
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+@pytest.mark.slow
+def test_over_tls_the_trunk_calls_back_on_our_own_connection(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    served = ca.issue_cert("127.0.0.1")
+    certificate, key, authority = (tmp_path / n for n in ("cert.pem", "key.pem", "ca.pem"))
+    served.cert_chain_pems[0].write_to_path(str(certificate))
+    served.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(authority))
+    trust = {"SSL_CERT_FILE": str(authority)}
+    with kamailio(tmp_path / "kamailio", users=USERS, dids=DIDS, tls=(certificate, key)) as trunk:
+        tls = {"transport": "tls", "proxy": trunk.tls_address, "env": trust}
+        a = gateway(tmp_path / "a", trunk, sender=True, **tls)
+        b = gateway(tmp_path / "b", trunk, sender=False, **tls)
+        with Pair(a, b):
+            [registered] = b.seen("sip.registered")
+            assert registered["contact"].endswith(";transport=tls")
+            message_id = a.send_fax(BOB_FAX, pages=1)
+            assert a.wait_final(message_id)["messageStatus"] == "Sent", a.trace(message_id)
+            [inbound] = received(b)
+            assert assert_same_pages(a, b, a.message(message_id), inbound, tmp_path) == 2
