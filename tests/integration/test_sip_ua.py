@@ -559,3 +559,27 @@ async def test_a_received_fax_left_in_the_spool_is_stored_later(
         assert event.reason == "received over SIP (T.38): 2 pages from +4930111111"
     finally:
         await mailbox.close()
+
+
+async def test_a_call_cancelled_before_it_is_answered_gets_487(tmp_path: Path, far: FarEnd) -> None:
+    gateway = await running(tmp_path, far)
+    try:
+        branch = "z9hG4bKcancelled"
+        invite = request(
+            "INVITE",
+            far,
+            gateway.port,
+            call_id="c@far",
+            branch=branch,
+            body=AUDIO_OFFER.format(port=40000),
+        )
+        cancel = request("CANCEL", far, gateway.port, call_id="c@far", branch=branch)
+        far.send(invite, gateway.address)
+        far.send(cancel, gateway.address)
+        cancelled, _, _ = await far.next(is_response(200, "CANCEL"))
+        terminated, _, _ = await far.next(is_response(487))
+        assert isinstance(cancelled, Response)
+        assert isinstance(terminated, Response)
+        assert await far.quiet(0.5, is_response(200)) == 0  # never answered
+    finally:
+        await stop(gateway)
