@@ -145,3 +145,19 @@ def test_the_received_file_is_g3_with_the_far_station_in_it(tiff: Path, tmp_path
     info = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     assert "CCITT Group 3" in info
     assert "+49 30 111" in info
+
+
+def test_check_config_names_the_trunk_and_the_fax_engine(tmp_path: Path) -> None:
+    config = tmp_path / "gatewayd.toml"
+    config.write_text(
+        '[fax]\ncarrier = "sip"\n[fax.sip]\nproxy = "sip.example.net:5060"\ntransport = "tcp"\n'
+        'username = "4930123"\npassword = "x"\nmedia_ports = "20000-20099"\nmax_calls = 8\n'
+    )
+    argv = [sys.executable, "-m", "gatewayd", "check-config", "--config", str(config)]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  sip        tcp via sip.example.net:5060, registers as 4930123, listens on "
+        "0.0.0.0:5060; T.38 on, ECM on, 8 calls at once, media ports 20000-20099\n"
+    ) in result.stdout
+    assert "  fax engine libspandsp 0.0.6 (" in result.stdout

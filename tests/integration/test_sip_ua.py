@@ -215,9 +215,13 @@ async def test_options_is_answered_and_unknown_methods_are_not_allowed(
 ) -> None:
     gateway = await running(tmp_path, far)
     try:
-        far.send(request("OPTIONS", far, gateway.port), gateway.address)
+        options = request("OPTIONS", far, gateway.port)
+        far.send(options, gateway.address)
         ok, _, _ = await far.next(is_response(200, "OPTIONS"))
         assert "INVITE" in (ok.headers.get("Allow") or "")
+        far.send(options, gateway.address)  # retransmitted: answered again (Timer J)
+        again, _, _ = await far.next(is_response(200, "OPTIONS"))
+        assert bytes(again) == bytes(ok)
         far.send(request("MESSAGE", far, gateway.port), gateway.address)
         refused, _, _ = await far.next(lambda m: isinstance(m, Response))
         assert isinstance(refused, Response)

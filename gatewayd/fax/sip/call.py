@@ -51,7 +51,7 @@ REINVITE_RETRY = (2.1, 4.0)  # after a 491 (RFC 3261 14.1)
 SDP = "application/sdp"
 
 
-_HANGING_UP: set[asyncio.Task[None]] = set()  # BYEs sent as a cancelled call goes
+HANGING_UP: set[asyncio.Task[None]] = set()  # BYEs sent as a cancelled call goes
 
 
 @dataclass(slots=True)
@@ -226,8 +226,8 @@ class FaxCall:
         """Cancelled (the fax was deleted, the daemon stops): CANCEL or BYE, not awaited."""
         if self.dialog is not None and self.end.answered and not self._remote_bye.is_set():
             task = asyncio.create_task(self._bye())
-            _HANGING_UP.add(task)
-            task.add_done_callback(_HANGING_UP.discard)
+            HANGING_UP.add(task)
+            task.add_done_callback(HANGING_UP.discard)
         elif (
             self._invite is not None
             and self._invite.provisional is not None

@@ -34,6 +34,7 @@ from gatewayd.fax.carrier import (
     FaxJob,
     Result,
 )
+from gatewayd.fax.sip import call as call_module
 from gatewayd.fax.sip import engine, results
 from gatewayd.fax.sip.call import CallEnd, FaxCall
 from gatewayd.fax.sip.inbound import InboundFaxes, Note
@@ -149,6 +150,8 @@ class SipService:
             await asyncio.wait(set(self._tasks), timeout=10)
         for task in list(self._tasks):
             task.cancel()
+        if call_module.HANGING_UP:  # BYEs and CANCELs of calls just cut: let them go out
+            await asyncio.wait(set(call_module.HANGING_UP), timeout=2)
         if self.registration is not None:
             await self.registration.stop()
         await self.ua.close()
