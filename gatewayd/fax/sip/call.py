@@ -481,6 +481,7 @@ class FaxCall:
             udptl_recovered=self.media.udptl_in.stats.recovered,
             udptl_lost=self.media.udptl_in.stats.lost,
             ended_by=self.end.ended_by or None,
+            **({"dropped_for_test": drops} if (drops := self.media.stats.dropped_for_test) else {}),
         )
         if outcome is None or outcome.code != 0:
             self.log.info("sip.fax_log", lines=self.media.log_tail())

@@ -2,7 +2,8 @@
 
 REGISTER ``sip:<domain>`` for ``<username>@<domain>`` with our Contact and
 ``register_interval`` as Expires, digest credentials when challenged, renewed at
-80 % of what the registrar granted (at least 10 s before it runs out). The state says
+80 % of what the registrar granted (at least 10 s before it runs out), or at once
+(after a second) when the TCP or TLS connection to the registrar ends. The state says
 what the carrier may expect:
 
 - ``registered``: the trunk knows where we are.
@@ -47,6 +48,14 @@ class Registration:
         self._cseq = 0
         self._tag = new_tag()
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        ua.transport.on_connection_lost = self._connection_lost
+
+    def _connection_lost(self, host: str, port: int) -> None:
+        """The TCP/TLS connection to the registrar ended: register again now (over a
+        new one), rather than when the registration runs out."""
+        if (host, port) == (self.ua.registrar.host, self.ua.registrar.port):
+            self._wake.set()
 
     @property
     def server(self) -> str:
@@ -83,8 +92,21 @@ class Registration:
                         f"{response.status} {response.reason}",
                     )
                     wait, delay = delay, min(delay * 2, RETRY_MAX)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), wait)
+            await self._pause(wait)
+
+    async def _pause(self, seconds: float) -> None:
+        """Until the next attempt: ``seconds``, or a lost connection (then 1 s)."""
+        self._wake.clear()
+        stop = asyncio.ensure_future(self._stop.wait())
+        wake = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({stop, wake}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            wake.cancel()
+        if self._wake.is_set() and not self._stop.is_set():
+            log.info("sip.connection_lost", registrar=self.server)
+            await asyncio.sleep(1.0)
 
     def _set(self, state: str, problem: str) -> None:
         if (state, problem) == (self.state, self.problem):

@@ -92,7 +92,8 @@ class Sender:
 class JitterStats:
     received: int = 0
     played: int = 0
-    lost: int = 0  # blocks due that had not come (bridged)
+    lost: int = 0  # blocks due that had not come while the far end was sending (bridged)
+    silent: int = 0  # ticks with nothing from the far end for a while (its end of call)
     late: int = 0  # blocks that came after their turn (dropped)
     dropped: int = 0  # blocks dropped because too many waited
     restarts: int = 0
@@ -108,9 +109,11 @@ class JitterBuffer:
         self._ssrc: int | None = None
         self._waited = 0  # ticks since the first packet, until playing starts
         self._playing = False
+        self._idle = 0  # ticks since the last packet came
 
     def push(self, packet: RtpPacket) -> None:
         self.stats.received += 1
+        self._idle = 0
         if self._ssrc is not None and packet.ssrc != self._ssrc:
             self._restart()
         self._ssrc = packet.ssrc
@@ -149,6 +152,7 @@ class JitterBuffer:
         """The block for this tick; None before anything came, or when it is lost."""
         if self._next is None:
             return None
+        self._idle += 1
         if not self._playing:
             self._waited += 1
             if self._waited < self.delay and len(self._store) < self.delay:
@@ -156,7 +160,9 @@ class JitterBuffer:
             self._playing = True
         payload = self._store.pop(self._next, None)
         self._next = (self._next + 1) & 0xFFFF
-        if payload is None:
+        if payload is None and not self._store and self._idle > 2 * self.delay:
+            self.stats.silent += 1
+        elif payload is None:
             self.stats.lost += 1
         else:
             self.stats.played += 1

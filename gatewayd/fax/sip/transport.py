@@ -107,6 +107,8 @@ class Transport:
         self._connections: dict[tuple[str, int], Connection] = {}
         self._accepted: set[Connection] = set()
         self._connecting: dict[tuple[str, int], asyncio.Future[Connection]] = {}
+        # told when a connection we opened ends (the registration re-registers at once)
+        self.on_connection_lost: Callable[[str, int], None] | None = None
 
     @property
     def reliable(self) -> bool:
@@ -228,6 +230,11 @@ class Transport:
             connection.writer.close()
             with contextlib.suppress(OSError, ConnectionError, ssl.SSLError):
                 await connection.writer.wait_closed()
+            key = (connection.host, connection.port)
+            if self._connections.get(key) is connection:
+                del self._connections[key]
+                if self.on_connection_lost is not None:
+                    self.on_connection_lost(*key)
 
 
 def _route_to(host: str) -> str:
