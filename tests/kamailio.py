@@ -20,6 +20,15 @@ TEMPLATE = Path(__file__).parent / "sip" / "kamailio.cfg"
 BINARY = shutil.which("kamailio") or "/usr/sbin/kamailio"
 
 
+def modules() -> Path:
+    """Kamailio's module directory (Debian: /usr/lib/<multiarch>/kamailio/modules)."""
+    found = [
+        *sorted(Path("/usr/lib").glob("*/kamailio/modules")),
+        Path("/usr/lib/kamailio/modules"),
+    ]
+    return next((path for path in found if (path / "tm.so").exists()), found[0])
+
+
 def free_port_udp_and_tcp() -> int:
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
@@ -52,7 +61,7 @@ class Trunk:
         return f"127.0.0.1:{self.tls_port}"
 
     def start(self) -> None:
-        if not Path(BINARY).exists():
+        if not Path(BINARY).exists() or not (modules() / "tm.so").exists():
             pytest.fail("kamailio is missing: apt-get install kamailio")
         run = self.work / "run"
         run.mkdir(exist_ok=True)
@@ -119,8 +128,7 @@ def kamailio(
     tls_port = free_port_udp_and_tcp() if tls else None
     tls_lines = {"%TLS_LISTEN%": "", "%TLS_MODULE%": "", "%TLS_PARAMS%": ""}
     if tls is not None:
-        module = "/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so"
-        if not Path(module).exists():
+        if not (modules() / "tls.so").exists():
             pytest.fail("kamailio's TLS module is missing: apt-get install kamailio-tls-modules")
         certificate, key = tls
         tls_config = work / "tls.cfg"
@@ -138,6 +146,7 @@ def kamailio(
     text = TEMPLATE.read_text()
     replacements = {
         "%PORT%": str(port),
+        "%MODULES%": f"{modules()}/",
         "%DEBUG%": str(debug),
         "%USERS%": "\n".join(f'    $sht(users=>{u}) = "{p}";' for u, p in users.items()),
         "%DIDS%": "\n".join(f'    $sht(dids=>{n}) = "{u}";' for n, u in dids.items()),
