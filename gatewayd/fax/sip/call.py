@@ -27,7 +27,7 @@ from typing import Any
 
 from gatewayd.fax.sip import engine, sdp
 from gatewayd.fax.sip.dialog import Dialog
-from gatewayd.fax.sip.media import Media, PortPool, Role
+from gatewayd.fax.sip.media import Media, MediaError, PortPool, Role
 from gatewayd.fax.sip.message import (
     NameAddr,
     Request,
@@ -271,6 +271,11 @@ class FaxCall:
                 transaction.reply(488, to_tag=tag)
                 self.end.status = 488
                 return self.end
+            except MediaError as exc:
+                self.log.error("sip.no_media_port", error=str(exc))
+                transaction.reply(503, to_tag=tag)
+                self.end.status = 503
+                return self.end
             if transaction.cancelled:
                 return self.end
             self._ok(transaction, answer, request.cseq[0])
@@ -366,7 +371,12 @@ class FaxCall:
             return 0
         self._reinviting = True
         try:
-            body = self._offer([sdp.image_media(await self.media.port("image"), sdp.OUR_T38)])
+            try:
+                image_port = await self.media.port("image")
+            except MediaError as exc:
+                self.log.error("sip.no_media_port", error=str(exc))
+                return 0
+            body = self._offer([sdp.image_media(image_port, sdp.OUR_T38)])
             request = self.dialog.request("INVITE", contact=self.ua.contact)
             request.headers.add("Content-Type", SDP)
             request.body = body
@@ -449,6 +459,10 @@ class FaxCall:
             self.log.info("sip.reinvite_refused", problem=str(exc))
             transaction.reply(488)
             return
+        except MediaError as exc:
+            self.log.error("sip.no_media_port", error=str(exc))
+            transaction.reply(503)
+            return
         self._ok(transaction, body, request.cseq[0])
         if chosen.kind == "image" and self.media.mode != "t38":
             self.log.info("sip.t38", started_by="far end", mode="T.38")
@@ -524,7 +538,12 @@ class FaxCall:
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self.log.error("sip.task_failed", error=repr(error), exc_info=error)
 
 
 def _mode(chosen: sdp.Chosen) -> str:

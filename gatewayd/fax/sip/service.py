@@ -38,7 +38,7 @@ from gatewayd.fax.sip import call as call_module
 from gatewayd.fax.sip import engine, results
 from gatewayd.fax.sip.call import CallEnd, FaxCall
 from gatewayd.fax.sip.inbound import InboundFaxes, Note
-from gatewayd.fax.sip.media import PortPool, Role
+from gatewayd.fax.sip.media import MediaError, PortPool, Role
 from gatewayd.fax.sip.message import Request
 from gatewayd.fax.sip.registration import Registration
 from gatewayd.fax.sip.transaction import ServerTransaction
@@ -159,7 +159,13 @@ class SipService:
     def _spawn(self, coroutine: Any, name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log.error("sip.task_failed", task=task.get_name(), error=repr(error), exc_info=error)
 
     async def _recover_forever(self) -> None:
         while not self._stopping.is_set():
@@ -195,6 +201,9 @@ class SipService:
             self._calls.add(call)
             try:
                 end = await call.place(job.destination, sip.caller_id or job.station_id)
+            except MediaError as exc:
+                log.error("sip.no_media_port", error=str(exc))
+                return Failed(FaxErrorCode.CALL_FAILED, str(exc), True)
             finally:
                 self._calls.discard(call)
         finally:
