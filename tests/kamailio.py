@@ -5,7 +5,10 @@ down and bring it back on the same port (the "server down" tests)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -70,7 +73,10 @@ class Trunk:
         with open(log, "wb") as out:
             argv = [BINARY, "-f", str(self.config), "-DD", "-E", "-Y", str(run)]
             argv += ["-P", str(run / "kamailio.pid"), "-m", "48", "-M", "8"]
-            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+            # its own process group: stopping it takes its children along
+            self.process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -98,13 +104,18 @@ class Trunk:
         pytest.fail(f"kamailio did not answer OPTIONS: {self.logs[-1].read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is None:
+            return
+        group = self.process.pid  # the session leader's pid is the group's id
+        if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)  # children left behind, if any
         self.process = None
 
     def log_text(self) -> str:
