@@ -132,6 +132,7 @@ class Daemon:
             observe_render=self.metrics.render_seconds.observe,
             cluster=self.cluster,
         )
+        await self.fax.start()
         self.spawn("fax-dispatcher", self.fax.dispatcher.run)
         if self.settings.notify.enabled:
             self.notifications = Notifications(self.mailbox, self.settings)

@@ -11,7 +11,9 @@ forgotten across restarts. Then it sends the due rows:
   ``attach_fax``);
 - an SMS SendingFailed or DeliveryFailed (``sms_failures``): to the sender, with the
   number, the reason and the start of the text;
-- an SMS Received for a user with ``forward_inbound_sms``: the text, to the user.
+- an SMS Received for a user with ``forward_inbound_sms``: the text, to the user;
+- a fax Received (over SIP) for a user with ``forward_inbound_fax``: who sent it and
+  how many pages, with the fax as PDF, to the user.
 
 A failed send is retried with back-off (30 s doubling, at most an hour) for a day,
 then given up with an error line. A notification never changes a message's status.
@@ -53,6 +55,8 @@ def kind_of(message_type: MessageType, direction: Direction, status: MessageStat
     outbound_fax = message_type is MessageType.FAX and direction is Direction.OUTBOUND
     if outbound_fax and status in (MessageStatus.SENT, MessageStatus.SENDING_FAILED):
         return "fax_result"
+    if message_type is MessageType.FAX and direction is Direction.INBOUND:
+        return "inbound_fax" if status is MessageStatus.RECEIVED else None
     if message_type is MessageType.SMS:
         failed = (MessageStatus.SENDING_FAILED, MessageStatus.DELIVERY_FAILED)
         if direction is Direction.OUTBOUND and status in failed:
@@ -109,11 +113,13 @@ class Notifications:
         if kind == "sms_failure":
             return notify.sms_failures
         user = self.settings.user_by_extension(extension_id)
+        if kind == "inbound_fax":
+            return bool(user and user.forward_inbound_fax)
         return bool(user and user.forward_inbound_sms)
 
     def _recipient(self, kind: str, extension_id: int, sender_email: str | None) -> str:
         user = self.settings.user_by_extension(extension_id)
-        if kind != "inbound_sms" and sender_email:
+        if kind not in ("inbound_sms", "inbound_fax") and sender_email:
             return sender_email
         return user.emails[0] if user else ""
 
@@ -200,6 +206,8 @@ class Notifications:
         when = message.last_modified_time.strftime("%Y-%m-%d %H:%M UTC")
         if item.kind == "fax_result":
             await self._fax_result(email, message, number, when)
+        elif item.kind == "inbound_fax":
+            await self._inbound_fax(email, message, when)
         elif item.kind == "sms_failure":
             email["Subject"] = f"SMS to {number} not delivered"
             reason = message.failure_reason or message.delivery_error_code or "no reason given"
@@ -241,6 +249,30 @@ class Notifications:
                 email.add_attachment(
                     pdf, maintype="application", subtype="pdf", filename=f"fax-{message.id}.pdf"
                 )
+
+    async def _inbound_fax(self, email: EmailMessage, message: Message, when: str) -> None:
+        sender = message.from_.phone_number or "an unknown number"
+        pages = message.fax_page_count
+        email["Subject"] = f"Fax from {sender} ({pages} pages)"
+        email.set_content(
+            f"A fax from {sender} came in for {message.to[0].phone_number if message.to else ''}"
+            f".\n\nPages: {pages}\n\nMessage {message.id}, {when}.\n"
+        )
+        pdf = await self._stored_pdf(message)
+        if pdf is not None:
+            name = f"fax-{message.id}.pdf"
+            email.add_attachment(pdf, maintype="application", subtype="pdf", filename=name)
+
+    async def _stored_pdf(self, message: Message) -> bytes | None:
+        """The PDF stored with an inbound fax, else one made from its TIFF."""
+        stored = next((a for a in message.attachments if a.content_type == "application/pdf"), None)
+        if stored is not None and stored.sha256 is not None:
+            try:
+                _, content = await self.mailbox.attachment(message.id, stored.id)
+                return await content.read_all()
+            except BlobError:
+                pass
+        return await self._as_pdf(message)
 
     async def _duration(self, message_id: int) -> float | None:
         events = await self.mailbox.events(message_id)

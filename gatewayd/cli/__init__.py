@@ -208,6 +208,7 @@ def _check_config(path: Any) -> int:
     )
     print(f"  sms        {', '.join(f'{x.name} ({x.address})' for x in s.sms.links)}")
     print(f"  fax        {s.fax.carrier} carrier, {s.fax.resolution}, {s.fax.paper}")
+    engine_ok = _check_sip(s)
     office = find_soffice(s.fax)
     print(
         f"  office     LibreOffice at {office}: Word, Excel, PowerPoint, OpenDocument and RTF "
@@ -231,7 +232,29 @@ def _check_config(path: Any) -> int:
     )
     print(f"  notify     {'relay ' + str(s.notify.relay) if s.notify.enabled else 'off'}")
     print(f"  users      {len(s.users)}: " + ", ".join(u.emails[0] for u in s.users))
-    return 0
+    return 0 if engine_ok else 1
+
+
+def _check_sip(s: Settings) -> bool:
+    """The [fax.sip] line; False when the fax engine (libspandsp) cannot be loaded."""
+    if not s.fax.sip_runs:
+        return True
+    from gatewayd.fax.sip import engine  # noqa: PLC0415 - only this command needs it
+
+    sip = s.fax.sip
+    who = f"registers as {sip.username}" if sip.registers else "does not register"
+    print(
+        f"  sip        {sip.transport} via {sip.proxy}, {who}, listens on {sip.local_address}; "
+        f"T.38 {'on' if sip.t38 else 'off'}, ECM {'on' if sip.ecm else 'off'}, "
+        f"{sip.max_calls} calls at once, media ports {sip.media_ports[0]}-{sip.media_ports[1]}"
+        + ("" if s.fax.carrier == "sip" else " (receiving only)")
+    )
+    try:
+        print(f"  fax engine {engine.describe()}")
+    except engine.EngineUnavailable as exc:
+        print(f"  fax engine error: {exc}")
+        return False
+    return True
 
 
 def _read_secret(prompt: str) -> str:

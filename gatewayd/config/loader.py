@@ -33,6 +33,9 @@ _REGION = re.compile(r"^[A-Z]{2}$")
 _LINK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _PREFIX = re.compile(r"^\+[0-9]{1,14}$")
 _DENY_ENTRY = re.compile(r"^\+[0-9]{1,15}\*?$")
+_SIP_USER = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=%-]{1,64}$")
+_CALLER_ID = re.compile(r"^$|^\+?[0-9]{1,20}$")
+_PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$")
 _NUMBER_TYPES = (
     "FIXED_LINE",
     "MOBILE",
@@ -413,6 +416,7 @@ def _link(t: TableReader) -> s.SmppLinkSettings:
 def _fax(t: TableReader) -> s.FaxSettings:
     d = s.FaxSettings()
     spool_t, hylafax_t, policy_t = t.table("spool"), t.table("hylafax"), t.table("policy")
+    sip_t = t.table("sip")
     spool = s.SpoolSettings(
         outbox=spool_t.path("outbox", d.spool.outbox) or d.spool.outbox,
         results=spool_t.path("results", d.spool.results) or d.spool.results,
@@ -448,10 +452,90 @@ def _fax(t: TableReader) -> s.FaxSettings:
         policy=_policy(policy_t, d.policy),
         spool=spool,
         hylafax=hylafax,
+        sip=_sip(sip_t),
     )
-    for sub in (spool_t, hylafax_t, policy_t, t):
+    for sub in (spool_t, hylafax_t, policy_t, sip_t, t):
         sub.finish()
     return result
+
+
+def _sip(t: TableReader) -> s.SipSettings:
+    d = s.SipSettings()
+    user_expected = "is not a SIP user name (letters, digits and - _ . ! ~ * ' ( ) & = + $ , ; %)"
+    host_name = re.compile(r"^$|^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+    registrar = d.registrar
+    if t.has("registrar") and t.raw("registrar") != "":
+        registrar = t.host_port("registrar", d.proxy)
+    local = t.host_port("local_address", d.local_address)
+    try:
+        ipaddress.ip_address(local.host)
+    except ValueError:
+        t.problem(
+            "local_address",
+            f"{show(str(local))}: the host must be an IP address to listen on "
+            '(e.g. "0.0.0.0:5060" or "192.0.2.10:5060")',
+        )
+        local = d.local_address
+    sip_user = re.compile(r"^$|" + _SIP_USER.pattern)
+    username = t.string("username", d.username, pattern=sip_user, expected=user_expected)
+    result = s.SipSettings(
+        proxy=t.host_port("proxy", d.proxy),
+        registrar=registrar,
+        transport=t.choice("transport", d.transport, _choices(s.SipTransport)),
+        username=username,
+        password=t.secret("password", d.password),
+        from_user=t.string(
+            "from_user",
+            d.from_user,
+            pattern=sip_user,
+            expected=user_expected,
+        ),
+        from_domain=t.string(
+            "from_domain", d.from_domain, pattern=host_name, expected="is not a domain name"
+        ),
+        caller_id=t.string(
+            "caller_id",
+            d.caller_id,
+            pattern=_CALLER_ID,
+            expected='is not a phone number (digits, optionally "+" first)',
+        ),
+        local_address=local,
+        media_ports=_port_range(t, "media_ports", d.media_ports),
+        t38=t.boolean("t38", d.t38),
+        ecm=t.boolean("ecm", d.ecm),
+        register_interval=t.duration("register_interval", d.register_interval),
+        max_calls=t.integer("max_calls", d.max_calls, minimum=1, maximum=1000),
+        receive=t.boolean("receive", d.receive),
+    )
+    if 0 < result.register_interval < 30:
+        t.problem("register_interval", "must be 0 (do not register) or at least 30s")
+    if result.password and not result.username:
+        t.problem("password", "a password is used only with a username")
+    low, high = result.media_ports
+    if high - low + 1 < 2 * result.max_calls:
+        t.problem(
+            "media_ports",
+            f'"{low}-{high}" has {high - low + 1} ports; {result.max_calls} calls '
+            f"(max_calls) need at least {2 * result.max_calls} (audio and T.38 each)",
+        )
+    return result
+
+
+def _port_range(t: TableReader, name: str, default: tuple[int, int]) -> tuple[int, int]:
+    value = t.raw(name)
+    if value is None:
+        return default
+    match = _PORT_RANGE.match(value) if isinstance(value, str) else None
+    if match is None:
+        t.problem(
+            name, f'{show(value)} is not a port range (expected "LOW-HIGH", e.g. "10000-10999")'
+        )
+        return default
+    low, high = int(match.group(1)), int(match.group(2))
+    if not 1024 <= low <= high <= 65535:
+        t.problem(name, f"{show(value)} is not a port range within 1024-65535, low to high")
+        return default
+    return low, high
 
 
 def _api(t: TableReader) -> s.ApiSettings:
@@ -546,6 +630,7 @@ def _user(t: TableReader) -> s.User | None:
         smtp_password_hash=_secret_hash(t, "smtp_password_hash"),
         api_token_hash=_secret_hash(t, "api_token_hash"),
         forward_inbound_sms=t.boolean("forward_inbound_sms", False),
+        forward_inbound_fax=t.boolean("forward_inbound_fax", False),
         api_admin=t.boolean("api_admin", False),
     )
     t.finish()
@@ -580,6 +665,7 @@ def _users(root: TableReader, problems: Problems) -> tuple[s.User, ...]:
         [f"{u.account_id}/{u.extension_number}" for u in users],
     )
     _unique(problems, "users", "sms number", [n for u in users for n in u.sms_numbers])
+    _unique(problems, "users", "fax_number", [u.fax_number for u in users if u.fax_number])
     return tuple(users)
 
 

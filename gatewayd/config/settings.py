@@ -20,7 +20,8 @@ Synchronous = Literal["full", "normal"]
 Resolution = Literal["fine", "normal"]
 Paper = Literal["a4", "letter"]
 Compression = Literal["g4", "g3"]
-FaxCarrierName = Literal["spool", "hylafax"]
+FaxCarrierName = Literal["spool", "hylafax", "sip"]
+SipTransport = Literal["udp", "tcp", "tls"]
 BindMode = Literal["transceiver", "transmitter_receiver"]
 Concatenation = Literal["udh8", "udh16", "sar", "payload"]
 SmscIdFormat = Literal["auto", "hex", "decimal", "text"]
@@ -175,6 +176,35 @@ class HylafaxSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SipSettings:
+    """A SIP trunk (``[fax.sip]``): faxes out as calls, faxes in from calls."""
+
+    proxy: HostPort = HostPort("127.0.0.1", 5060)  # every request goes here
+    registrar: HostPort | None = None  # None: the proxy
+    transport: SipTransport = "udp"
+    username: str = ""  # empty: no REGISTER, no digest login (a trunk that trusts our IP)
+    password: str = field(default="", repr=False)
+    from_user: str = ""  # empty: username (or "gatewayd")
+    from_domain: str = ""  # empty: the proxy's host
+    caller_id: str = ""  # empty: the sending user's fax number
+    local_address: HostPort = HostPort("0.0.0.0", 5060)  # noqa: S104 - calls come in here
+    media_ports: tuple[int, int] = (10000, 10999)  # RTP and UDPTL, both ends included
+    t38: bool = True
+    ecm: bool = True
+    register_interval: float = 600.0  # 0: do not register
+    max_calls: int = 4
+    receive: bool = False  # run the user agent for inbound faxes under another carrier
+
+    @property
+    def domain(self) -> str:
+        return self.from_domain or self.proxy.host
+
+    @property
+    def registers(self) -> bool:
+        return bool(self.username) and self.register_interval > 0
+
+
+@dataclass(frozen=True, slots=True)
 class FaxSettings:
     carrier: FaxCarrierName = "spool"
     resolution: Resolution = "fine"
@@ -195,6 +225,12 @@ class FaxSettings:
     policy: DestinationPolicy = DestinationPolicy()
     spool: SpoolSettings = SpoolSettings()
     hylafax: HylafaxSettings = HylafaxSettings()
+    sip: SipSettings = SipSettings()
+
+    @property
+    def sip_runs(self) -> bool:
+        """The SIP user agent runs: to send (carrier "sip") or only to receive."""
+        return self.carrier == "sip" or self.sip.receive
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +274,7 @@ class User:
     smtp_password_hash: str = field(default="", repr=False)
     api_token_hash: str = field(default="", repr=False)
     forward_inbound_sms: bool = False
+    forward_inbound_fax: bool = False  # email inbound faxes (as PDF) to the user
     api_admin: bool = False  # this user's token may read every extension of the account
 
 

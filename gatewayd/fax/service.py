@@ -1,5 +1,5 @@
 """The fax half of the daemon: the carrier named in ``[fax]``, the renderer, the
-dispatcher."""
+dispatcher, and the SIP user agent when faxes go or come over SIP."""
 
 from __future__ import annotations
 
@@ -10,18 +10,24 @@ from gatewayd.config.settings import Settings
 from gatewayd.fax.carrier import Carrier
 from gatewayd.fax.dispatcher import FaxDispatcher
 from gatewayd.fax.hylafax import HylafaxCarrier
+from gatewayd.fax.sip.carrier import SipCarrier
+from gatewayd.fax.sip.service import SipService
 from gatewayd.fax.spool import SpoolCarrier
 from gatewayd.mailbox import Mailbox
 from gatewayd.render.job import Renderer
 
 SPOOL_POLL_INTERVAL = 1.0  # reading a directory is cheap
+SIP_POLL_INTERVAL = 1.0  # the calls run in this process: asking is free
 
 
-def make_carrier(settings: Settings) -> tuple[Carrier, float]:
+def make_carrier(settings: Settings, sip: SipService | None = None) -> tuple[Carrier, float]:
     """The configured carrier and how often to ask it about jobs."""
     fax = settings.fax
     if fax.carrier == "hylafax":
         return HylafaxCarrier(fax.hylafax), fax.hylafax.poll_interval
+    if fax.carrier == "sip":
+        assert sip is not None
+        return SipCarrier(sip), SIP_POLL_INTERVAL
     return SpoolCarrier(fax.spool), SPOOL_POLL_INTERVAL
 
 
@@ -34,7 +40,8 @@ class FaxService:
         observe_render: Callable[[float], None] | None = None,
         cluster: Cluster | None = None,
     ) -> None:
-        self.carrier, poll_interval = make_carrier(settings)
+        self.sip = SipService(mailbox, settings) if settings.fax.sip_runs else None
+        self.carrier, poll_interval = make_carrier(settings, self.sip)
         self.renderer = Renderer(settings.fax.render_workers)
         self.dispatcher = FaxDispatcher(
             mailbox,
@@ -46,12 +53,21 @@ class FaxService:
             cluster=cluster,
         )
 
+    async def start(self) -> None:
+        """Before the dispatcher runs: the SIP user agent, when configured."""
+        if self.sip is not None:
+            await self.sip.start()
+
     def reload(self, settings: Settings) -> None:
         """New users and policies (SIGHUP); the carrier keeps its connection."""
         self.dispatcher.reload(settings)
+        if self.sip is not None:
+            self.sip.reload(settings)
 
     async def close(self) -> None:
         """After the dispatcher has stopped."""
         self.dispatcher.stop()
         await self.carrier.close()
+        if self.sip is not None:
+            await self.sip.close()
         await self.renderer.close()

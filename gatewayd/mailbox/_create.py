@@ -179,7 +179,7 @@ class Creator:
             "subject": new.subject,
             "conversation_id": conversation,
             "fax_resolution": new.fax_resolution and new.fax_resolution.value,
-            "fax_page_count": None,
+            "fax_page_count": new.fax_page_count,
             "cover_index": new.cover_index,
             "cover_page_text": new.cover_page_text,
             "sms_delivery_time": None,

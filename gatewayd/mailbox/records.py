@@ -109,6 +109,7 @@ class NewMessage:
     read_status: ReadStatus = ReadStatus.UNREAD
     conversation_id: int | None = None  # SMS: derived from the two numbers when None
     fax_resolution: FaxResolution | None = None
+    fax_page_count: int | None = None  # an inbound fax's pages (outbound: set when rendered)
     cover_index: int | None = None
     cover_page_text: str | None = None
     send_time: datetime | None = None  # a scheduled fax waits until then

@@ -153,7 +153,62 @@ def test_an_empty_file_gives_the_defaults() -> None:
             '[api]\nlisten = "[::1:8080"',
             'api.listen: "[::1:8080" is not HOST:PORT (expected HOST:PORT, PORT 1-65535)',
         ),
-        ('[fax]\ncarrier = "modem"', 'fax.carrier: "modem" is not one of "spool", "hylafax"'),
+        (
+            '[fax]\ncarrier = "modem"',
+            'fax.carrier: "modem" is not one of "spool", "hylafax", "sip"',
+        ),
+        (
+            '[fax.sip]\ntransport = "sctp"',
+            'fax.sip.transport: "sctp" is not one of "udp", "tcp", "tls"',
+        ),
+        (
+            '[fax.sip]\nproxy = "sip.example.net"',
+            'fax.sip.proxy: "sip.example.net" is not HOST:PORT (expected HOST:PORT, PORT 1-65535)',
+        ),
+        (
+            '[fax.sip]\nlocal_address = "myhost:5060"',
+            'fax.sip.local_address: "myhost:5060": the host must be an IP address to listen on '
+            '(e.g. "0.0.0.0:5060" or "192.0.2.10:5060")',
+        ),
+        (
+            '[fax.sip]\nmedia_ports = "10000"',
+            'fax.sip.media_ports: "10000" is not a port range (expected "LOW-HIGH", '
+            'e.g. "10000-10999")',
+        ),
+        (
+            '[fax.sip]\nmedia_ports = "20000-10000"',
+            'fax.sip.media_ports: "20000-10000" is not a port range within 1024-65535, low to high',
+        ),
+        (
+            '[fax.sip]\nmedia_ports = "10000-10005"\nmax_calls = 4',
+            'fax.sip.media_ports: "10000-10005" has 6 ports; 4 calls (max_calls) need at least 8 '
+            "(audio and T.38 each)",
+        ),
+        (
+            '[fax.sip]\nusername = "alice smith"',
+            'fax.sip.username: "alice smith" is not a SIP user name (letters, digits and '
+            "- _ . ! ~ * ' ( ) & = + $ , ; %)",
+        ),
+        (
+            '[fax.sip]\ncaller_id = "+49 30 1234"',
+            'fax.sip.caller_id: "+49 30 1234" is not a phone number (digits, optionally "+" first)',
+        ),
+        (
+            '[fax.sip]\nregister_interval = "10s"',
+            "fax.sip.register_interval: must be 0 (do not register) or at least 30s",
+        ),
+        (
+            '[fax.sip]\npassword = "x"',
+            "fax.sip.password: a password is used only with a username",
+        ),
+        (
+            '[fax.sip]\nusername = "a"\npassword = "x"\npassword_file = "/p"',
+            "fax.sip.password: set only one of password, password_file",
+        ),
+        (
+            "[fax.sip]\nmax_calls = 0",
+            "fax.sip.max_calls: 0 is not a whole number from 1 to 1000",
+        ),
         ('[fax.spool]\noutbx = "x"', 'fax.spool.outbx: unknown key; did you mean "outbox"?'),
         (
             '[fax.policy]\nallowed_countries = ["49"]',
@@ -261,6 +316,42 @@ def test_users_must_be_unique() -> None:
     found = problems(text)
     assert 'users: email address "alice@example.com" belongs to 2 users' in found
     assert 'users: sms number "+4930123456" belongs to 2 users' in found
+
+
+def test_fax_numbers_must_be_unique() -> None:
+    text = (
+        USER
+        + 'fax_number = "+4930123457"\n'
+        + USER.replace("101", "102").replace("alice@", "bob@")
+        + 'fax_number = "+4930123457"\n'
+    )
+    assert 'users: fax_number "+4930123457" belongs to 2 users' in problems(text)
+
+
+def test_a_sip_trunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAYD_TEST_SIP_PASSWORD", "s3cret")
+    settings = parse_config(
+        '[fax]\ncarrier = "sip"\n[fax.sip]\nproxy = "sip.example.net:5061"\n'
+        'registrar = "reg.example.net:5060"\ntransport = "tls"\nusername = "4930123"\n'
+        'password_env = "GATEWAYD_TEST_SIP_PASSWORD"\nlocal_address = "192.0.2.10:5070"\n'
+        'media_ports = "20000-20099"\nt38 = false\nregister_interval = "5m"\nmax_calls = 8\n'
+    )
+    sip = settings.fax.sip
+    assert settings.fax.sip_runs
+    assert sip.proxy == HostPort("sip.example.net", 5061)
+    assert sip.registrar == HostPort("reg.example.net", 5060)
+    assert sip.transport == "tls"
+    assert sip.password == "s3cret"
+    assert "s3cret" not in repr(sip)
+    assert sip.local_address == HostPort("192.0.2.10", 5070)
+    assert sip.media_ports == (20000, 20099)
+    assert (sip.t38, sip.register_interval, sip.max_calls) == (False, 300.0, 8)
+    assert sip.domain == "sip.example.net"  # from_domain empty: the proxy's host
+    assert sip.registers
+    defaults = parse_config("").fax
+    assert defaults.sip.registrar is None
+    assert not defaults.sip_runs
+    assert parse_config("[fax.sip]\nreceive = true").fax.sip_runs
 
 
 def test_required_user_keys() -> None:
