@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from gatewayd import __version__, metrics
+from gatewayd import __version__, lockfile, metrics
 from gatewayd.api.app import ApiServer, create_app
 from gatewayd.clock import Clock, SystemClock
 from gatewayd.config.loader import load_config
@@ -73,6 +73,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._signals = 0
         self.notifier = Notifier()
+        self.lock: lockfile.DataDirLock | None = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -108,6 +109,7 @@ class Daemon:
                 task.cancel()
 
     async def startup(self) -> None:
+        self.lock = lockfile.acquire(self.settings.mailbox.data_dir)  # before anything else
         self.mailbox = await Mailbox.open(self.settings.mailbox, clock=self.clock)
         metrics.LIVE.mailbox = self.mailbox
         # In order: SMPP links, fax carrier, dispatchers, sweeper, API, SMTP listeners.
@@ -257,6 +259,9 @@ class Daemon:
             "daemon.stopped", seconds=round(time.monotonic() - started, 3), exit_code=self.exit_code
         )
         self.notifier.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     async def _sweeper(self) -> None:
         """The life-cycle sweep every ``sweep_interval``; the orphan scan once a day."""

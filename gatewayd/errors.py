@@ -11,6 +11,7 @@ The whole tree::
     │   ├── LeaseLost            a worker acted on a message whose lease it no longer holds
     │   └── BlobError            attachment bytes missing or unreadable on disk
     ├── StartupError             the daemon could not start (port in use, database unreachable)
+    │   └── AlreadyRunning       another daemon holds the data directory's lock file
     ├── RejectedMessage          ingress refuses a mail; carries the SMTP reply to send
     └── RenderError              a document cannot become fax pages; the message says why,
                                  ``fax_error_code`` says how the mailbox records it
@@ -23,6 +24,7 @@ and never cross a domain boundary untranslated.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class GatewayError(Exception):
@@ -78,6 +80,18 @@ class BlobError(StoreError):
 
 class StartupError(GatewayError):
     """The daemon could not start; the message says which part failed."""
+
+
+class AlreadyRunning(StartupError):
+    """Another daemon holds the lock file of the data directory (gatewayd/lockfile.py)."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        holder = f"pid {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"another gatewayd ({holder}) is running on this data directory: it holds {path}"
+        )
 
 
 class RejectedMessage(GatewayError):
