@@ -39,9 +39,7 @@ if TYPE_CHECKING:
 
     from gatewayd.config.settings import Settings
 
-EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 EXIT_CONFIG = 3  # the same code as gatewayd.daemon.EXIT_CONFIG (a test keeps them equal)
 EXIT_INTERRUPTED = 130
 EXIT_CLOSED_PIPE = 128 + signal.SIGPIPE
