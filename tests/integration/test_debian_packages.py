@@ -155,9 +155,11 @@ def test_make_installs_the_packages_before_the_environment() -> None:
     `make test` adds the test packages and the extras (a dry run: make -n -B)."""
 
     def dry(target: str) -> list[str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL")}
         result = subprocess.run(
-            ["make", "-n", "-B", target, "VENV=/nonexistent/venv"],
+            ["make", "--no-print-directory", "-n", "-B", target, "VENV=/nonexistent/venv"],
             cwd=ROOT,
+            env=env,
             capture_output=True,
             text=True,
             check=True,

@@ -23,19 +23,26 @@ from tests.integration.test_readme_tour import namespace
 pytestmark = pytest.mark.slow
 
 
+GENERATED = (
+    ".git",
+    ".venv",
+    "var",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "results",
+    "build",
+    "dist",
+    "*.egg-info",
+    "*.so",
+)
+
+
 def copy_of_checkout(where: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for name in files:
-        source = ROOT / name
-        if source.is_file():
-            (where / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, where / name)
+    """This checkout's files, without what make, pip and the tools made in it."""
+    shutil.copytree(ROOT, where, symlinks=True, ignore=shutil.ignore_patterns(*GENERATED))
     return where
 
 
