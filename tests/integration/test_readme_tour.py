@@ -21,8 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import ROOT
 from tests.smtp_client import free_port
 
@@ -98,11 +96,9 @@ def namespace() -> list[str] | None:
     return None
 
 
-@pytest.mark.skipif(
-    shutil.which("swaks") is None or shutil.which("curl") is None,
-    reason="swaks and curl: packages/debian-test.txt",
-)
 def test_the_readme_tour_runs_as_printed(tmp_path: Path) -> None:
+    missing = [tool for tool in ("swaks", "curl") if shutil.which(tool) is None]
+    assert missing == [], f"{missing}: packages/debian-test.txt (make test installs them)"
     checkout_like(tmp_path)
     text = script(tour_blocks())
     prefix = namespace()
