@@ -13,10 +13,12 @@ ones, in the commands and the config alike, and the test says so in its output.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -114,18 +116,24 @@ def test_the_readme_tour_runs_as_printed(tmp_path: Path) -> None:
         prefix = []
     (tmp_path / "tour.sh").write_text(text)
     env = {k: v for k, v in os.environ.items() if k != "GATEWAYD_CONFIG"}
-    result = subprocess.run(
+    tour = subprocess.Popen(
         [*prefix, "bash", "tour.sh"],
         cwd=tmp_path,
         env=env,
-        input="correct horse battery\n",  # the password hash-secret reads
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
-        check=False,
+        start_new_session=True,  # its own process group: nothing outlives a failed tour
     )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    out = result.stdout.splitlines()
+    try:
+        stdout, stderr = tour.communicate("correct horse battery\n", timeout=300)  # hash-secret
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(tour.pid, signal.SIGKILL)
+        tour.communicate()
+    assert tour.returncode == 0, stdout[-4000:] + stderr[-4000:]
+    out = stdout.splitlines()
     assert "tour: outcomes reached" in out
     assert "config/gatewayd.toml: OK, 1 warning" in out  # check-config
     assert " -> RCPT TO:<+4915112345678@sms.example.com>" in out  # swaks, with its +
