@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gatewayd import __version__
+from gatewayd import __version__, lockfile
 from gatewayd.api.app import ApiServer, create_app
 from gatewayd.api.auth import Authenticator
 from gatewayd.api.deps import Context
@@ -77,6 +77,7 @@ class Daemon:
         self._signals = 0
         self.notifier = Notifier()
         self.metrics = Metrics()
+        self.lock: lockfile.DataDirLock | None = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -112,6 +113,7 @@ class Daemon:
                 task.cancel()
 
     async def startup(self) -> None:
+        self.lock = lockfile.acquire(self.settings.mailbox.data_dir)  # before anything else
         set_node(self.settings.node.resolved_name)
         self.mailbox = await Mailbox.open(self.settings.mailbox, clock=self.clock)
         self.metrics.watch(mailbox=self.mailbox)
@@ -291,6 +293,9 @@ class Daemon:
             "daemon.stopped", seconds=round(time.monotonic() - started, 3), exit_code=self.exit_code
         )
         self.notifier.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     async def _sweeper(self) -> None:
         """The life-cycle sweep every ``sweep_interval``; the orphan scan once a day. In

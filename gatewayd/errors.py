@@ -15,6 +15,7 @@ The whole tree::
     │   └── StoreConflict        a write collided with a row already there (a unique key)
     ├── StartupError             the daemon could not start (port in use, database unreachable)
     │   └── NodeNameInUse        another live node of the cluster has this node's name
+    │   └── AlreadyRunning       another daemon holds the data directory's lock file
     ├── RejectedMessage          ingress refuses a mail; carries the SMTP reply to send
     ├── Refusal                  (gatewayd.admission) a fax or SMS is not admitted; carries a
     │                            code and the values each door words its own reply from
@@ -39,6 +40,7 @@ which their callers turn into a refusal or one of the above.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from gatewayd.model import FaxErrorCode
 
@@ -105,6 +107,18 @@ class StoreConflict(StoreError):
 
 class StartupError(GatewayError):
     """The daemon could not start; the message says which part failed."""
+
+
+class AlreadyRunning(StartupError):
+    """Another daemon holds the lock file of the data directory (gatewayd/lockfile.py)."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        holder = f"pid {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"another gatewayd ({holder}) is running on this data directory: it holds {path}"
+        )
 
 
 class RejectedMessage(GatewayError):

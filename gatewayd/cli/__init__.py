@@ -1,306 +1,224 @@
-"""The ``gatewayd`` command. Every subcommand takes ``--config PATH`` and ``--help``
-and exits non-zero with a one-line reason on error.
+"""The ``gatewayd`` command.
 
-Exit codes: 0 done; 1 failed (check-config found problems, unknown message id, ...);
-2 wrong usage; for ``run``: 3 the config is invalid, 4 a part could not start.
+Every subcommand takes ``--help`` and ``--config PATH``; ``--json`` on those with JSON
+output. Global options work before or after the subcommand (``gatewayd --config F
+check-config`` and ``gatewayd check-config --config F`` are the same).
+
+Start-up costs what the command needs and no more: the parser is built from the table
+below, and only the chosen command's module is imported (it adds its arguments and does
+the work). ``gatewayd --help`` and ``--version`` import no third-party package;
+``check-config`` reads the config without the daemon, the mailbox or the renderer.
+
+Commands that use the service's state (``run``, ``messages``, ``trace``, ``logs``,
+``purge``, ...) run as the owner of ``mailbox.data_dir`` when started by root, so
+``sudo gatewayd messages list`` never leaves a root-owned file behind
+(cli/privileges.py).
+
+Exit codes: 0 done; 1 failed (unknown message id, a problem the operator can fix, ...);
+2 wrong usage; 3 the config is invalid (every command); for ``run`` also 4 a part could
+not start (another daemon holds the data directory, a port is taken, ...); 130 Ctrl-C;
+141 the reader of the output went away (``gatewayd messages list | head``), quietly.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
+import importlib
+import os
+import signal
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from gatewayd import __version__, credentials
-from gatewayd.cli import logs, messages, nodes, render, smsc_sim
+from gatewayd import __version__
 from gatewayd.cli.output import CommandError
-from gatewayd.config import Settings, config_path, load_config
-from gatewayd.config.settings import LogSettings
-from gatewayd.daemon import DEFAULT_GRACE, EXIT_CONFIG, Daemon
 from gatewayd.errors import ConfigError, GatewayError
-from gatewayd.logging import configure_logging
-from gatewayd.mailbox import SweepReport
-from gatewayd.model import MessageStatus, MessageType
-from gatewayd.render import fonts
-from gatewayd.render.office import find_soffice
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gatewayd.config.settings import Settings
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 3  # the same code as gatewayd.daemon.EXIT_CONFIG (a test keeps them equal)
+EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 128 + signal.SIGPIPE
+
+# name: ("module:function that adds the command's arguments", help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("gatewayd.cli.run:arguments", "run the daemon"),
+    "check-config": (
+        "gatewayd.cli.check:arguments",
+        "validate the config; print every problem and warning with its key",
+    ),
+    "messages": ("gatewayd.cli.messages:arguments", "the mailbox: list or show messages"),
+    "trace": (
+        "gatewayd.cli.messages:trace_arguments",
+        "a message's timeline: every transition and its log lines",
+    ),
+    "logs": ("gatewayd.cli.logs:arguments", "filter the structured log file"),
+    "purge": ("gatewayd.cli.messages:purge_arguments", "run the life-cycle sweep once"),
+    "hash-secret": (
+        "gatewayd.cli.secrets:arguments",
+        "hash a password (or, with --token, an API token) for the config; the secret is "
+        "read from the terminal or stdin, never from the command line",
+    ),
+    "token": ("gatewayd.cli.tokens:arguments", "API tokens"),
+    "nodes": (
+        "gatewayd.cli.nodes:arguments",
+        "the nodes sharing the mailbox: heartbeat, state, what each holds",
+    ),
+    "render": (
+        "gatewayd.cli.render:arguments",
+        "render documents (and a cover page) into a fax TIFF, as the daemon would",
+    ),
+    "smsc-sim": (
+        "gatewayd.cli.smsc_sim:arguments",
+        "a local SMPP SMSC for trying the gateway and for tests",
+    ),
+}
+
+# What a command's parser may set with set_defaults:
+#   handler      the function doing the work: handler(settings, args) -> exit code, or
+#                handler(args) with config_mode="none"
+#   config_mode  "required" (the default), "optional" (the built-in defaults when there
+#                is no config file at the default place) or "none" (the handler reads it)
+#   json_output  the command has --json
+#   as_caller    run as whoever started it, even root (render, hash-secret, ...)
+_DEFAULTS: dict[str, Any] = {"config_mode": "required", "json_output": False, "as_caller": False}
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="PATH",
-        help="config file (default: $GATEWAYD_CONFIG, else /etc/gatewayd/gatewayd.toml)",
+_CONFIG_HELP = "config file (default: $GATEWAYD_CONFIG, else /etc/gatewayd/gatewayd.toml)"
+
+
+def config_option(parser: argparse.ArgumentParser) -> None:
+    """``--config PATH`` on a subcommand. Its default is suppressed, so that a value
+    given before the subcommand is not overwritten by the subcommand's default."""
+    parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=_CONFIG_HELP)
+
+
+def json_option(parser: argparse.ArgumentParser) -> None:
+    """``--json`` on a subcommand that has JSON output (default suppressed, as above)."""
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="JSON instead of text"
     )
+    parser.set_defaults(json_output=True)
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv``: the first word that is neither a global
+    option nor its value."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatewayd",
-        parents=[common],
         description="Email-to-fax and email-to-SMS gateway with a unified mailbox.",
+        allow_abbrev=False,  # _chosen must know every spelling of a global option
+    )
+    parser.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    parser.add_argument(
+        "--json", action="store_true", help="JSON output, for the commands that have it"
     )
     parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
+    parser.set_defaults(**_DEFAULTS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", parents=[common], help="run the daemon")
-    run.add_argument(
-        "--grace",
-        type=float,
-        default=DEFAULT_GRACE,
-        metavar="SECONDS",
-        help=f"how long a stop waits for work in flight (default {DEFAULT_GRACE:g})",
-    )
-    run.set_defaults(handler=_run)
-
-    check = sub.add_parser(
-        "check-config",
-        parents=[common],
-        help="validate the config; print every problem with its key",
-    )
-    check.set_defaults(handler=None)
-
-    hash_secret = sub.add_parser(
-        "hash-secret",
-        parents=[common],
-        help="hash a password (or, with --token, an API token) for the config; the secret "
-        "is read from the terminal or stdin, never from the command line",
-    )
-    hash_secret.add_argument(
-        "--token", action="store_true", help="hash an API token (fast sha256) instead of a password"
-    )
-    hash_secret.add_argument(
-        "--new-token",
-        action="store_true",
-        help="make a new random API token, print it once with its hash",
-    )
-    hash_secret.set_defaults(handler=None)
-
-    msgs = sub.add_parser("messages", parents=[common], help="the mailbox: list or show messages")
-    msg_sub = msgs.add_subparsers(dest="messages_command", required=True, metavar="ACTION")
-    listing = msg_sub.add_parser("list", parents=[common], help="messages, newest first")
-    listing.add_argument("--extension", metavar="N", help="extension number or id")
-    listing.add_argument("--type", choices=[t.value for t in MessageType])
-    listing.add_argument("--status", choices=[s.value for s in MessageStatus])
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
-    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
-    listing.set_defaults(handler=messages.list_command)
-    show = msg_sub.add_parser("show", parents=[common], help="one message with its attachments")
-    show.add_argument("id")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=messages.show_command)
-
-    trace = sub.add_parser(
-        "trace", parents=[common], help="a message's timeline: every transition and its log lines"
-    )
-    trace.add_argument("id")
-    trace.add_argument("--json", action="store_true")
-    trace.set_defaults(handler=messages.trace_command)
-
-    log_cmd = sub.add_parser("logs", parents=[common], help="filter the structured log file")
-    log_cmd.add_argument("--message", metavar="ID", help="only lines about this message")
-    log_cmd.add_argument("--level", choices=logs.LEVELS, help="this level and above")
-    log_cmd.add_argument("--since", metavar="T", help="10m, 2h, 1d, or an ISO 8601 time")
-    log_cmd.add_argument("--file", metavar="PATH", help="read this file instead of log.file")
-    log_cmd.add_argument("--json", action="store_true", help="JSON array of the matching lines")
-    log_cmd.set_defaults(handler=logs.command)
-
-    purge = sub.add_parser("purge", parents=[common], help="run the life-cycle sweep once")
-    purge.set_defaults(handler=_purge)
-
-    token = sub.add_parser("token", parents=[common], help="API tokens")
-    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="create")
-    create = token_sub.add_parser(
-        "create", parents=[common],
-        help="a new API token for a user: printed once, with the hash for the config",
-    )  # fmt: skip
-    create.add_argument(
-        "--user", required=True, metavar="EMAIL", help="one of the user's addresses"
-    )
-    create.set_defaults(handler=_token_create)
-
-    render.add_parser(sub, common)
-    smsc_sim.add_parser(sub, common)
-    nodes.add_parser(sub, common)
+    chosen = _chosen(argv)
+    for name, (where, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            config_option(command)
+            module, function = where.split(":")
+            add_arguments: Callable[[argparse.ArgumentParser], None] = getattr(
+                importlib.import_module(module), function
+            )
+            add_arguments(command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    path = config_path(args.config)
+    arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        if args.command == "check-config":
-            return _check_config(path)
-        if args.command == "hash-secret":
-            return _hash_secret(args)
         try:
-            settings = _settings(args, path)
-        except ConfigError as exc:
-            _fail(
-                f"{exc.source}: {exc.problems[0]}"
-                + (
-                    f" (and {len(exc.problems) - 1} more; see gatewayd check-config)"
-                    if len(exc.problems) > 1
-                    else ""
-                )
-            )
-            return EXIT_CONFIG if args.command == "run" else 1
-        if args.command != "run":
-            # Operator commands keep stdout for their output; warnings go to stderr.
-            configure_logging(LogSettings(level="warning", format="console"), stream=sys.stderr)
-        result: int = args.handler(settings, args)
-        return result
-    except CommandError as exc:
+            parser = _parser(arguments)
+            args = parser.parse_args(arguments)
+            if args.json and not args.json_output:
+                parser.error(f"{args.command} has no JSON output")
+            result = _dispatch(args)
+        finally:
+            sys.stdout.flush()  # here, not at exit, where a closed pipe is a traceback
+    except ConfigError as exc:
+        _fail(_one_line(exc))
+        return EXIT_CONFIG
+    except (CommandError, GatewayError) as exc:
         _fail(str(exc))
-        return 1
-    except GatewayError as exc:
-        _fail(str(exc))
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader is gone (`| head`): nothing more to say, and nobody to say it to.
+        # Python would flush stdout again at exit and complain; point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_CLOSED_PIPE
+    except OSError as exc:  # a file or directory the command needs: say which, and why
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")
+        return EXIT_FAILED
+    return result
 
 
-def _settings(args: argparse.Namespace, path: Path) -> Settings:
-    """The config; ``render`` and ``smsc-sim`` also run without one, on the built-in
-    defaults."""
-    if args.command in ("render", "smsc-sim") and not path.exists() and path == config_path(None):
+def _dispatch(args: argparse.Namespace) -> int:
+    from gatewayd.config.loader import config_path
+
+    args.config = config_path(args.config)
+    if args.config_mode == "none":
+        handled: int = args.handler(args)
+        return handled
+    settings = _settings(args)
+    if not args.as_caller:
+        from gatewayd.cli.privileges import become_owner
+
+        become_owner(settings.mailbox.data_dir)
+    if args.command != "run":
+        from gatewayd.config.settings import LogSettings
+        from gatewayd.logging import configure_logging
+
+        # Operator commands keep stdout for their output; warnings go to stderr, and
+        # nothing to the daemon's log file.
+        configure_logging(
+            LogSettings(level="warning", format="console", file=None), stream=sys.stderr
+        )
+    result: int = args.handler(settings, args)
+    return result
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The config; with ``config_mode="optional"``, the built-in defaults when no config
+    file was named and there is none at the default place."""
+    from gatewayd.config.loader import config_path, load_config
+    from gatewayd.config.settings import Settings
+
+    path: Path = args.config
+    if args.config_mode == "optional" and not path.exists() and path == config_path(None):
         return Settings()
     return load_config(path)
 
 
+def _one_line(exc: ConfigError) -> str:
+    more = len(exc.problems) - 1
+    return f"{exc.source}: {exc.problems[0]}" + (
+        f" (and {more} more; see gatewayd check-config)" if more else ""
+    )
+
+
 def _fail(reason: str) -> None:
     print(f"gatewayd: {reason}", file=sys.stderr)
-
-
-def _run(settings: Settings, args: argparse.Namespace) -> int:
-    stop_logging = configure_logging(settings.log, background=True)
-    try:
-        return asyncio.run(
-            Daemon(settings, grace=args.grace, config_path=config_path(args.config)).run()
-        )
-    finally:
-        stop_logging()
-
-
-def _check_config(path: Any) -> int:
-    try:
-        settings = load_config(path)
-    except ConfigError as exc:
-        print(
-            f"{path}: {len(exc.problems)} problem{'s' if len(exc.problems) > 1 else ''}",
-            file=sys.stderr,
-        )
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
-    s = settings
-    print(f"{path}: OK")
-    print(
-        f"  mailbox    {s.mailbox.url if s.mailbox.database_url else s.mailbox.data_dir}"
-        f" (deleted kept {s.mailbox.retention_deleted_days} d, purged kept "
-        f"{s.mailbox.retention_purged_days} d, at most {s.mailbox.max_messages or 'unlimited'}"
-        " messages per extension)"
-    )
-    print(
-        f"  smtp       {', '.join(str(x.address) for x in s.smtp.listen)}; fax "
-        f"@{s.smtp.fax_domain}, sms @{s.smtp.sms_domain}"
-    )
-    print(f"  sms        {', '.join(f'{x.name} ({x.address})' for x in s.sms.links)}")
-    print(f"  fax        {s.fax.carrier} carrier, {s.fax.resolution}, {s.fax.paper}")
-    engine_ok = _check_sip(s)
-    office = find_soffice(s.fax)
-    print(
-        f"  office     LibreOffice at {office}: Word, Excel, PowerPoint, OpenDocument and RTF "
-        "documents are faxed"
-        if office
-        else "  office     LibreOffice not found (fax.libreoffice, PATH): Word, Excel, PowerPoint, "
-        "OpenDocument and RTF documents are refused"
-    )
-    dejavu = fonts.find(fonts.DEJAVU["sans"][0])
-    print(
-        f"  fonts      DejaVu at {dejavu.parent}: text pages and cover pages"
-        if dejavu
-        else "  fonts      warning: DejaVu not found (install fonts-dejavu-core): text and cover "
-        "pages use reportlab's Vera, which has Western European letters only; other "
-        "characters print as [U+XXXX]"
-    )
-    print(f"  api        {s.api.listen}")
-    print(
-        f"  log        {s.log.level}, {s.log.format}"
-        + (f", file {s.log.file}" if s.log.file else "")
-    )
-    print(f"  notify     {'relay ' + str(s.notify.relay) if s.notify.enabled else 'off'}")
-    print(f"  users      {len(s.users)}: " + ", ".join(u.emails[0] for u in s.users))
-    return 0 if engine_ok else 1
-
-
-def _check_sip(s: Settings) -> bool:
-    """The [fax.sip] line; False when the fax engine (libspandsp) cannot be loaded."""
-    if not s.fax.sip_runs:
-        return True
-    from gatewayd.fax.sip import engine  # noqa: PLC0415 - only this command needs it
-
-    sip = s.fax.sip
-    who = f"registers as {sip.username}" if sip.registers else "does not register"
-    print(
-        f"  sip        {sip.transport} via {sip.proxy}, {who}, listens on {sip.local_address}; "
-        f"T.38 {'on' if sip.t38 else 'off'}, ECM {'on' if sip.ecm else 'off'}, "
-        f"{sip.max_calls} calls at once, media ports {sip.media_ports[0]}-{sip.media_ports[1]}"
-        + ("" if s.fax.carrier == "sip" else " (receiving only)")
-    )
-    try:
-        print(f"  fax engine {engine.describe()}")
-    except engine.EngineUnavailable as exc:
-        print(f"  fax engine error: {exc}")
-        return False
-    return True
-
-
-def _read_secret(prompt: str) -> str:
-    if sys.stdin.isatty():
-        first = getpass.getpass(prompt)
-        if getpass.getpass("again: ") != first:
-            raise CommandError("the two entries differ")
-        return first
-    return sys.stdin.readline().rstrip("\r\n")
-
-
-def _hash_secret(args: argparse.Namespace) -> int:
-    if args.new_token:
-        token = credentials.new_token()
-        print(f"token: {token}")
-        print(f'api_token_hash = "{credentials.hash_token(token)}"')
-        return 0
-    secret = _read_secret("token: " if args.token else "password: ")
-    if not secret:
-        raise CommandError("empty secret: nothing to hash")
-    print(credentials.hash_token(secret) if args.token else credentials.hash_password(secret))
-    return 0
-
-
-def _token_create(settings: Settings, args: argparse.Namespace) -> int:
-    user = settings.user_by_email(args.user)
-    if user is None:
-        raise CommandError(f"no user has the address {args.user!r} in the config")
-    token = credentials.new_token()
-    print(f"token: {token}")
-    print(f"# in the [[users]] entry of {user.emails[0]} (extension {user.extension_number}):")
-    print(f'api_token_hash = "{credentials.hash_token(token)}"')
-    print("# then reload or restart gatewayd; the token is not stored anywhere else")
-    return 0
-
-
-def _purge(settings: Settings, args: argparse.Namespace) -> int:
-    report = asyncio.run(_sweep_once(settings))
-    print(
-        f"purged {report.purged}, removed {report.removed}, auto-deleted "
-        f"{report.auto_deleted}, attachment files erased "
-        f"{report.blobs_erased + report.orphans_erased}"
-    )
-    return 0
-
-
-async def _sweep_once(settings: Settings) -> SweepReport:
-    async with messages.open_mailbox(settings) as mailbox:
-        return await mailbox.sweep(orphans=True)

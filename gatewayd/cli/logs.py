@@ -9,12 +9,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gatewayd.cli import json_option
 from gatewayd.cli.output import CommandError, parse_id, print_json
 from gatewayd.config.reader import parse_duration
 from gatewayd.config.settings import Settings
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 _SKIP_KEYS = ("timestamp", "level", "event", "logger")
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    json_option(parser)
+    parser.add_argument("--message", metavar="ID", help="only lines about this message")
+    parser.add_argument("--level", choices=LEVELS, help="this level and above")
+    parser.add_argument("--since", metavar="T", help="10m, 2h, 1d, or an ISO 8601 time")
+    parser.add_argument("--file", metavar="PATH", help="read this file instead of log.file")
+    parser.set_defaults(handler=command)
 
 
 def log_file(settings: Settings, override: str | None) -> Path:

@@ -1,4 +1,5 @@
-"""``gatewayd messages list|show`` and ``gatewayd trace``: the mailbox for operators."""
+"""``gatewayd messages list|show``, ``gatewayd trace`` and ``gatewayd purge``: the
+mailbox for operators."""
 
 from __future__ import annotations
 
@@ -10,12 +11,39 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from gatewayd.cli import logs
+from gatewayd.cli import config_option, json_option, logs
 from gatewayd.cli.output import CommandError, parse_id, print_json, table
 from gatewayd.config.settings import SQLITE_FILE_NAME, Settings
 from gatewayd.errors import MessageNotFound
-from gatewayd.mailbox import EPOCH, Mailbox, Message, MessagePage, MessageQuery, iso
+from gatewayd.mailbox import EPOCH, Mailbox, Message, MessagePage, MessageQuery, SweepReport, iso
 from gatewayd.model import Availability, MessageStatus, MessageType
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="messages_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="messages, newest first")
+    config_option(listing)
+    json_option(listing)
+    listing.add_argument("--extension", metavar="N", help="extension number or id")
+    listing.add_argument("--type", choices=[t.value for t in MessageType])
+    listing.add_argument("--status", choices=[s.value for s in MessageStatus])
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    listing.set_defaults(handler=list_command)
+    show = actions.add_parser("show", help="one message with its attachments")
+    config_option(show)
+    json_option(show)
+    show.add_argument("id")
+    show.set_defaults(handler=show_command)
+
+
+def trace_arguments(parser: argparse.ArgumentParser) -> None:
+    json_option(parser)
+    parser.add_argument("id")
+    parser.set_defaults(handler=trace_command)
+
+
+def purge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(handler=purge_command)
 
 
 @asynccontextmanager
@@ -224,3 +252,18 @@ def trace_command(settings: Settings, args: argparse.Namespace) -> int:
 def _detail(detail: dict[str, Any] | None) -> str | None:
     shown = " ".join(f"{k}={v}" for k, v in (detail or {}).items() if v is not None)
     return shown or None
+
+
+def purge_command(settings: Settings, args: argparse.Namespace) -> int:
+    report = asyncio.run(_sweep_once(settings))
+    print(
+        f"purged {report.purged}, removed {report.removed}, auto-deleted "
+        f"{report.auto_deleted}, attachment files erased "
+        f"{report.blobs_erased + report.orphans_erased}"
+    )
+    return 0
+
+
+async def _sweep_once(settings: Settings) -> SweepReport:
+    async with open_mailbox(settings) as mailbox:
+        return await mailbox.sweep(orphans=True)

@@ -6,20 +6,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
 
+from gatewayd.cli import json_option
 from gatewayd.cli.messages import open_mailbox
 from gatewayd.cli.output import print_json, table
 from gatewayd.config.settings import Settings
 from gatewayd.mailbox import Node, iso
 
 
-def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    nodes = sub.add_parser(
-        "nodes", parents=[common], help="the nodes sharing the mailbox and what they hold"
-    )
-    nodes.add_argument("--json", action="store_true", help="JSON instead of a table")
-    nodes.set_defaults(handler=command)
+def arguments(parser: argparse.ArgumentParser) -> None:
+    json_option(parser)
+    parser.set_defaults(handler=command)
 
 
 def state(node: Node, now: datetime, stale_after: float) -> str:
@@ -36,7 +33,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     found = asyncio.run(read())
     now = datetime.now(UTC)
     stale = settings.node.stale_after
-    if args.json:
+    if getattr(args, "json", False):
         print_json(
             [
                 {

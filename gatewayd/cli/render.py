@@ -6,6 +6,9 @@
 The kind of each file is told by its bytes, as at the SMTP door (a ``.txt`` or ``.html``
 name says which text it is). Defaults come from ``[fax]`` in the config when there is
 one; without a config file the built-in defaults apply.
+
+A short job is drawn in this process: the render pool starts only after a second of
+drawing (IN_PROCESS_SECONDS), when the rest of a long job is worth its start-up.
 """
 
 from __future__ import annotations
@@ -16,38 +19,26 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gatewayd.cli.output import CommandError
 from gatewayd.config.settings import Settings
-from gatewayd.render.job import CoverSheet, Rendered, Renderer, RenderOptions, Source
 from gatewayd.render.kinds import LABELS, OFFICE, Kind, is_tnef, sniff
 
-_DECLARED = {
-    ".txt": "text/plain",
-    ".text": "text/plain",
-    ".htm": "text/html",
-    ".html": "text/html",
-    ".doc": Kind.DOC.value,
-    ".xls": Kind.XLS.value,
-    ".ppt": Kind.PPT.value,
-}
+if TYPE_CHECKING:
+    from gatewayd.render.job import CoverSheet, Rendered, RenderOptions, Source
+
+_DECLARED = {".txt": "text/plain", ".text": "text/plain", ".htm": "text/html",
+             ".html": "text/html", ".doc": Kind.DOC.value, ".xls": Kind.XLS.value,
+             ".ppt": Kind.PPT.value}  # fmt: skip
+# Drawing time after which the rest of a job goes to a pool of render processes: about
+# what starting the pool costs (bench/cli.py measures both).
+IN_PROCESS_SECONDS = 1.0
 
 
-def add_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    render = sub.add_parser(
-        "render",
-        parents=[common],
-        help="render documents (and a cover page) into a fax TIFF, as the daemon would",
-    )
-    render.add_argument(
-        "files",
-        nargs="*",
-        metavar="FILE",
-        type=Path,
-        help="PDF, image, text, HTML or office documents, in order",
-    )
+def arguments(render: argparse.ArgumentParser) -> None:
+    render.add_argument("files", nargs="*", metavar="FILE", type=Path,
+                        help="PDF, image, text, HTML or office documents, in order")  # fmt: skip
     render.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.tif")
     render.add_argument(
         "--resolution",
@@ -68,10 +59,12 @@ def add_parser(
     cover.add_argument("--from-fax", metavar="NUMBER", default="")
     cover.add_argument("--subject", default="")
     cover.add_argument("--note", default="", help="the note's text ('-' reads it from stdin)")
-    render.set_defaults(handler=command)
+    render.set_defaults(handler=command, config_mode="optional", as_caller=True)
 
 
 def _source(path: Path, index: int) -> Source:
+    from gatewayd.render.job import Source
+
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -85,6 +78,8 @@ def _source(path: Path, index: int) -> Source:
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
+    from gatewayd.render.job import CoverSheet, RenderOptions
+
     if not args.files and not args.cover:
         raise CommandError("nothing to render: give files, --cover, or both")
     if args.cover and not args.to:
@@ -124,10 +119,11 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _render(
-    sources: list[Source], sheet: CoverSheet | None, options: RenderOptions, out: Path, workers: int
-) -> Rendered:
-    renderer = Renderer(min(workers, os.cpu_count() or 1))
+async def _render(sources: list[Source], sheet: CoverSheet | None, options: RenderOptions,
+                  out: Path, workers: int) -> Rendered:  # fmt: skip
+    from gatewayd.render.job import Renderer
+
+    renderer = Renderer(min(workers, os.cpu_count() or 1), in_process=IN_PROCESS_SECONDS)
     try:
         return await renderer.render(sources, sheet, options, out)
     finally:

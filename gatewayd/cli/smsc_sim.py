@@ -10,17 +10,12 @@ from gatewayd.config.settings import Settings
 from gatewayd.sms.simulator import LAYOUTS, SimSettings, serve
 
 
-def add_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    sim = sub.add_parser(
-        "smsc-sim",
-        parents=[common],
-        help="a local SMPP SMSC for trying the gateway and for tests",
-        description="An SMSC simulator. Outcomes by the destination's last four digits: "
+def arguments(sim: argparse.ArgumentParser) -> None:
+    sim.description = (
+        "An SMSC simulator. Outcomes by the destination's last four digits: "
         "0001 UNDELIV, 0002 EXPIRED, 0003 REJECTD, 0004 ENROUTE then DELIVRD, 0005 no "
         "receipt, 0006 ACCEPTD, 0007 receipt before the submit_sm_resp, 0008 ESME_RSYSERR "
-        "once, 0009 ESME_RINVDSTADR, 0010 ESME_RTHROTTLED once; else DELIVRD.",
+        "once, 0009 ESME_RINVDSTADR, 0010 ESME_RTHROTTLED once; else DELIVRD."
     )
     defaults = SimSettings()
     sim.add_argument("--listen", default="127.0.0.1:2775", metavar="HOST:PORT")
@@ -44,7 +39,7 @@ def add_parser(
         ("unbind-after", "unbind after N submit_sm"),
     ):
         sim.add_argument(f"--{name}", type=int, default=0, metavar="N", help=what)
-    sim.set_defaults(handler=command)
+    sim.set_defaults(handler=command, config_mode="optional", as_caller=True)
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
 """A fax job rendered: an optional cover page and documents, in order, into one
-multi-page TIFF, by a pool of worker processes.
+multi-page TIFF, by a pool of worker processes (or, for a short job, in this process).
 
 Documents are prepared in parallel (pages counted; text, HTML and office documents
 made into PDFs), the page total checked against ``max_pages``, then page ranges of
@@ -7,6 +7,14 @@ every document drawn in parallel, the cover page last (it states the total). Eac
 call into a worker has a processor-time budget and a wall-clock deadline; a worker
 that misses the deadline is killed with its pool, which is started again; a worker
 over its budget kills itself (see worker.py).
+
+Starting the pool costs about a second (a fork server, and every worker imports the
+renderer), more than a short job takes to draw. A Renderer made with ``in_process=S``
+makes its calls in its own process, one after the other, until they have taken S
+seconds; only then does it start the pool, for the rest. That is for a process with
+nothing else to do meanwhile (``gatewayd render``): such a call blocks the event loop,
+and a document over its processor-time budget ends the process (RLIMIT_CPU). The
+daemon keeps the default, 0: every call in the pool.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -79,10 +88,14 @@ class Rendered:
 class Renderer:
     """Renders fax jobs with ``workers`` processes."""
 
-    def __init__(self, workers: int, *, scratch: Path | None = None) -> None:
+    def __init__(
+        self, workers: int, *, scratch: Path | None = None, in_process: float = 0.0
+    ) -> None:
         self.workers = workers
         self.scratch = scratch
         self._pool: ProcessPoolExecutor | None = None
+        self._in_process_left = in_process  # seconds of calls still made in this process
+        self._in_process_used = False
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -103,11 +116,20 @@ class Renderer:
         pool.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
+        if self._in_process_used:
+            worker.close_documents()
         pool, self._pool = self._pool, None
         if pool is not None:
             await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
 
     async def _call(self, call: Call, function: Callable[..., T], *args: Any) -> T:
+        if self._pool is None and self._in_process_left > 0:
+            self._in_process_used = True
+            started = time.perf_counter()
+            try:
+                return function(*args)
+            finally:
+                self._in_process_left -= time.perf_counter() - started
         deadline = call.limits.cpu_seconds * 2 + 10
         for attempt in (1, 2):
             pool = self._executor()

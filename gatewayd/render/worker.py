@@ -11,6 +11,7 @@ coded in a second thread meanwhile, so that one worker keeps two processors busy
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import resource
@@ -94,6 +95,7 @@ def initialize() -> None:
     """Runs once in each worker process."""
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # RLIMIT_CPU: on to its hard limit
     threading.Thread(target=_watchdog, name="cpu-watchdog", daemon=True).start()
+    atexit.register(close_documents)  # before PDFium's own handler, which warns
 
 
 def _watchdog() -> None:
@@ -139,6 +141,13 @@ def _pdf(path: Path) -> PdfPages:
     while len(_open) > 2:
         _open.popitem(last=False)[1].close()
     return pages
+
+
+def close_documents() -> None:
+    """Close the PDFs kept open: when a worker exits, and after a job rendered in the
+    calling process (PDFium warns of documents still open when it shuts down)."""
+    while _open:
+        _open.popitem(last=False)[1].close()
 
 
 def prepare(source: Source, call: Call) -> Prepared:

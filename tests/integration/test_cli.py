@@ -17,6 +17,8 @@ from gatewayd.model import MessageStatus, MessageType, PartStatus
 from gatewayd.render.fonts import DEJAVU, find
 from tests.conftest import ROOT, fax, gatewayd, sms
 
+EXIT_CONFIG = 3
+
 
 def write_config(tmp_path: Path, extra: str = "") -> Path:
     config = tmp_path / "gatewayd.toml"
@@ -84,7 +86,7 @@ def test_check_config_names_every_broken_key(tmp_path: Path) -> None:
         '[log]\nlevel = "loud"\n[mailbx]\n'
     )
     result = gatewayd("check-config", "--config", str(broken))
-    assert result.returncode == 1
+    assert result.returncode == EXIT_CONFIG
     lines = result.stderr.splitlines()
     assert lines[0] == f"{broken}: 4 problems"
     assert lines[1:] == [
@@ -99,7 +101,7 @@ def test_the_config_comes_from_the_environment_too(tmp_path: Path) -> None:
     result = gatewayd("check-config", env={"GATEWAYD_CONFIG": str(write_config(tmp_path))})
     assert result.returncode == 0
     missing = gatewayd("check-config", env={"GATEWAYD_CONFIG": str(tmp_path / "nope.toml")})
-    assert missing.returncode == 1
+    assert missing.returncode == EXIT_CONFIG
     assert "the config file does not exist" in missing.stderr
 
 
@@ -107,7 +109,7 @@ def test_other_commands_refuse_a_broken_config_in_one_line(tmp_path: Path) -> No
     broken = tmp_path / "broken.toml"
     broken.write_text('[log]\nlevel = "loud"\nformat = "xml"\n')
     result = gatewayd("messages", "list", "--config", str(broken))
-    assert result.returncode == 1
+    assert result.returncode == EXIT_CONFIG
     assert result.stderr.strip() == (
         f'gatewayd: {broken}: log.level: "loud" is not one of "debug", "info", "warning", '
         '"error" (and 1 more; see gatewayd check-config)'

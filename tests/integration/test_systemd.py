@@ -82,7 +82,8 @@ def test_the_unit_file_verifies(tmp_path: Path) -> None:
     unit = ROOT / "systemd" / "gatewayd.service"
     # verify wants the ExecStart binary to exist: point it at this checkout's venv copy
     here = str(Path(sys.executable).parent / "gatewayd")
-    text = unit.read_text().replace("/usr/local/bin/gatewayd", here)
+    text = unit.read_text().replace("/opt/gatewayd/bin/gatewayd", here)
+    assert here in text
     local = tmp_path / "gatewayd.service"
     local.write_text(text)
     result = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True,

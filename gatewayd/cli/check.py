@@ -1,0 +1,93 @@
+"""``gatewayd check-config``: every problem of the config with its key (exit 3), or a
+summary of what it sets up and the warnings of config/review.py (exit 0)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gatewayd.cli import EXIT_CONFIG, json_option
+from gatewayd.cli.output import print_json
+from gatewayd.config.loader import load_config
+from gatewayd.config.review import review
+from gatewayd.config.settings import Settings
+from gatewayd.errors import ConfigError
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    json_option(parser)
+    parser.set_defaults(handler=command, config_mode="none", as_caller=True)
+
+
+def command(args: argparse.Namespace) -> int:
+    path: Path = args.config
+    try:
+        settings = load_config(path)
+    except ConfigError as exc:
+        if args.json:
+            print_json(
+                {
+                    "config": str(path),
+                    "valid": False,
+                    "problems": list(exc.problems),
+                    "warnings": [],
+                }
+            )
+            return EXIT_CONFIG
+        count = len(exc.problems)
+        print(f"{path}: {count} problem{'s' if count > 1 else ''}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    warnings = review(settings)
+    if args.json:
+        print_json(
+            {
+                "config": str(path),
+                "valid": True,
+                "problems": [],
+                "warnings": [{"key": w.key, "text": w.text} for w in warnings],
+            }
+        )
+        return 0
+    count = len(warnings)
+    print(f"{path}: OK" + (f", {count} warning{'s' if count > 1 else ''}" if count else ""))
+    for line in _summary(settings):
+        print(f"  {line}")
+    for warning in warnings:
+        print(f"  warning: {warning}")
+    return 0
+
+
+def _summary(s: Settings) -> list[str]:
+    from gatewayd.render import fonts
+    from gatewayd.render.office import find_soffice
+
+    office = find_soffice(s.fax)
+    dejavu = fonts.find(fonts.DEJAVU["sans"][0])
+    return [
+        f"mailbox    {s.mailbox.url if s.mailbox.database_url else s.mailbox.data_dir}"
+        f" (deleted kept {s.mailbox.retention_deleted_days} d, purged kept "
+        f"{s.mailbox.retention_purged_days} d, at most {s.mailbox.max_messages or 'unlimited'}"
+        " messages per extension)",
+        f"smtp       {', '.join(str(x.address) for x in s.smtp.listen)}; fax "
+        f"@{s.smtp.fax_domain}, sms @{s.smtp.sms_domain}",
+        f"sms        {', '.join(f'{x.name} ({x.address})' for x in s.sms.links)}",
+        f"fax        {s.fax.carrier} carrier, {s.fax.resolution}, {s.fax.paper}",
+        f"office     LibreOffice at {office}: Word, Excel, PowerPoint, OpenDocument and RTF "
+        "documents are faxed"
+        if office
+        else "office     LibreOffice not found (fax.libreoffice, PATH): Word, Excel, "
+        "PowerPoint, OpenDocument and RTF documents are refused",
+        f"fonts      DejaVu at {dejavu.parent}: text pages and cover pages"
+        if dejavu
+        else "fonts      warning: DejaVu not found (install fonts-dejavu-core): text and "
+        "cover pages use reportlab's Vera, which has Western European letters only; other "
+        "characters print as [U+XXXX]",
+        f"api        {s.api.listen}",
+        f"log        {s.log.level}, {s.log.format}"
+        + (f", file {s.log.file}" if s.log.file else ""),
+        f"notify     {'relay ' + str(s.notify.relay) if s.notify.enabled else 'off'}",
+        f"users      {len(s.users)}: " + ", ".join(u.emails[0] for u in s.users),
+    ]
