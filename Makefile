@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/mailbox.py
 	$(BIN)/python bench/smtp_ingest.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/legibility.py
 	$(BIN)/python bench/smpp.py
 	$(BIN)/python bench/fax_spool.py
 	$(BIN)/python bench/api.py
