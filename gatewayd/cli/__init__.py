@@ -25,7 +25,7 @@ from gatewayd.errors import ConfigError, GatewayError
 from gatewayd.logging import configure_logging
 from gatewayd.mailbox import SweepReport
 from gatewayd.model import MessageStatus, MessageType
-from gatewayd.render import fonts
+from gatewayd.render import fonts, pdf_fonts
 from gatewayd.render.office import find_soffice
 
 
@@ -223,6 +223,20 @@ def _check_config(path: Any) -> int:
         "pages use reportlab's Vera, which has Western European letters only; other "
         "characters print as [U+XXXX]"
     )
+    standard = pdf_fonts.find()
+    faces = [
+        f"{family} as {found[0].name} ({found[1]})"
+        for family, found in standard.families.items()
+        if found
+    ]
+    if faces:
+        print(f"  pdf fonts  not embedded: {', '.join(faces)}")
+    if standard.missing:
+        print(
+            f"  pdf fonts  warning: no face for {', '.join(standard.missing)} (install "
+            "fonts-urw-base35 and fonts-liberation): PDFs that do not embed them are drawn "
+            "with PDFium's built-in substitutes, which read worse on fax"
+        )
     print(f"  api        {s.api.listen}")
     print(
         f"  log        {s.log.level}, {s.log.format}"
