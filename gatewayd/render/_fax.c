@@ -560,23 +560,24 @@ static PyObject *add_strokes(PyObject *self, PyObject *args) {
     }
     start = malloc((size_t)width * sizeof *start);
     soft = calloc((size_t)width, 1);
-    if (!start || !soft) {
+    int *open = calloc((size_t)(width / 16 + 1), sizeof *open); /* runs open per 16 columns */
+    if (!start || !soft || !open) {
         free(start);
         free(soft);
+        free(open);
         PyBuffer_Release(&page);
         PyBuffer_Release(&fine);
         return PyErr_NoMemory();
     }
     uint8_t *out = page.buf;
     const uint8_t *hi = fine.buf;
-    int open = 0; /* columns with a run open */
     Py_BEGIN_ALLOW_THREADS
     for (int x = 0; x < width; x++) start[x] = -1;
     for (int y = 0; y <= 2 * height; y++) {
         const uint8_t *row = y < 2 * height ? hi + (size_t)y * fine_stride : NULL;
         int x = 0;
         while (x < width) {
-            if (!open && row && x + 16 <= width) { /* skip white stretches fast */
+            if (!open[x / 16] && !(x & 15) && row && x + 16 <= width) { /* white, no run */
 #ifdef __SSE2__
                 const __m128i limit = _mm_set1_epi8((char)(uint8_t)(threshold - 1));
                 __m128i g = _mm_loadu_si128((const __m128i *)(row + x));
@@ -590,7 +591,7 @@ static PyObject *add_strokes(PyObject *self, PyObject *args) {
             if (black && start[x] < 0) {
                 start[x] = y;
                 soft[x] = 0;
-                open++;
+                open[x / 16]++;
             }
             if (black) {
                 soft[x] |= row[x] > low;
@@ -605,7 +606,8 @@ static PyObject *add_strokes(PyObject *self, PyObject *args) {
                     int at = (start[x] + y - 1) / 4;
                     for (int n = first; n <= last && n < height; n++) {
                         const uint8_t *o = out + (size_t)n * stride;
-                        if ((x > 0 && o[x - 1] < threshold) || (x + 1 < width && o[x + 1] < threshold)) {
+                        int left = x > 0 && o[x - 1] < threshold;
+                        if (left || (x + 1 < width && o[x + 1] < threshold)) {
                             at = n;
                             break;
                         }
@@ -613,7 +615,7 @@ static PyObject *add_strokes(PyObject *self, PyObject *args) {
                     out[(size_t)at * stride + x] = 0;
                 }
                 start[x] = -1;
-                open--;
+                open[x / 16]--;
             }
             x++;
         }
@@ -621,6 +623,7 @@ static PyObject *add_strokes(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     free(start);
     free(soft);
+    free(open);
     PyBuffer_Release(&page);
     PyBuffer_Release(&fine);
     Py_RETURN_NONE;
@@ -635,7 +638,7 @@ static PyObject *count_midtones(PyObject *self, PyObject *args) {
                           &x1, &y1, &low, &high))
         return NULL;
     if (width < 1 || height < 0 || stride < width || x0 < 0 || y0 < 0 || x1 > width ||
-        y1 > height || x0 > x1 || y0 > y1 || low < 0 || high > 255 ||
+        y1 > height || x0 > x1 || y0 > y1 || low < 0 || high > 255 || low + 1 >= high ||
         view.len < stride * (Py_ssize_t)height) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "bad arguments");
@@ -646,7 +649,17 @@ static PyObject *count_midtones(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (int y = y0; y < y1; y++) {
         const uint8_t *row = data + (size_t)y * stride;
-        for (int x = x0; x < x1; x++) n += row[x] > low && row[x] < high;
+        int x = x0;
+#ifdef __SSE2__
+        const __m128i shift = _mm_set1_epi8((char)(uint8_t)(low + 1));
+        const __m128i span = _mm_set1_epi8((char)(uint8_t)(high - low - 2));
+        for (; x + 16 <= x1; x += 16) {
+            __m128i g = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)(row + x)), shift);
+            n += __builtin_popcount(
+                (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(g, span), g)));
+        }
+#endif
+        for (; x < x1; x++) n += row[x] > low && row[x] < high;
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);

@@ -9,9 +9,10 @@ anti-aliasing, and scans of text) take a plain threshold. Photographs would turn
 shapeless blotches that way, and into noise that G4 cannot compress with error
 diffusion; they get a clustered-dot halftone at 0°, whose dots repeat from line to
 line so that G4's vertical mode codes them in a few bits. The page is judged in
-blocks: where most pixels are mid-grey, the block is a photograph. Classifying,
-thresholding, screening and coding happen in one pass in C (``_fax``), straight from
-the grey bitmap PDFium drew into.
+blocks: where most pixels are mid-grey, the block is a photograph; rectangles known
+to be photographs (the images of a PDF page) are screened whole, to the pixel.
+Classifying, thresholding, screening and coding happen in one pass in C (``_fax``),
+straight from the grey bitmap PDFium drew into.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ BLOCK = 16
 PHOTO_SHARE = 0.65  # a block with this share of mid-grey pixels is photographic
 # (blocks of photographs and shaded fills are 90-100 % mid-grey; scanned text's grey
 # edges stay under 40 % in our scans, under 60 % even with smoothed sampling)
-PHOTOGRAPH = 0.5  # an image with at least this share of mid-grey pixels is a photograph
-LINE_ART = 0.05  # at most this share: line art or a scan of text
 # An image on a PDF page is a photograph when this share of the pixels it is drawn
 # with are mid-grey (a high-key or low-key photograph has fewer than half; a scan
 # of text, its grey edges, under 5 %).
