@@ -304,6 +304,13 @@ static void screen_row(const Screen *s, const uint8_t *grey, int y, int width, u
         const int32_t *rect = s->rects + 4 * r;
         if (y < rect[1] || y >= rect[3]) continue;
         for (int x = rect[0] & ~15; x < rect[2]; x += 16) {
+            if (x >= rect[0] && x + 16 <= rect[2]) { /* wholly inside: as a block */
+                for (int i = 0; i < 16; i++) toned[i] = s->tone[grey[x + i]];
+                unsigned black = below16(toned, limit);
+                row[x >> 3] = (uint8_t)black;
+                row[(x >> 3) + 1] = (uint8_t)(black >> 8);
+                continue;
+            }
             unsigned inside = 0;
             for (int i = 0; i < 16; i++) {
                 int in = x + i >= rect[0] && x + i < rect[2];
@@ -541,6 +548,42 @@ static PyObject *photo_blocks(PyObject *self, PyObject *args) {
  * of the run is made black. Strokes that are there already are left alone (and so the
  * counters beside them); so are runs with a pixel above ``low`` (a photograph's dark
  * parts, a scan's soft edges: grey, not a stroke). ``page`` is changed in place. */
+/* Bit i set where pixel i of up to 16 lies strictly between ``low`` and ``high``
+ * (low + 2 <= high); ``n`` pixels are read. */
+static inline unsigned between16(const uint8_t *p, int n, int low, int high) {
+    unsigned mask = 0;
+#ifdef __SSE2__
+    if (n == 16) {
+        const __m128i shift = _mm_set1_epi8((char)(uint8_t)(low + 1));
+        const __m128i span = _mm_set1_epi8((char)(uint8_t)(high - low - 2));
+        __m128i g = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)p), shift);
+        return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(g, span), g));
+    }
+#endif
+    for (int i = 0; i < n; i++) mask |= (unsigned)(p[i] > low && p[i] < high) << i;
+    return mask;
+}
+
+/* Put back the run that ended in column x at fine row ``end`` (exclusive), unless the
+ * normal page shows black on the rows it covers, give or take ``slack``. */
+static void put_back(uint8_t *out, Py_ssize_t stride, int width, int height, int threshold,
+                     int slack, int x, int begin, int end) {
+    int first = begin / 2, last = (end - 1) / 2; /* normal rows covered */
+    int lo = first - slack < 0 ? 0 : first - slack;
+    int hi = last + slack >= height ? height - 1 : last + slack;
+    for (int n = lo; n <= hi; n++)
+        if (out[(size_t)n * stride + x] < threshold) return;
+    int at = (begin + end - 1) / 4; /* under the middle of the run, unless */
+    for (int n = first; n <= last && n < height; n++) { /* beside the next columns' black */
+        const uint8_t *o = out + (size_t)n * stride;
+        if ((x > 0 && o[x - 1] < threshold) || (x + 1 < width && o[x + 1] < threshold)) {
+            at = n;
+            break;
+        }
+    }
+    out[(size_t)at * stride + x] = 0;
+}
+
 static PyObject *add_strokes(PyObject *self, PyObject *args) {
     Py_buffer page, fine;
     int width, height, threshold, low, slack;
@@ -548,23 +591,23 @@ static PyObject *add_strokes(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "w*y*iinniii", &page, &fine, &width, &height, &stride,
                           &fine_stride, &threshold, &low, &slack))
         return NULL;
-    int *start = NULL;
-    uint8_t *soft = NULL;
-    if (width < 1 || height < 0 || threshold < 1 || threshold > 255 || slack < 0 || low < 0 ||
-        stride < width || fine_stride < width || page.len < stride * (Py_ssize_t)height ||
+    if (width < 1 || height < 0 || threshold < 2 || threshold > 255 || slack < 0 || low < 0 ||
+        low + 2 > threshold || stride < width || fine_stride < width ||
+        page.len < stride * (Py_ssize_t)height ||
         fine.len < fine_stride * (Py_ssize_t)height * 2) {
         PyBuffer_Release(&page);
         PyBuffer_Release(&fine);
         PyErr_SetString(PyExc_ValueError, "bad arguments");
         return NULL;
     }
-    start = malloc((size_t)width * sizeof *start);
-    soft = calloc((size_t)width, 1);
-    int *open = calloc((size_t)(width / 16 + 1), sizeof *open); /* runs open per 16 columns */
-    if (!start || !soft || !open) {
+    int chunks = (width + 15) / 16;
+    int *start = malloc((size_t)width * sizeof *start);    /* fine row a run began */
+    uint8_t *soft = calloc((size_t)width, 1);              /* a grey pixel in the run */
+    uint16_t *before = calloc((size_t)chunks, sizeof *before); /* last row's black */
+    if (!start || !soft || !before) {
         free(start);
         free(soft);
-        free(open);
+        free(before);
         PyBuffer_Release(&page);
         PyBuffer_Release(&fine);
         return PyErr_NoMemory();
@@ -572,58 +615,34 @@ static PyObject *add_strokes(PyObject *self, PyObject *args) {
     uint8_t *out = page.buf;
     const uint8_t *hi = fine.buf;
     Py_BEGIN_ALLOW_THREADS
-    for (int x = 0; x < width; x++) start[x] = -1;
+    /* row by row, 16 columns at a time: only where black begins or ends in a column
+     * is there work (most of a page is white, or the middle of a stem) */
     for (int y = 0; y <= 2 * height; y++) {
         const uint8_t *row = y < 2 * height ? hi + (size_t)y * fine_stride : NULL;
-        int x = 0;
-        while (x < width) {
-            if (!open[x / 16] && !(x & 15) && row && x + 16 <= width) { /* white, no run */
-#ifdef __SSE2__
-                const __m128i limit = _mm_set1_epi8((char)(uint8_t)(threshold - 1));
-                __m128i g = _mm_loadu_si128((const __m128i *)(row + x));
-                if (!_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(g, limit), g))) {
-                    x += 16;
-                    continue;
+        for (int c = 0; c < chunks; c++) {
+            int x = 16 * c, n = width - x < 16 ? width - x : 16;
+            unsigned black = 0, grey = 0;
+            if (row) { /* black: below threshold; soft black: between low and threshold */
+                black = between16(row + x, n, -1, threshold) & 0xFFFFu;
+                grey = black ? between16(row + x, n, low, threshold) : 0;
+            }
+            for (unsigned g = grey; g; g &= g - 1) soft[x + __builtin_ctz(g)] = 1;
+            for (unsigned d = black ^ before[c]; d; d &= d - 1) {
+                int i = __builtin_ctz(d), col = x + i;
+                if (black >> i & 1) { /* a run begins */
+                    start[col] = y;
+                    soft[col] = (uint8_t)(grey >> i & 1);
+                } else if (!soft[col]) { /* a run of true black ends */
+                    put_back(out, stride, width, height, threshold, slack, col, start[col], y);
                 }
-#endif
             }
-            int black = row && row[x] < threshold;
-            if (black && start[x] < 0) {
-                start[x] = y;
-                soft[x] = 0;
-                open[x / 16]++;
-            }
-            if (black) {
-                soft[x] |= row[x] > low;
-            } else if (start[x] >= 0) {
-                int first = start[x] / 2, last = (y - 1) / 2; /* normal rows covered */
-                int lo = first - slack < 0 ? 0 : first - slack;
-                int hi_row = last + slack >= height ? height - 1 : last + slack;
-                int shown = soft[x];
-                for (int n = lo; n <= hi_row && !shown; n++)
-                    shown = out[(size_t)n * stride + x] < threshold;
-                if (!shown) { /* beside black of the next columns if it can, else the middle */
-                    int at = (start[x] + y - 1) / 4;
-                    for (int n = first; n <= last && n < height; n++) {
-                        const uint8_t *o = out + (size_t)n * stride;
-                        int left = x > 0 && o[x - 1] < threshold;
-                        if (left || (x + 1 < width && o[x + 1] < threshold)) {
-                            at = n;
-                            break;
-                        }
-                    }
-                    out[(size_t)at * stride + x] = 0;
-                }
-                start[x] = -1;
-                open[x / 16]--;
-            }
-            x++;
+            before[c] = (uint16_t)black;
         }
     }
     Py_END_ALLOW_THREADS
     free(start);
     free(soft);
-    free(open);
+    free(before);
     PyBuffer_Release(&page);
     PyBuffer_Release(&fine);
     Py_RETURN_NONE;

@@ -189,8 +189,10 @@ def encode_grey(
         screen, regions = np.ones(blocks, np.uint8), ()
     else:
         screen = photo_blocks(grey)
-        if screen is None and regions:
-            screen = np.zeros(blocks, np.uint8)
+        if regions:
+            screen = np.zeros(blocks, np.uint8) if screen is None else screen
+            for x0, y0, x1, y1 in regions:  # blocks inside a region: screened once, by it
+                screen[-(-y0 // BLOCK) : y1 // BLOCK, -(-x0 // BLOCK) : x1 // BLOCK] = 0
     return _code(grey, width, fax, THRESHOLD, screen=screen, regions=regions)
 
 
