@@ -29,7 +29,7 @@ from reportlab.pdfgen.canvas import Canvas
 from gatewayd.ingress.sniff import Kind
 from gatewayd.render.job import Renderer, RenderOptions, Source
 from gatewayd.render.pdf import PdfPages
-from gatewayd.render.raster import FaxFormat
+from gatewayd.render.raster import FaxFormat, place
 from tests import documents, legibility, spandsp
 from tests.faxcheck import assert_fax, pages
 
@@ -153,9 +153,10 @@ async def test_a_photo_in_a_pdf_is_halftoned_whole(
     document = PdfPages(pdf)
     source = document.grey(0, fax).copy()  # the page as drawn, before black and white
     document.close()
-    sx, sy = fax.width / (A4[0] / 72 * 204), resolution / 72
-    x0, x1 = round(left * sx * 204 / 72) + 2, round(right * sx * 204 / 72) - 2
-    y0, y1 = round((A4[1] - top) * sy) + 2, round((A4[1] - bottom) * sy) - 2
+    where = place(A4[0] / 72, A4[1] / 72, fax)
+    across, down = where.width / A4[0], where.height / A4[1]  # dots per point
+    x0, x1 = where.x + round(left * across) + 2, where.x + round(right * across) - 2
+    y0, y1 = where.y + round((A4[1] - top) * down) + 2, where.y + round((A4[1] - bottom) * down) - 2
     # every 16x16 block of the photograph whose source is all mid-tone (no pure black
     # or white) is dotted: neither all black nor all white
     checked = 0
@@ -173,13 +174,39 @@ async def test_a_photo_in_a_pdf_is_halftoned_whole(
         for y in range(y0, y1 - 16, 16)
         for x in range(x0, x0 + 64, 16)
     ]
-    assert min(dark) < 0.8  # the shadows are there, and dotted
+    assert max(dark) > 0.8  # deep shadows are there (and dotted, as every block above)
     # text and the rule beside the photograph stay sharp: exactly the drawn pixels
-    text = (slice(y0, y1), slice(round(385 * sx * 204 / 72), fax.width - 40))
+    text = (slice(y0, y1), slice(where.x + round(375 * across), fax.width - 40))
     assert np.array_equal(page[text], source[text] < 128)
     assert page[text].any()
-    rule_y = round((A4[1] - 450) * sy)
+    rule_y = where.y + round((A4[1] - 450) * down)
     assert page[rule_y - 2 : rule_y + 3, 400:1400].any(axis=0).all()
+
+
+def test_a_photo_inside_a_form_xobject_is_found_where_it_is_drawn() -> None:
+    """Images drawn by a form XObject (scaled and moved by it) are photographs too."""
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=A4)
+    canvas.beginForm("Picture")
+    canvas.drawImage(ImageReader(io.BytesIO(documents.photo_jpeg(size=(600, 450)))), 0, 0, 200, 150)
+    canvas.endForm()
+    canvas.translate(100, 400)
+    canvas.scale(1.5, 1.5)
+    canvas.doForm("Picture")  # drawn at 100..400 x 400..625 pt
+    canvas.showPage()
+    canvas.save()
+    document = PdfPages(out.getvalue())
+    fax = FaxFormat()
+    drawn = document.draw(0, fax)
+    document.close()
+    assert len(drawn.photos) == 1
+    x0, y0, x1, y1 = drawn.photos[0]
+    where = place(A4[0] / 72, A4[1] / 72, fax)
+    across, down = where.width / A4[0], where.height / A4[1]  # dots per point
+    assert abs(x0 - (where.x + 100 * across)) <= 2
+    assert abs(x1 - (where.x + 400 * across)) <= 2
+    assert abs(y0 - (where.y + (A4[1] - 625) * down)) <= 2
+    assert abs(y1 - (where.y + (A4[1] - 400) * down)) <= 2
 
 
 async def test_a_scan_of_text_in_a_pdf_stays_sharp(renderer: Renderer, tmp_path: Path) -> None:
