@@ -62,6 +62,7 @@ bench: debian-test $(DEVELOP)
 	$(BIN)/python bench/mailbox.py
 	$(BIN)/python bench/smtp_ingest.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/legibility.py
 	$(BIN)/python bench/smpp.py
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/fax_spool.py

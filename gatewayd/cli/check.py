@@ -4,6 +4,7 @@ summary of what it sets up and the warnings of config/review.py (exit 0)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def command(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
     warnings = review(settings)
+    engine_error = _fax_engine_error(settings)
     if args.json:
         print_json(
             {
@@ -48,24 +50,56 @@ def command(args: argparse.Namespace) -> int:
                 "valid": True,
                 "problems": [],
                 "warnings": [{"key": w.key, "text": w.text} for w in warnings],
+                "errors": [engine_error] if engine_error else [],
             }
         )
-        return 0
+        return 1 if engine_error else 0
     count = len(warnings)
     print(f"{path}: OK" + (f", {count} warning{'s' if count > 1 else ''}" if count else ""))
     for line in _summary(settings):
         print(f"  {line}")
+    if engine_error:
+        print(f"  fax engine error: {engine_error}")
     for warning in warnings:
         print(f"  warning: {warning}")
-    return 0
+    return 1 if engine_error else 0
+
+
+def _fax_engine_error(s: Settings) -> str | None:
+    """Why the SIP carrier's fax engine (libspandsp) cannot be loaded, when it is used."""
+    if not s.fax.sip_runs:
+        return None
+    from gatewayd.fax.sip import engine
+
+    try:
+        engine.describe()
+    except engine.EngineUnavailable as exc:
+        return str(exc)
+    return None
 
 
 def _summary(s: Settings) -> list[str]:
-    from gatewayd.render import fonts
+    from gatewayd.render import fonts, pdf_fonts
     from gatewayd.render.office import find_soffice
 
     office = find_soffice(s.fax)
     dejavu = fonts.find(fonts.DEJAVU["sans"][0])
+    standard = pdf_fonts.find()
+    faces = [
+        f"{family} as {found[0].name} ({found[1]})"
+        for family, found in standard.families.items()
+        if found
+    ]
+    extra = []
+    if faces:
+        extra.append(f"pdf fonts  not embedded: {', '.join(faces)}")
+    if standard.missing:
+        extra.append(
+            f"pdf fonts  warning: no face for {', '.join(standard.missing)} (install "
+            "fonts-urw-base35 and fonts-liberation): PDFs that do not embed them are drawn "
+            "with PDFium's built-in substitutes, which read worse on fax"
+        )
+    extra += _sip_lines(s)
     return [
         f"mailbox    {s.mailbox.url if s.mailbox.database_url else s.mailbox.data_dir}"
         f" (deleted kept {s.mailbox.retention_deleted_days} d, purged kept "
@@ -85,9 +119,28 @@ def _summary(s: Settings) -> list[str]:
         else "fonts      warning: DejaVu not found (install fonts-dejavu-core): text and "
         "cover pages use reportlab's Vera, which has Western European letters only; other "
         "characters print as [U+XXXX]",
+        *extra,
         f"api        {s.api.listen}",
         f"log        {s.log.level}, {s.log.format}"
         + (f", file {s.log.file}" if s.log.file else ""),
         f"notify     {'relay ' + str(s.notify.relay) if s.notify.enabled else 'off'}",
         f"users      {len(s.users)}: " + ", ".join(u.emails[0] for u in s.users),
     ]
+
+
+def _sip_lines(s: Settings) -> list[str]:
+    if not s.fax.sip_runs:
+        return []
+    from gatewayd.fax.sip import engine
+
+    sip = s.fax.sip
+    who = f"registers as {sip.username}" if sip.registers else "does not register"
+    lines = [
+        f"sip        {sip.transport} via {sip.proxy}, {who}, listens on {sip.local_address}; "
+        f"T.38 {'on' if sip.t38 else 'off'}, ECM {'on' if sip.ecm else 'off'}, "
+        f"{sip.max_calls} calls at once, media ports {sip.media_ports[0]}-{sip.media_ports[1]}"
+        + ("" if s.fax.carrier == "sip" else " (receiving only)")
+    ]
+    with contextlib.suppress(engine.EngineUnavailable):  # said as an error by the caller
+        lines.append(f"fax engine {engine.describe()}")
+    return lines

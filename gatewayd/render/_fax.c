@@ -269,12 +269,15 @@ static inline unsigned below16(const uint8_t *screened, const uint8_t *limit) {
     return mask;
 }
 
-/* A clustered-dot screen for the photographic blocks of a grey page. */
+/* A clustered-dot screen for the photographic parts of a grey page: blocks, and
+ * rectangles (the images of a PDF page) screened whole. */
 typedef struct {
-    const uint8_t *mask; /* per block, nonzero where photographic: rows x cols bytes */
-    int block, cols;     /* block size in pixels (a multiple of 16), blocks per row */
-    const uint8_t *tone; /* 256 entries: grey before screening */
-    const uint8_t *cell; /* 8x8 thresholds */
+    const uint8_t *mask;   /* per block, nonzero where photographic: rows x cols bytes */
+    int block, cols;       /* block size in pixels (a multiple of 16), blocks per row */
+    const int32_t *rects;  /* x0, y0, x1, y1 (exclusive) each, clipped to the page */
+    int nrects;
+    const uint8_t *tone;   /* 256 entries: grey before screening */
+    const uint8_t *cell;   /* 8x8 thresholds */
 } Screen;
 
 /* Re-pack the photographic blocks of packed row y (LSB first) through the screen. */
@@ -293,6 +296,32 @@ static void screen_row(const Screen *s, const uint8_t *grey, int y, int width, u
             unsigned black = below16(toned, limit);
             row[x >> 3] = (uint8_t)black;
             row[(x >> 3) + 1] = (uint8_t)(black >> 8);
+        }
+    }
+    /* rectangles: any column range, so 16 pixels from a multiple of 16 at a time,
+     * merged into the row under a mask of the columns inside */
+    for (int r = 0; r < s->nrects; r++) {
+        const int32_t *rect = s->rects + 4 * r;
+        if (y < rect[1] || y >= rect[3]) continue;
+        for (int x = rect[0] & ~15; x < rect[2]; x += 16) {
+            if (x >= rect[0] && x + 16 <= rect[2]) { /* wholly inside: as a block */
+                for (int i = 0; i < 16; i++) toned[i] = s->tone[grey[x + i]];
+                unsigned black = below16(toned, limit);
+                row[x >> 3] = (uint8_t)black;
+                row[(x >> 3) + 1] = (uint8_t)(black >> 8);
+                continue;
+            }
+            unsigned inside = 0;
+            for (int i = 0; i < 16; i++) {
+                int in = x + i >= rect[0] && x + i < rect[2];
+                toned[i] = in ? s->tone[grey[x + i]] : 255;
+                inside |= (unsigned)in << i;
+            }
+            unsigned black = below16(toned, limit) & inside;
+            unsigned old = row[x >> 3] | (unsigned)row[(x >> 3) + 1] << 8;
+            unsigned merged = (old & ~inside) | black;
+            row[x >> 3] = (uint8_t)merged;
+            row[(x >> 3) + 1] = (uint8_t)(merged >> 8);
         }
     }
 }
@@ -347,18 +376,20 @@ static int encode_page(Bits *b, const uint8_t *data, int width, int height, Py_s
 
 static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"rows", "width", "height", "stride", "scheme", "k", "threshold",
-                               "mask", "block", "tone", "cell", NULL};
-    Py_buffer view, mask = {0}, tone = {0}, cell = {0};
+                               "mask", "block", "tone", "cell", "rects", NULL};
+    Py_buffer view, mask = {0}, tone = {0}, cell = {0}, rects = {0};
     int width, height, scheme, k = 1, threshold = 0, block = 16;
     Py_ssize_t stride;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iinp|iiz*iz*z*", keywords, &view,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iinp|iiz*iz*z*z*", keywords, &view,
                                      &width, &height, &stride, &scheme, &k, &threshold, &mask,
-                                     &block, &tone, &cell))
+                                     &block, &tone, &cell, &rects))
         return NULL;
     Py_ssize_t row_bytes = threshold ? width : (width + 7) / 8;
     int screened = mask.buf != NULL;
     int cols = block > 0 ? (width + block - 1) / block : 0;
     int rows = block > 0 ? (height + block - 1) / block : 0;
+    int nrects = rects.buf ? (int)(rects.len / 16) : 0;
+    const int32_t *rect = rects.buf;
     const char *problem = NULL;
     if (width < 1 || height < 0 || stride < row_bytes || k < 1 || threshold < 0 ||
         threshold > 255 || view.len < stride * (Py_ssize_t)height)
@@ -367,10 +398,17 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
                           cell.len != 64 || mask.len < (Py_ssize_t)rows * cols))
         problem = "a screen needs grey rows, a mask of blocks (a multiple of 16 pixels), "
                   "256 tones and an 8x8 cell";
+    else if (rects.buf && (!screened || rects.len % 16))
+        problem = "rectangles are screened with a mask: x0, y0, x1, y1 as 32-bit integers";
+    for (int r = 0; !problem && r < nrects; r++)
+        if (rect[4 * r] < 0 || rect[4 * r + 1] < 0 || rect[4 * r + 2] > width ||
+            rect[4 * r + 3] > height || rect[4 * r] > rect[4 * r + 2] ||
+            rect[4 * r + 1] > rect[4 * r + 3])
+            problem = "a rectangle lies outside the page";
     Bits b = {0};
     int ok = 0;
     if (!problem) {
-        Screen screen = {mask.buf, block, cols, tone.buf, cell.buf};
+        Screen screen = {mask.buf, block, cols, rect, nrects, tone.buf, cell.buf};
         Py_BEGIN_ALLOW_THREADS
         ok = encode_page(&b, view.buf, width, height, stride, scheme ? G3_2D : G4, k, threshold,
                          screened ? &screen : NULL);
@@ -380,6 +418,7 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (mask.buf) PyBuffer_Release(&mask);
     if (tone.buf) PyBuffer_Release(&tone);
     if (cell.buf) PyBuffer_Release(&cell);
+    if (rects.buf) PyBuffer_Release(&rects);
     if (problem) {
         PyErr_SetString(PyExc_ValueError, problem);
         return NULL;
@@ -499,56 +538,162 @@ static PyObject *photo_blocks(PyObject *self, PyObject *args) {
     return out;
 }
 
-/* Rules lost at normal resolution, put back: PDFium draws a stroke thinner than about
- * 0.7 pt at 98 lines per inch only where it happens to cover half a pixel row (its
- * minimum stroke width is taken along the page's wider axis, 204 dpi), so a third of
- * a table's 0.5 pt rules vanish. The same page drawn at 196 lines per inch has them
- * all: where a pair of its rows holds a black horizontal run of at least ``min_run``
- * pixels (a rule, an underline, a box's edge; not the strokes of small glyphs), the
- * normal page's row is made black there. ``page`` is changed in place. */
-static PyObject *add_rules(PyObject *self, PyObject *args) {
+/* Strokes lost at normal resolution, put back. PDFium drawing at 98 lines per inch
+ * fills the pixels whose centre a shape covers (with its glyphs fitted to that grid),
+ * so a stroke about half a row tall vanishes where it falls between two centres: a
+ * hairline rule, the top arch of a 6 pt n, a serif. The same page drawn at 196 lines
+ * per inch (``fine``, 2 x height rows) has them: for every black run of each of its
+ * columns (fine rows s to e), when ``page`` has no black in that column on the normal
+ * rows the run covers, give or take ``slack`` rows, the normal pixel under the middle
+ * of the run is made black. Strokes that are there already are left alone (and so the
+ * counters beside them); so are runs with a pixel above ``low`` (a photograph's dark
+ * parts, a scan's soft edges: grey, not a stroke). ``page`` is changed in place. */
+/* Bit i set where pixel i of up to 16 lies strictly between ``low`` and ``high``
+ * (low + 2 <= high); ``n`` pixels are read. */
+static inline unsigned between16(const uint8_t *p, int n, int low, int high) {
+    unsigned mask = 0;
+#ifdef __SSE2__
+    if (n == 16) {
+        const __m128i shift = _mm_set1_epi8((char)(uint8_t)(low + 1));
+        const __m128i span = _mm_set1_epi8((char)(uint8_t)(high - low - 2));
+        __m128i g = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)p), shift);
+        return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(g, span), g));
+    }
+#endif
+    for (int i = 0; i < n; i++) mask |= (unsigned)(p[i] > low && p[i] < high) << i;
+    return mask;
+}
+
+/* Put back the run that ended in column x at fine row ``end`` (exclusive), unless the
+ * normal page shows black on the rows it covers, give or take ``slack``. */
+static void put_back(uint8_t *out, Py_ssize_t stride, int width, int height, int threshold,
+                     int slack, int x, int begin, int end) {
+    int first = begin / 2, last = (end - 1) / 2; /* normal rows covered */
+    int lo = first - slack < 0 ? 0 : first - slack;
+    int hi = last + slack >= height ? height - 1 : last + slack;
+    for (int n = lo; n <= hi; n++)
+        if (out[(size_t)n * stride + x] < threshold) return;
+    int at = (begin + end - 1) / 4; /* under the middle of the run, unless */
+    for (int n = first; n <= last && n < height; n++) { /* beside the next columns' black */
+        const uint8_t *o = out + (size_t)n * stride;
+        if ((x > 0 && o[x - 1] < threshold) || (x + 1 < width && o[x + 1] < threshold)) {
+            at = n;
+            break;
+        }
+    }
+    out[(size_t)at * stride + x] = 0;
+}
+
+static PyObject *add_strokes(PyObject *self, PyObject *args) {
     Py_buffer page, fine;
-    int width, height, min_run, threshold;
+    int width, height, threshold, low, slack;
     Py_ssize_t stride, fine_stride;
-    if (!PyArg_ParseTuple(args, "w*y*iinnii", &page, &fine, &width, &height, &stride,
-                          &fine_stride, &min_run, &threshold))
+    if (!PyArg_ParseTuple(args, "w*y*iinniii", &page, &fine, &width, &height, &stride,
+                          &fine_stride, &threshold, &low, &slack))
         return NULL;
-    if (width < 1 || height < 0 || min_run < 1 || threshold < 1 || threshold > 255 ||
-        stride < width || fine_stride < width || page.len < stride * (Py_ssize_t)height ||
+    if (width < 1 || height < 0 || threshold < 2 || threshold > 255 || slack < 0 || low < 0 ||
+        low + 2 > threshold || stride < width || fine_stride < width ||
+        page.len < stride * (Py_ssize_t)height ||
         fine.len < fine_stride * (Py_ssize_t)height * 2) {
         PyBuffer_Release(&page);
         PyBuffer_Release(&fine);
         PyErr_SetString(PyExc_ValueError, "bad arguments");
         return NULL;
     }
+    int chunks = (width + 15) / 16;
+    int *start = malloc((size_t)width * sizeof *start);    /* fine row a run began */
+    uint8_t *soft = calloc((size_t)width, 1);              /* a grey pixel in the run */
+    uint16_t *before = calloc((size_t)chunks, sizeof *before); /* last row's black */
+    if (!start || !soft || !before) {
+        free(start);
+        free(soft);
+        free(before);
+        PyBuffer_Release(&page);
+        PyBuffer_Release(&fine);
+        return PyErr_NoMemory();
+    }
     uint8_t *out = page.buf;
     const uint8_t *hi = fine.buf;
     Py_BEGIN_ALLOW_THREADS
-    for (int y = 0; y < height; y++) {
-        const uint8_t *a = hi + (size_t)(2 * y) * fine_stride, *b = a + fine_stride;
-        uint8_t *row = out + (size_t)y * stride;
-        int start = -1;
-        for (int x = 0; x <= width; x++) {
-            int black = x < width && (a[x] < threshold || b[x] < threshold);
-            if (black && start < 0) {
-                start = x;
-            } else if (!black && start >= 0) {
-                if (x - start >= min_run) memset(row + start, 0, (size_t)(x - start));
-                start = -1;
+    /* row by row, 16 columns at a time: only where black begins or ends in a column
+     * is there work (most of a page is white, or the middle of a stem) */
+    for (int y = 0; y <= 2 * height; y++) {
+        const uint8_t *row = y < 2 * height ? hi + (size_t)y * fine_stride : NULL;
+        for (int c = 0; c < chunks; c++) {
+            int x = 16 * c, n = width - x < 16 ? width - x : 16;
+            unsigned black = 0, grey = 0;
+            if (row) { /* black: below threshold; soft black: between low and threshold */
+                black = between16(row + x, n, -1, threshold) & 0xFFFFu;
+                grey = black ? between16(row + x, n, low, threshold) : 0;
             }
+            for (unsigned g = grey; g; g &= g - 1) soft[x + __builtin_ctz(g)] = 1;
+            for (unsigned d = black ^ before[c]; d; d &= d - 1) {
+                int i = __builtin_ctz(d), col = x + i;
+                if (black >> i & 1) { /* a run begins */
+                    start[col] = y;
+                    soft[col] = (uint8_t)(grey >> i & 1);
+                } else if (!soft[col]) { /* a run of true black ends */
+                    put_back(out, stride, width, height, threshold, slack, col, start[col], y);
+                }
+            }
+            before[c] = (uint16_t)black;
         }
     }
     Py_END_ALLOW_THREADS
+    free(start);
+    free(soft);
+    free(before);
     PyBuffer_Release(&page);
     PyBuffer_Release(&fine);
     Py_RETURN_NONE;
 }
 
+/* How many pixels of a rectangle lie strictly between ``low`` and ``high``. */
+static PyObject *count_midtones(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    int width, height, x0, y0, x1, y1, low, high;
+    Py_ssize_t stride;
+    if (!PyArg_ParseTuple(args, "y*iiniiiiii", &view, &width, &height, &stride, &x0, &y0,
+                          &x1, &y1, &low, &high))
+        return NULL;
+    if (width < 1 || height < 0 || stride < width || x0 < 0 || y0 < 0 || x1 > width ||
+        y1 > height || x0 > x1 || y0 > y1 || low < 0 || high > 255 || low + 1 >= high ||
+        view.len < stride * (Py_ssize_t)height) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "bad arguments");
+        return NULL;
+    }
+    long long n = 0;
+    const uint8_t *data = view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (int y = y0; y < y1; y++) {
+        const uint8_t *row = data + (size_t)y * stride;
+        int x = x0;
+#ifdef __SSE2__
+        const __m128i shift = _mm_set1_epi8((char)(uint8_t)(low + 1));
+        const __m128i span = _mm_set1_epi8((char)(uint8_t)(high - low - 2));
+        for (; x + 16 <= x1; x += 16) {
+            __m128i g = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)(row + x)), shift);
+            n += __builtin_popcount(
+                (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(g, span), g)));
+        }
+#endif
+        for (; x < x1; x++) n += row[x] > low && row[x] < high;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyLong_FromLongLong(n);
+}
+
 static PyMethodDef methods[] = {
-    {"add_rules", add_rules, METH_VARARGS,
-     "add_rules(page, fine, width, height, stride, fine_stride, min_run, threshold): make "
-     "black, in place, the runs of at least min_run pixels that are black in either of rows "
-     "2y and 2y+1 of the page drawn at twice the vertical resolution."},
+    {"add_strokes", add_strokes, METH_VARARGS,
+     "add_strokes(page, fine, width, height, stride, fine_stride, threshold, low, slack): "
+     "make black, in place, the middle of every black run (no pixel above low) of the "
+     "columns of fine (the page drawn at twice the vertical resolution) that page shows "
+     "nowhere within slack rows."},
+    {"count_midtones", count_midtones, METH_VARARGS,
+     "count_midtones(grey, width, height, stride, x0, y0, x1, y1, low, high) -> int: the "
+     "pixels of the rectangle strictly between low and high."},
     {"photo_blocks", photo_blocks, METH_VARARGS,
      "photo_blocks(grey, width, height, stride, block, low, high, share) -> bytes: per "
      "block, 1 where at least share/256 of the pixels lie strictly between low and high."},
@@ -558,13 +703,14 @@ static PyMethodDef methods[] = {
      "every step-th row strictly between low and high."},
     {"encode", (PyCFunction)(void (*)(void))encode, METH_VARARGS | METH_KEYWORDS,
      "encode(rows, width, height, stride, scheme, k=1, threshold=0, mask=None, block=16, "
-     "tone=None, cell=None) -> bytes\n\n"
+     "tone=None, cell=None, rects=None) -> bytes\n\n"
      "Code a page: scheme false for CCITT T.6 (G4), true for T.4 2-D (G3, a 1-D line "
      "every k lines, EOLs byte-aligned, RTC at the end). threshold 0: rows are packed "
      "1-bit (MSB first, 1 = black); otherwise one grey byte a pixel, below threshold "
      "black, except in the blocks mask marks (block x block pixels, rows x cols bytes), "
-     "which are screened: black where tone[grey] is below the 8x8 cell's entry. The GIL "
-     "is released while coding."},
+     "which are screened: black where tone[grey] is below the 8x8 cell's entry; rects "
+     "(x0, y0, x1, y1 as 32-bit integers, with a mask) are screened too. The GIL is "
+     "released while coding."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,6 +14,7 @@ def encode(
     block: int = 16,
     tone: bytes | None = None,
     cell: bytes | None = None,
+    rects: bytes | None = None,
 ) -> bytes: ...
 def has_midtones(
     grey: bytes | bytearray | memoryview | np.ndarray[Any, Any],
@@ -34,13 +35,26 @@ def photo_blocks(
     high: int,
     share: int,
 ) -> bytes: ...
-def add_rules(
+def add_strokes(
     page: bytearray | memoryview | np.ndarray[Any, Any],
     fine: bytes | bytearray | memoryview | np.ndarray[Any, Any],
     width: int,
     height: int,
     stride: int,
     fine_stride: int,
-    min_run: int,
     threshold: int,
+    low: int,
+    slack: int,
 ) -> None: ...
+def count_midtones(
+    grey: bytes | bytearray | memoryview | np.ndarray[Any, Any],
+    width: int,
+    height: int,
+    stride: int,
+    x0: int,
+    y0: int,
+    x1: int,
+    y1: int,
+    low: int,
+    high: int,
+) -> int: ...

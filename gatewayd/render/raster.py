@@ -9,9 +9,10 @@ anti-aliasing, and scans of text) take a plain threshold. Photographs would turn
 shapeless blotches that way, and into noise that G4 cannot compress with error
 diffusion; they get a clustered-dot halftone at 0°, whose dots repeat from line to
 line so that G4's vertical mode codes them in a few bits. The page is judged in
-blocks: where most pixels are mid-grey, the block is a photograph. Classifying,
-thresholding, screening and coding happen in one pass in C (``_fax``), straight from
-the grey bitmap PDFium drew into.
+blocks: where most pixels are mid-grey, the block is a photograph; rectangles known
+to be photographs (the images of a PDF page) are screened whole, to the pixel.
+Classifying, thresholding, screening and coding happen in one pass in C (``_fax``),
+straight from the grey bitmap PDFium drew into.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ BLOCK = 16
 PHOTO_SHARE = 0.65  # a block with this share of mid-grey pixels is photographic
 # (blocks of photographs and shaded fills are 90-100 % mid-grey; scanned text's grey
 # edges stay under 40 % in our scans, under 60 % even with smoothed sampling)
+# An image on a PDF page is a photograph when this share of the pixels it is drawn
+# with are mid-grey (a high-key or low-key photograph has fewer than half; a scan
+# of text, its grey edges, under 5 %).
+PHOTO_REGION = 0.2
 Grey = NDArray[np.uint8]
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), in pixels
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +140,20 @@ def photo_blocks(grey: Grey) -> NDArray[np.uint8] | None:
     return grown
 
 
-def _code(rows: NDArray[np.uint8], width: int, fax: FaxFormat, threshold: int,
-          screen: NDArray[np.uint8] | None = None) -> CodedPage:  # fmt: skip
+def _code(
+    rows: NDArray[np.uint8],
+    width: int,
+    fax: FaxFormat,
+    threshold: int,
+    *,
+    screen: NDArray[np.uint8] | None = None,
+    regions: tuple[Rect, ...] = (),
+) -> CodedPage:
     g3 = fax.compression == COMPRESSION_G3
     k = 4 if fax.y_dpi > 100 else 2  # T.4's K: a 1-D line every 4 (fine) or 2 lines
-    data = _fax.encode(rows, width, rows.shape[0], rows.strides[0], g3, k, threshold,
-                       screen, BLOCK, _TONE, _CELL)  # fmt: skip
+    rects = np.array(regions, np.int32).tobytes() if regions and screen is not None else None
+    shape = (width, rows.shape[0], rows.strides[0])
+    data = _fax.encode(rows, *shape, g3, k, threshold, screen, BLOCK, _TONE, _CELL, rects)
     return CodedPage(width, rows.shape[0], fax.y_dpi, fax.compression, data)
 
 
@@ -155,21 +169,31 @@ def encode_packed(packed: NDArray[np.uint8], width: int, fax: FaxFormat) -> Code
     return _code(packed, width, fax, 0)
 
 
-def encode_grey(grey: Grey, fax: FaxFormat, *, photo: bool | None = None) -> CodedPage:
+def encode_grey(
+    grey: Grey, fax: FaxFormat, *, photo: bool | None = None, regions: tuple[Rect, ...] = ()
+) -> CodedPage:
     """A grey page, coded. ``photo`` True: a photograph, screened all over; False: text
-    and line art, thresholded as it is coded (no copy); None: judged block by block."""
+    and line art, thresholded as it is coded (no copy); None: judged block by block,
+    except ``regions`` (photographs on the page: the images of a PDF page), screened
+    whole. Screening leaves pure black and white as they are, so text drawn over a
+    photograph stays sharp."""
     height, width = grey.shape
     if width != fax.width:
         raise RenderError(f"a fax page is {fax.width} dots wide, not {width}")
     if not grey.flags.c_contiguous:  # the C side takes whole buffers
         grey = np.ascontiguousarray(grey)
+    blocks = (-(-height // BLOCK), -(-width // BLOCK))
     if photo is False or (photo is None and not has_midtones(grey)):
-        screen = None
+        screen, regions = None, ()
     elif photo:
-        screen = np.ones((-(-height // BLOCK), -(-width // BLOCK)), np.uint8)
+        screen, regions = np.ones(blocks, np.uint8), ()
     else:
         screen = photo_blocks(grey)
-    return _code(grey, width, fax, THRESHOLD, screen)
+        if regions:
+            screen = np.zeros(blocks, np.uint8) if screen is None else screen
+            for x0, y0, x1, y1 in regions:  # blocks inside a region: screened once, by it
+                screen[-(-y0 // BLOCK) : y1 // BLOCK, -(-x0 // BLOCK) : x1 // BLOCK] = 0
+    return _code(grey, width, fax, THRESHOLD, screen=screen, regions=regions)
 
 
 def has_midtones(grey: Grey) -> bool:
@@ -177,6 +201,27 @@ def has_midtones(grey: Grey) -> bool:
     paths drawn without anti-aliasing are pure black and white."""
     height, width = grey.shape
     return _fax.has_midtones(grey, width, height, grey.strides[0], 4, *_MIDDLE)
+
+
+def region_midtone_share(grey: Grey, region: Rect) -> float:
+    """The share of mid-grey pixels in a rectangle of a grey page."""
+    x0, y0, x1, y1 = region
+    area = (x1 - x0) * (y1 - y0)
+    if area <= 0:
+        return 0.0
+    height, width = grey.shape
+    count = _fax.count_midtones(grey, width, height, grey.strides[0], *region, *_MIDDLE)
+    return count / area
+
+
+def add_strokes(page: Grey, fine: Grey, *, slack: int) -> None:
+    """Strokes that ``page`` (drawn at 98 lines per inch) lost, put back from ``fine``
+    (the same page drawn at 196): see ``_fax.add_strokes``."""
+    height, width = page.shape
+    if fine.shape != (2 * height, width):
+        raise ValueError(f"cannot take strokes of {fine.shape} onto {page.shape}")
+    _fax.add_strokes(page, fine, width, height, page.strides[0], fine.strides[0], THRESHOLD,
+                     _MIDDLE[0], slack)  # fmt: skip
 
 
 def midtone_share(histogram: list[int]) -> float:

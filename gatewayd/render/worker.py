@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gatewayd.errors import RenderError
-from gatewayd.render import cover, images, office, textdoc
+from gatewayd.render import cover, images, office, pdf_fonts, textdoc
 from gatewayd.render.kinds import IMAGES, OFFICE, Kind
-from gatewayd.render.pdf import PdfPages
+from gatewayd.render.pdf import Drawn, PdfPages
 from gatewayd.render.raster import FaxFormat, encode_grey
 from gatewayd.render.tiff import CodedPage
 
@@ -94,6 +94,7 @@ _budget: tuple[float, Path] | None = None  # (processor-time deadline, marker)
 def initialize() -> None:
     """Runs once in each worker process."""
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # RLIMIT_CPU: on to its hard limit
+    pdf_fonts.install()  # PDFium's standard fonts, per process
     threading.Thread(target=_watchdog, name="cpu-watchdog", daemon=True).start()
     atexit.register(close_documents)  # before PDFium's own handler, which warns
 
@@ -193,17 +194,21 @@ def render_pages(prepared: Prepared, indexes: range, call: Call) -> list[CodedPa
             return [images.render(prepared.path, i, fax, limits.max_image_pixels) for i in indexes]
         pages = _pdf(prepared.path)
         if not call.overlap:
-            return [encode_grey(pages.grey(index, fax), fax) for index in indexes]
+            return [_code(pages.draw(index, fax), fax) for index in indexes]
         done: list[CodedPage] = []
         pending: Future[CodedPage] | None = None
         for n, index in enumerate(indexes):
-            grey = pages.grey(index, fax, buffer=n % 2)
+            drawn = pages.draw(index, fax, buffer=n % 2)
             if pending is not None:
                 done.append(pending.result())  # its buffer is drawn into next
-            pending = _coder.submit(encode_grey, grey, fax)
+            pending = _coder.submit(_code, drawn, fax)
         if pending is not None:
             done.append(pending.result())
         return done
+
+
+def _code(drawn: Drawn, fax: FaxFormat) -> CodedPage:
+    return encode_grey(drawn.pixels, fax, regions=drawn.photos)
 
 
 def render_cover(sheet: cover.CoverSheet, total_pages: int, call: Call) -> CodedPage:

@@ -14,6 +14,7 @@ from gatewayd.config.settings import LogSettings, MailboxSettings
 from gatewayd.logging import bound_message, configure_logging, get_logger
 from gatewayd.mailbox import Mailbox, Message, PartAccepted, ReceiptIn
 from gatewayd.model import MessageStatus, MessageType, PartStatus
+from gatewayd.render import pdf_fonts
 from gatewayd.render.fonts import DEJAVU, find
 from tests.conftest import ROOT, fax, gatewayd, sms
 
@@ -77,6 +78,10 @@ def test_check_config_on_the_documented_file() -> None:
     assert office in result.stdout
     fonts = "fonts      DejaVu at" if find(DEJAVU["sans"][0]) else "DejaVu not found"
     assert fonts in result.stdout
+    standard = pdf_fonts.find()
+    for family, found in standard.families.items():
+        expected = f"{family} as {found[0].name}" if found else f"no face for {family}"
+        assert expected in result.stdout
 
 
 def test_check_config_names_every_broken_key(tmp_path: Path) -> None:

@@ -157,3 +157,88 @@ def test_text_stays_thresholded_beside_a_photograph() -> None:
 def test_bilevel_pages_must_be_fax_width() -> None:
     with pytest.raises(Exception, match="1728 dots wide"):
         encode(np.zeros((10, 1000), bool), FaxFormat())
+
+
+def _screened(grey: NDArray[np.uint8]) -> NDArray[np.bool_]:
+    """What the clustered-dot screen makes of grey pixels (the reference)."""
+    from gatewayd.render.raster import _CELL, _TONE
+
+    cell = np.frombuffer(_CELL, np.uint8).reshape(8, 8)
+    tone = np.frombuffer(_TONE, np.uint8)
+    y, x = np.indices(grey.shape)
+    return tone[grey] < cell[y % 8, x % 8]
+
+
+@pytest.mark.parametrize("compression", [COMPRESSION_G4, COMPRESSION_G3])
+def test_regions_are_screened_whole_to_the_pixel(compression: int) -> None:
+    """A photograph's rectangle (any edges, not block-aligned) is screened whole, dark
+    and light parts too; outside it the page is thresholded; exact, through libtiff."""
+    rng = np.random.default_rng(8)
+    fax = FaxFormat(compression=compression)
+    grey = np.full((200, 1728), 255, np.uint8)
+    ramp = np.linspace(2, 253, 613).astype(np.uint8)  # near black to near white
+    grey[37:171, 101:714] = ramp[None, :]
+    grey[50:60, 900:1400] = 0  # text beside it
+    grey[80:90, 900:1400] = rng.integers(0, 256, (10, 500), dtype=np.uint8)  # noise, thresholded
+    regions = ((101, 37, 714, 171), (1700, 190, 1728, 200))
+    data = encode_grey(grey, FaxFormat(compression=compression), photo=None, regions=regions).data
+    expected = grey < 128
+    expected[37:171, 101:714] = _screened(grey)[37:171, 101:714]
+    expected[190:200, 1700:1728] = _screened(grey)[190:200, 1700:1728]
+    got = decode(data, 1728, 200, compression)
+    assert fax.width == 1728
+    assert np.array_equal(got, expected)
+    # no 16x16 block of the ramp is solid: the dark and light ends are dotted too
+    body = got[40:168, 104:712]
+    blocks = body[: 128 // 16 * 16, : 608 // 16 * 16].reshape(8, 16, 38, 16).sum(axis=(1, 3))
+    assert ((blocks > 0) & (blocks < 256)).all()
+
+
+def test_screening_leaves_pure_black_and_white_alone() -> None:
+    """So text over a photograph, or paper inside its box, stays as it was drawn."""
+    grey = np.where(np.random.default_rng(9).random((64, 1728)) < 0.3, 0, 255).astype(np.uint8)
+    assert np.array_equal(_screened(grey), grey < 128)
+
+
+def test_bad_regions_are_refused() -> None:
+    grey = np.full((16, 1728), 128, np.uint8)
+    mask = np.ones((1, 108), np.uint8)
+    args = (grey, 1728, 16, 1728, False, 1, 128, mask, 16, b"\x00" * 256, b"\x00" * 64)
+    with pytest.raises(ValueError, match="outside the page"):
+        _fax.encode(*args, np.array([0, 0, 1729, 16], np.int32).tobytes())
+    with pytest.raises(ValueError, match="32-bit integers"):
+        _fax.encode(*args, b"\x00" * 10)
+
+
+def test_strokes_lost_at_normal_are_put_back_once() -> None:
+    """A stroke one fine row tall that the normal page lacks is put back (beside the
+    black of its neighbours when there is some); one the normal page has, give or take
+    a row, is not doubled; grey runs (a photograph's) are left alone."""
+    from gatewayd.render.raster import add_strokes
+
+    fine = np.full((40, 1728), 255, np.uint8)
+    normal = np.full((20, 1728), 255, np.uint8)
+    fine[9, 100:300] = 0  # a hairline between normal rows 4 and 5: lost at normal
+    fine[21, 400:500] = 0  # a stroke the normal page has, a row off
+    normal[11, 400:500] = 0
+    fine[29:31, 600:700] = 0  # an arch across normal rows 14 and 15, its end drawn on 15
+    normal[15, 599] = 0
+    fine[35, 800:900] = 90  # a dark grey: not a stroke
+    add_strokes(normal, fine, slack=1)
+    black = normal < 128
+    assert black[4, 100:300].all()
+    assert black[:, 100:300].sum() == 200
+    assert black[:, 400:500].sum() == 100  # not doubled
+    assert black[15, 599:700].all()  # joined to the end already there
+    assert not black[14, 600:700].any()
+    assert not black[:, 800:900].any()
+
+
+def test_midtones_are_counted_in_a_rectangle() -> None:
+    grey = np.full((50, 1728), 255, np.uint8)
+    grey[10:20, 10:30] = 128
+    grey[10:20, 30:40] = 0
+    assert _fax.count_midtones(grey, 1728, 50, 1728, 0, 0, 1728, 50, 40, 215) == 200
+    assert _fax.count_midtones(grey, 1728, 50, 1728, 15, 10, 35, 15, 40, 215) == 75
+    with pytest.raises(ValueError, match="bad arguments"):
+        _fax.count_midtones(grey, 1728, 50, 1728, 0, 0, 1729, 50, 40, 215)

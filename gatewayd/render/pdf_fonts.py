@@ -1,0 +1,201 @@
+"""The standard PDF fonts, when a PDF does not embed them, drawn with good faces
+found on the machine.
+
+Many invoicing and reporting systems write Helvetica, Times and Courier without
+embedding them: the reader must supply the glyphs. PDFium's own substitutes for them
+read worse on fax than the metric-compatible faces Ghostscript and office suites use
+(Courier 9 pt at 98 lines per inch by several points). So PDFium's system-font
+interface is answered here for the twelve standard Latin faces (Helvetica, Times and
+Courier, each roman, bold, italic and bold italic; PDFium maps the usual aliases,
+Arial, TimesNewRoman, CourierNew and their styles, to them first), each from the first
+of two families installed, in the order that read best in bench/legibility.py:
+
+- Helvetica: Nimbus Sans (URW base 35, Debian fonts-urw-base35, the face Ghostscript
+  uses), else Liberation Sans (fonts-liberation);
+- Times: Liberation Serif, else Nimbus Roman;
+- Courier: Liberation Mono, else Nimbus Mono PS (heavier strokes than URW's Courier,
+  which is drawn with a hairline pen and thins out at 98 lines per inch).
+
+URW's faces are taken as OpenType (CFF) files, which PDFium draws with crisper stems
+at fax resolutions than the same faces' Type 1 files. Every other request (a
+non-embedded Verdana, a CJK font) goes on to PDFium's own lookup, as before. Symbol
+and ZapfDingbats are always PDFium's built-in faces (PDFium does not ask for them).
+For a family with neither face installed, PDFium's built-in substitutes are used and
+``gatewayd check-config`` warns.
+
+PDFium keeps one font interface per process: :func:`install` runs in every render
+worker when it starts and before any document is opened in a process (``open_pdf``
+calls it; it does its work once).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pypdfium2 as pdfium
+
+from gatewayd.render import fonts
+
+_STYLES = ("Regular", "Bold", "Italic", "BoldItalic")
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    """A family of four files (roman, bold, italic, bold italic) for one standard font."""
+
+    name: str  # as people know it
+    package: str  # the Debian package
+    stem: str  # file names are {stem}-{style}{suffix}
+    suffix: str
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(f"{self.stem}-{style}{self.suffix}" for style in _STYLES)
+
+
+_URW, _LIBERATION = "fonts-urw-base35", "fonts-liberation"
+# The standard family, the names PDFium asks for (in _STYLES' order), the faces to
+# draw it with, first choice first.
+STANDARD: dict[str, tuple[tuple[str, ...], tuple[Face, ...]]] = {
+    "Helvetica": (
+        ("Helvetica", "Helvetica-Bold", "Helvetica-Oblique", "Helvetica-BoldOblique"),
+        (
+            Face("Nimbus Sans", _URW, "NimbusSans", ".otf"),
+            Face("Liberation Sans", _LIBERATION, "LiberationSans", ".ttf"),
+        ),
+    ),
+    "Times": (
+        ("Times-Roman", "Times-Bold", "Times-Italic", "Times-BoldItalic"),
+        (
+            Face("Liberation Serif", _LIBERATION, "LiberationSerif", ".ttf"),
+            Face("Nimbus Roman", _URW, "NimbusRoman", ".otf"),
+        ),
+    ),
+    "Courier": (
+        ("Courier", "Courier-Bold", "Courier-Oblique", "Courier-BoldOblique"),
+        (
+            Face("Liberation Mono", _LIBERATION, "LiberationMono", ".ttf"),
+            Face("Nimbus Mono PS", _URW, "NimbusMonoPS", ".otf"),
+        ),
+    ),
+}
+_CJK_CHARSETS = frozenset({128, 129, 134, 136})  # ShiftJIS, Hangul, GB2312, Big5
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The faces that draw the standard fonts here: by family (Helvetica, Times,
+    Courier) the face and its directory, None where neither is installed; and the file
+    for each standard name."""
+
+    families: dict[str, tuple[Face, Path] | None]
+    paths: dict[str, Path]
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name, found in self.families.items() if found is None]
+
+
+def find() -> Found:
+    """For each standard family, the first face with its four files installed."""
+    families: dict[str, tuple[Face, Path] | None] = {}
+    paths: dict[str, Path] = {}
+    for family, (names, faces) in STANDARD.items():
+        families[family] = None
+        for face in faces:
+            files = [fonts.find(name) for name in face.files]
+            if all(files):
+                found = [f for f in files if f is not None]
+                families[family] = (face, found[0].parent)
+                paths.update(zip(names, found, strict=True))
+                break
+    return Found(families, paths)
+
+
+class _Face:
+    """One font file, handed to PDFium: its address is the handle PDFium holds."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name.encode()
+        self.path = path
+        self.handle = ctypes.create_string_buffer(1)  # a unique, live address
+        self._data: bytes | None = None
+
+    @property
+    def address(self) -> int:
+        return ctypes.addressof(self.handle)
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = self.path.read_bytes()
+        return self._data
+
+
+class _StandardFonts(pdfium.PdfSysfontBase):  # type: ignore[misc]
+    """PDFium's system-font interface: the standard faces from files found here, the
+    rest from PDFium's default lookup (the base class forwards to it)."""
+
+    def __init__(self, found: Found) -> None:
+        super().__init__()
+        self.by_name = {name: _Face(name, path) for name, path in found.paths.items()}
+        self.by_handle = {face.address: face for face in self.by_name.values()}
+
+    def MapFont(  # noqa: PLR0917 - PDFium's callback, argument for argument
+        self, info: Any, weight: int, italic: int, charset: int, pitch: int, face: Any, exact: Any
+    ) -> int | None:
+        name = ctypes.string_at(face).decode("latin-1") if face else ""
+        ours = self.by_name.get(name)
+        if ours is not None and charset not in _CJK_CHARSETS:
+            return ours.address
+        result: int | None = super().MapFont(info, weight, italic, charset, pitch, face, exact)
+        return result
+
+    def GetFontData(self, info: Any, handle: int | None, table: int, buffer: Any, size: int) -> int:
+        ours = self.by_handle.get(handle or 0)
+        if ours is None:
+            result: int = super().GetFontData(info, handle, table, buffer, size)
+            return result
+        if table != 0:  # a table of a TrueType collection or a font's name: whole files only
+            return 0
+        data = ours.data
+        if buffer and size >= len(data):
+            ctypes.memmove(buffer, data, len(data))
+        return len(data)
+
+    def GetFaceName(self, info: Any, handle: int | None, buffer: Any, size: int) -> int:
+        ours = self.by_handle.get(handle or 0)
+        if ours is None:
+            result: int = super().GetFaceName(info, handle, buffer, size)
+            return result
+        if buffer and size > len(ours.name):
+            ctypes.memmove(buffer, ours.name + b"\0", len(ours.name) + 1)
+        return len(ours.name) + 1
+
+    def GetFontCharset(self, info: Any, handle: int | None) -> int:
+        if (handle or 0) in self.by_handle:
+            return 0  # ANSI
+        result: int = super().GetFontCharset(info, handle)
+        return result
+
+    def DeleteFont(self, info: Any, handle: int | None) -> None:
+        if (handle or 0) not in self.by_handle:  # ours live as long as the process
+            super().DeleteFont(info, handle)
+
+
+_installed: Found | None = None
+
+
+def install() -> Found:
+    """Answer PDFium's requests for the standard fonts in this process (once); what
+    was found (PDFium's own substitutes draw the families with nothing installed)."""
+    global _installed  # noqa: PLW0603 - PDFium's font interface is per process
+    if _installed is None:
+        found = find()
+        if found.paths:
+            _StandardFonts(found).setup()
+        _installed = found
+    return _installed
