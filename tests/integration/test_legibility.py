@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gatewayd.ingress.sniff import Kind
 from PIL import Image
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
 
 from gatewayd.render.job import Renderer, RenderOptions, Source
+from gatewayd.render.kinds import Kind
 from gatewayd.render.pdf import PdfPages
 from gatewayd.render.raster import FaxFormat, place
 from tests import documents, legibility, spandsp
