@@ -42,7 +42,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from gatewayd.errors import RenderError
-from gatewayd.render import pdf_fonts
+from gatewayd.render import pdf_sysfonts
 from gatewayd.render.raster import (
     PHOTO_REGION,
     FaxFormat,
@@ -73,7 +73,7 @@ _FLAGS = (
 
 def open_pdf(source: Path | bytes) -> pdfium.PdfDocument:
     """The document, or RenderError saying why it cannot be read."""
-    pdf_fonts.install()  # once per process, before the first document
+    pdf_sysfonts.install()  # once per process, before the first document
     # PDFium sets its last error only on some failures and never clears it: a file it
     # refuses without setting one (no page tree) would show the error of an earlier
     # document. Loading a file that does not exist sets a known one first.

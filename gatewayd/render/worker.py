@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gatewayd.errors import RenderError
-from gatewayd.render import cover, images, office, pdf_fonts, textdoc
+from gatewayd.render import cover, images, office, pdf_sysfonts, textdoc
 from gatewayd.render.kinds import IMAGES, OFFICE, Kind
 from gatewayd.render.pdf import Drawn, PdfPages
 from gatewayd.render.raster import FaxFormat, encode_grey
@@ -94,7 +94,7 @@ _budget: tuple[float, Path] | None = None  # (processor-time deadline, marker)
 def initialize() -> None:
     """Runs once in each worker process."""
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # RLIMIT_CPU: on to its hard limit
-    pdf_fonts.install()  # PDFium's standard fonts, per process
+    pdf_sysfonts.install()  # PDFium's standard fonts, per process
     threading.Thread(target=_watchdog, name="cpu-watchdog", daemon=True).start()
     atexit.register(close_documents)  # before PDFium's own handler, which warns
 
