@@ -181,7 +181,7 @@ class Dashboard:
             for tally in tallies:
                 index = int((tally.start - start) / bucket)
                 if tally.status in values and 0 <= index < slots:
-                    values[tally.status][index] = tally.count
+                    values[tally.status][index] += tally.count
             return {
                 "x": [int((start + bucket * i).timestamp()) for i in range(slots)],
                 "bucket": int(bucket.total_seconds()),

@@ -35,7 +35,7 @@ async def status_history(
         raise ValueError("bucket must be positive")
     start = to_micros(since)
     at = sa.type_coerce(e.at, sa.BigInteger)
-    index = ((at - start) / width).label("bucket")  # integers: floor division (at >= start)
+    index = ((at - start) // width).label("bucket")
     where: list[Any] = [e.kind == "status", e.at >= since, e.at < until, e.to_value.is_not(None)]
     query = sa.select(index, e.to_value, sa.func.count())
     if account_id is not None:

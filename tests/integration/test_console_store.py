@@ -156,8 +156,9 @@ async def test_status_history_counts_entries_into_each_status_by_bucket(
 ) -> None:
     start = clock.now()
     first = await mailbox.create(sms())
+    clock.advance(seconds=20)  # the same minute, another moment
     await mailbox.create(sms(extension_id=OTHER_EXTENSION))
-    clock.advance(minutes=1, seconds=30)
+    clock.advance(minutes=1, seconds=10)
     await mailbox.record_acceptance(PartAccepted(first.id, 0, 1, "smsc", "m1"))
     clock.advance(minutes=1)
     await mailbox.record_receipt(ReceiptIn("smsc", ("m1",), PartStatus.DELIVERED))
