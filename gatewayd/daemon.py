@@ -216,7 +216,7 @@ class Daemon:
         )
         restart = [
             name
-            for name in ("mailbox", "smtp", "sms", "fax", "api", "notify")
+            for name in ("mailbox", "smtp", "sms", "fax", "api", "console", "notify")
             if getattr(new, name) != getattr(merged, name)
         ]
         self.settings = merged

@@ -143,11 +143,21 @@ class PageImages:
         for item in gone:
             self.previews.pop(item.token, None)
             await asyncio.to_thread(item.path.unlink, True)
+        await asyncio.to_thread(_remove_stale, self.previews_dir, set(self.previews))
 
     async def close(self) -> None:
         for item in list(self.previews.values()):
             await asyncio.to_thread(item.path.unlink, True)
         self.previews.clear()
+
+
+def _remove_stale(directory: Path, kept: set[str]) -> None:
+    """Preview files no preview knows (an earlier life's) once they are old."""
+    cutoff = time.time() - PREVIEW_SECONDS
+    for path in directory.glob("*.tif"):
+        with contextlib.suppress(OSError):
+            if path.stem not in kept and path.stat().st_mtime < cutoff:
+                path.unlink()
 
 
 def _read(path: Path) -> bytes | None:
