@@ -23,7 +23,7 @@ from gatewayd.console import logs
 from gatewayd.console.sessions import Viewer
 from gatewayd.console.web import BASE, Console, Refused, back_to, current, redirect
 from gatewayd.destinations import NumberError, parse_number
-from gatewayd.errors import MessageNotFound, RenderError
+from gatewayd.errors import BlobError, MessageNotFound, RenderError
 from gatewayd.mailbox import EPOCH, Message, MessageQuery
 from gatewayd.model import (
     AttachmentType,
@@ -243,7 +243,10 @@ async def message_page(request: Request) -> Response:
     rendered = _rendered(message)
     pages = message.fax_page_count or 0
     if rendered is not None and not pages:
-        pages = await request.app.state.images.page_count(rendered.sha256)
+        try:
+            pages = await request.app.state.images.page_count(rendered.sha256)
+        except (BlobError, RenderError):
+            rendered = None  # the pages cannot be shown; the rest of the page can
     values: dict[str, Any] = {
         "message": message,
         "events": events,

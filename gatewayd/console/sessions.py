@@ -101,8 +101,10 @@ class Sessions:
         session = await self.mailbox.find_session(digest)
         if session is None:
             return None
-        user = settings.user_by_email(session.email)  # None: removed from the config
-        return Viewer(user, digest, csrf_for(token)) if user is not None else None
+        user = settings.user_by_email(session.email)
+        if user is None or not user.smtp_password_hash:
+            return None  # removed from the config, or their password taken away (SIGHUP)
+        return Viewer(user, digest, csrf_for(token))
 
     async def sign_in(
         self, settings: Settings, email: str, password: str, peer: str

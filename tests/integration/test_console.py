@@ -34,7 +34,6 @@ from gatewayd.config.settings import (
     User,
 )
 from gatewayd.console import mount
-from gatewayd.console.live import RateMeter
 from gatewayd.credentials import hash_password
 from gatewayd.mailbox import Mailbox, Message, PartAccepted, ReceiptIn
 from gatewayd.metrics import Metrics
@@ -111,9 +110,10 @@ def settings(mailbox_settings: MailboxSettings, tmp_path: Path) -> Settings:
 class Console:
     """The console's address and what the test saw queued."""
 
-    def __init__(self, base: str, queued: list[Message]) -> None:
+    def __init__(self, base: str, queued: list[Message], context: Context) -> None:
         self.base = base
         self.queued = queued
+        self.context = context
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base, timeout=60, follow_redirects=False)
@@ -131,7 +131,7 @@ async def console(
     mount(app, context)
     server = ApiServer(app, settings)
     await server.start()
-    yield Console(f"http://127.0.0.1:{server.port}", queued)
+    yield Console(f"http://127.0.0.1:{server.port}", queued, context)
     await server.stop()
 
 
@@ -178,6 +178,9 @@ def tiff(pages: int = 2) -> bytes:
 
 async def test_sign_in_sets_a_safe_cookie_and_sign_out_ends_the_session(console: Console) -> None:
     async with console.client() as client:
+        schema = (await client.get("/openapi.json")).json()
+        assert schema["paths"]
+        assert not [p for p in schema["paths"] if p.startswith("/console")]
         first = await client.get("/console/messages")
         assert first.status_code == 303
         assert first.headers["location"] == "/console/login?next=%2Fconsole%2Fmessages"
@@ -207,6 +210,19 @@ async def test_sign_in_sets_a_safe_cookie_and_sign_out_ends_the_session(console:
         client.cookies.set("gwd_session", session, path="/console/")  # a copy kept
         again = await client.get("/console/messages")
         assert again.status_code == 303  # the session is gone on the server too
+
+
+async def test_a_user_whose_password_is_taken_away_is_signed_out(
+    console: Console, settings: Settings
+) -> None:
+    async with signed_in(console, "bob@example.com") as bob:
+        assert (await bob.get("/console/messages")).status_code == 200
+        users = tuple(
+            replace(u, smtp_password_hash="") if u.extension_id == OTHER_EXTENSION else u
+            for u in settings.users
+        )
+        console.context.auth.reload(replace(settings, users=users))  # what SIGHUP does
+        assert (await bob.get("/console/messages")).status_code == 303
 
 
 async def test_wrong_passwords_lock_the_address_out(console: Console) -> None:
@@ -659,16 +675,6 @@ async def test_the_dashboard_shows_queue_failures_and_charts_from_events(
         assert (
             await boss.get("/console/dashboard/series", params={"range": "year"})
         ).status_code == 404
-
-
-def test_submits_a_second_come_from_samples_of_the_count() -> None:
-    meter = RateMeter(window=10)
-    assert meter.rate("smsc", 0, now=100.0) is None
-    assert meter.rate("smsc", 50, now=102.0) == 25.0
-    assert meter.rate("smsc", 50, now=104.0) == 12.5
-    for moment in range(105, 130):
-        rate = meter.rate("smsc", 50, now=float(moment))
-    assert rate == 0.0  # the burst is out of the window
 
 
 # -- the console turned off ------------------------------------------------------------------
