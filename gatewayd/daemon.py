@@ -22,18 +22,19 @@ from typing import Any
 from gatewayd import __version__, lockfile
 from gatewayd.api.app import ApiServer, create_app
 from gatewayd.api.auth import Authenticator
-from gatewayd.api.deps import Context
+from gatewayd.api.deps import Context, FaxCarrierView
 from gatewayd.clock import Clock, SystemClock
 from gatewayd.cluster import Cluster
 from gatewayd.config.loader import load_config
 from gatewayd.config.settings import Settings
+from gatewayd.console import mount as mount_console
 from gatewayd.errors import ConfigError, GatewayError
 from gatewayd.fax.service import FaxService
 from gatewayd.ingress.handler import IngressHandler
 from gatewayd.ingress.server import SmtpListeners
 from gatewayd.logging import get_logger, set_node
 from gatewayd.mailbox import Mailbox, Message
-from gatewayd.metrics import Metrics
+from gatewayd.metrics import LinkView, Metrics
 from gatewayd.model import MessageType
 from gatewayd.notify import Notifications
 from gatewayd.render.office import find_soffice
@@ -146,8 +147,13 @@ class Daemon:
             Authenticator(self.settings, self.mailbox),
             office=office,
             on_queued=self._queued,
+            live=_LiveParts(self),
+            renderer=self.fax.renderer,
         )
-        self.api = ApiServer(create_app(context, self.metrics), self.settings)
+        app = create_app(context, self.metrics)
+        if self.settings.console.enabled:
+            mount_console(app, context)
+        self.api = ApiServer(app, self.settings)
         await self.api.start()
         handler = IngressHandler(self.settings, self.mailbox, office=office, on_queued=self._queued)
         self.smtp = SmtpListeners(self.settings, handler, self.metrics)
@@ -212,7 +218,7 @@ class Daemon:
         )
         restart = [
             name
-            for name in ("mailbox", "smtp", "sms", "fax", "api", "notify")
+            for name in ("mailbox", "smtp", "sms", "fax", "api", "console", "notify")
             if getattr(new, name) != getattr(merged, name)
         ]
         self.settings = merged
@@ -319,3 +325,27 @@ class Daemon:
                 log.error("mailbox.sweep_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=wait)
+
+
+class _LiveParts:
+    """The daemon's running parts as the console's dashboard sees them (api LiveView)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    @property
+    def links(self) -> Sequence[LinkView]:
+        sms = self._daemon.sms
+        return sms.links.links if sms is not None else ()
+
+    @property
+    def fax(self) -> FaxCarrierView | None:
+        fax = self._daemon.fax
+        return _FaxCarrier(fax) if fax is not None else None
+
+
+class _FaxCarrier:
+    def __init__(self, fax: FaxService) -> None:
+        self.name = fax.carrier.name
+        self.problem = fax.dispatcher.carrier_problem
+        self.jobs = fax.dispatcher.jobs

@@ -5,19 +5,24 @@ it, and the authenticated ``Caller`` for their rate-limit group, as FastAPI
 dependencies (``Depends``), so nothing is a closure over the daemon's objects.
 ``PREFIX`` is where every extension's resources live; ``base_url`` what their ``uri``s
 start with.
+
+``LiveView`` is what the daemon's running parts say of themselves now (the SMPP links,
+the fax carrier), read-only, for the web console's dashboard; the daemon builds it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request, Response
 
 from gatewayd.api.auth import Authenticator, Caller
 from gatewayd.config.settings import Settings
 from gatewayd.mailbox import Mailbox, Message
+from gatewayd.metrics import LinkView
+from gatewayd.render.job import Renderer
 
 PREFIX = "/restapi/v1.0/account/{accountId}/extension/{extensionId}"
 
@@ -31,6 +36,33 @@ def _nothing(_messages: Sequence[Message]) -> None:
     return None
 
 
+class FaxCarrierView(Protocol):
+    """What the fax dispatcher says of its carrier."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def problem(self) -> str | None:
+        """Why the carrier cannot be used now (unreachable, refusing us); None: fine."""
+        ...
+
+    @property
+    def jobs(self) -> int:
+        """Faxes this node has at the carrier or is handing over."""
+        ...
+
+
+class LiveView(Protocol):
+    """The daemon's running parts, as they are now."""
+
+    @property
+    def links(self) -> Sequence[LinkView]: ...
+
+    @property
+    def fax(self) -> FaxCarrierView | None: ...
+
+
 @dataclass(slots=True)
 class Context:
     """The parts the API works with, built by the daemon (or a test)."""
@@ -40,6 +72,10 @@ class Context:
     office: bool = False
     # Called with new Queued messages once committed (the daemon wakes its dispatchers).
     on_queued: Callable[[Sequence[Message]], None] = field(default=_nothing)
+    # The running parts (None: none, as in a test of the API alone).
+    live: LiveView | None = None
+    # The fax render pool (the console's previews); None: no previews.
+    renderer: Renderer | None = None
 
     @property
     def settings(self) -> Settings:

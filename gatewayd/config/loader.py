@@ -84,6 +84,7 @@ def parse_config(text: str, *, source: str = "<config>") -> s.Settings:
         sms=_sms(root.table("sms")),
         fax=_fax(root.table("fax")),
         api=_api(root.table("api")),
+        console=_console(root.table("console")),
         log=_log(root.table("log")),
         notify=_notify(root.table("notify")),
         users=_users(root, problems),
@@ -546,6 +547,20 @@ def _api(t: TableReader) -> s.ApiSettings:
         tls_cert=cert,
         tls_key=key,
         rate_limits=t.boolean("rate_limits", d.rate_limits),
+    )
+    t.finish()
+    return result
+
+
+def _console(t: TableReader) -> s.ConsoleSettings:
+    d = s.ConsoleSettings()
+    result = s.ConsoleSettings(
+        enabled=t.boolean("enabled", d.enabled),
+        session_lifetime=t.duration("session_lifetime", d.session_lifetime, minimum=60),
+        max_failures=t.integer("max_failures", d.max_failures, minimum=1, maximum=1000),
+        lockout=t.duration("lockout", d.lockout, minimum=1),
+        refresh_interval=t.duration("refresh_interval", d.refresh_interval, minimum=1),
+        image_cache_bytes=t.size("image_cache_bytes", d.image_cache_bytes, minimum=1024 * 1024),
     )
     t.finish()
     return result

@@ -242,6 +242,23 @@ class ApiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """The web console under /console/ on the API's listener (docs/console.md)."""
+
+    enabled: bool = True
+    # A sign-in lasts this long (the browser then asks for the password again).
+    session_lifetime: float = 12 * 3600.0
+    # Failed sign-ins for one e-mail address within `lockout` that lock it out...
+    max_failures: int = 5
+    # ...for this long (even with the right password).
+    lockout: float = 15 * 60.0
+    # How often the dashboard and the message list refresh themselves.
+    refresh_interval: float = 5.0
+    # Fax page images (PNG made from the TIFFs) kept on disk under data_dir, at most.
+    image_cache_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: LogLevel = "info"
     format: LogFormat = "auto"
@@ -286,6 +303,7 @@ class Settings:
     sms: SmsSettings = SmsSettings()
     fax: FaxSettings = FaxSettings()
     api: ApiSettings = ApiSettings()
+    console: ConsoleSettings = ConsoleSettings()
     log: LogSettings = LogSettings()
     notify: NotifySettings = NotifySettings()
     users: tuple[User, ...] = ()

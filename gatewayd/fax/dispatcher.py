@@ -12,6 +12,9 @@ anything else, then follows the job until the carrier says what became of it:
   the queue, due after ``fax.retry_delay`` doubling per attempt; SendingFailed after
   ``fax.max_attempts`` attempts or ``fax.max_age`` after the fax was due.
 - deleted while Queued: cancelled at the carrier, SendingFailed ("cancelled").
+- no longer Queued while the carrier still has it (``Mailbox.cancel``, or another
+  node finished it): cancelled at the carrier; if the carrier had already sent it,
+  that is recorded as an event on the message.
 - still pending past its kill time: cancelled, SendingFailed.
 
 Restart safety: the dispatcher's lease owner is the same across restarts of the
@@ -218,14 +221,24 @@ class FaxDispatcher(LeaseLoop):
                 await self._retry_or_fail(message, FaxErrorCode.CALL_FAILED, exc.reason)
                 self._carrier_trouble(exc)
                 return
-        updated = await self.mailbox.set_carrier(
-            message.id,
-            self.owner,
-            carrier=self.carrier.name,
-            ref=ref,
-            reason=f"submitted to {self.carrier.name} as {ref}",
-            detail={"attempt": job.attempt, "pages": job.pages, "kill_at": job.kill_at.isoformat()},
-        )
+        try:
+            updated = await self.mailbox.set_carrier(
+                message.id,
+                self.owner,
+                carrier=self.carrier.name,
+                ref=ref,
+                reason=f"submitted to {self.carrier.name} as {ref}",
+                detail={
+                    "attempt": job.attempt,
+                    "pages": job.pages,
+                    "kill_at": job.kill_at.isoformat(),
+                },
+            )
+        except LeaseLost:
+            # Cancelled (or taken over) while being handed over: the carrier must not
+            # send it on our behalf.
+            await self._carrier_call(self.carrier.cancel(ref))
+            raise
         log.info(
             "fax.submitted",
             message_id=message.id,
@@ -301,9 +314,8 @@ class FaxDispatcher(LeaseLoop):
                 continue
             message = current.get(item.message_id)
             if message is None or message.message_status is not MessageStatus.QUEUED:
-                self.tracked.pop(ref, None)  # gone, or finished elsewhere
-                if results.get(ref) is not None:
-                    await self._carrier_call(self.carrier.done(ref))
+                self.tracked.pop(ref, None)  # gone, cancelled, or finished elsewhere
+                await self._let_go(item, message, results.get(ref))
                 continue
             with bound_message(item.message_id):
                 try:
@@ -311,6 +323,23 @@ class FaxDispatcher(LeaseLoop):
                 except LeaseLost:
                     log.warning("fax.lease_lost", message_id=item.message_id)
                     self.tracked.pop(ref, None)
+
+    async def _let_go(self, item: Tracked, message: Message | None, result: Result | None) -> None:
+        """A job whose message is no longer Queued: stop it at the carrier if it is
+        still going; if it went out after all, say so on the message."""
+        if result is None:
+            await self._carrier_call(self.carrier.cancel(item.ref))
+            log.info("fax.cancelled_at_carrier", message_id=item.message_id, carrier_ref=item.ref)
+            return
+        await self._carrier_call(self.carrier.done(item.ref))
+        if message is not None and isinstance(result, Sent):
+            with bound_message(item.message_id):
+                await self.mailbox.record_event(
+                    item.message_id,
+                    "carrier",
+                    f"{self.carrier.name} had already sent it",
+                    {"carrier_ref": item.ref, "pages": result.pages},
+                )
 
     async def _follow_one(
         self,
@@ -412,6 +441,16 @@ class FaxDispatcher(LeaseLoop):
         )
 
     # -- the carrier's health ---------------------------------------------------------
+
+    @property
+    def carrier_problem(self) -> str | None:
+        """Why the carrier cannot be used now (unreachable, refusing us), or None."""
+        return self._carrier_error
+
+    @property
+    def jobs(self) -> int:
+        """Faxes this node has at the carrier, and ones being rendered or handed over."""
+        return len(self.tracked) + len(self._starting)
 
     async def _carrier_call(self, call: Awaitable[T]) -> T | None:
         """``call``'s answer; None (and one log line per new problem) if the carrier

@@ -9,8 +9,10 @@ from gatewayd.mailbox._queries import MAX_PER_PAGE, MessagePage, MessageQuery, S
 from gatewayd.mailbox._schema import EPOCH
 from gatewayd.mailbox.records import (
     Attachment,
+    ConsoleSession,
     Content,
     Event,
+    Failure,
     Fragment,
     Message,
     NewAttachment,
@@ -26,6 +28,7 @@ from gatewayd.mailbox.records import (
     ReceiptIn,
     StatusCount,
     StatusEvent,
+    StatusTally,
     SweepReport,
     iso,
 )
@@ -35,8 +38,10 @@ __all__ = [
     "EPOCH",
     "MAX_PER_PAGE",
     "Attachment",
+    "ConsoleSession",
     "Content",
     "Event",
+    "Failure",
     "Fragment",
     "Mailbox",
     "Message",
@@ -55,6 +60,7 @@ __all__ = [
     "ReceiptIn",
     "StatusCount",
     "StatusEvent",
+    "StatusTally",
     "SweepReport",
     "SyncQuery",
     "iso",

@@ -190,6 +190,9 @@ message_events = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("detail", sa.JSON),
     sa.Index("ix_message_events_message_id", "message_id", "id"),
+    # What happened when, across every message: the console's charts and its list of
+    # the last failures read status events by time.
+    sa.Index("ix_message_events_kind_at", "kind", "at"),
 )
 
 # Parts of a concatenated inbound SMS, kept until the last one arrives (or the wait
@@ -298,4 +301,17 @@ parked_receipts = sa.Table(
     sa.Column("receipt", sa.JSON, nullable=False),
     sa.Column("received_at", UtcTimestamp, nullable=False),
     sa.Index("ix_parked_receipts_link", "link", "carrier_id"),
+)
+
+# Signed-in web console users: a session is known by the SHA-256 of its cookie (the
+# cookie itself is never stored), so every node of a cluster knows it and a restart
+# signs no one out.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("expires_at", UtcTimestamp, nullable=False),
+    sa.Index("ix_console_sessions_expires_at", "expires_at"),
 )

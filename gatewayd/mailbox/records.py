@@ -473,3 +473,35 @@ class RateState:
     count: int
     window_start: datetime
     penalty_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTally:
+    """How many messages entered ``status`` in the bucket that begins at ``start``."""
+
+    start: datetime
+    status: MessageStatus
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A message that failed: the status event and what the message is."""
+
+    message_id: int
+    at: datetime
+    status: MessageStatus
+    reason: str
+    type: MessageType
+    extension_id: int
+    to_number: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A signed-in web console user, known by the SHA-256 of the session cookie."""
+
+    key_hash: str
+    email: str
+    created_at: datetime
+    expires_at: datetime

@@ -12,6 +12,8 @@ what it does, and each part is given only the database, clock and blob store it 
 - _queries.py: the message-store list and message sync
 - _lifecycle.py: the sweeper and blob erasure
 - _fragments.py, _notifications.py: parts of inbound SMS; the notifier's cursor and queue
+- _resend.py: cancelling a Queued message, sending a failed one again
+- _activity.py, _sessions.py: what the web console shows and who is signed in to it
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ from gatewayd.clock import Clock, SystemClock
 from gatewayd.config.settings import MailboxSettings
 from gatewayd.errors import MessageNotFound, StoreError
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import _fragments, _nodes, _notifications, _queries, _queue
+from gatewayd.mailbox import (
+    _activity,
+    _fragments,
+    _nodes,
+    _notifications,
+    _queries,
+    _queue,
+    _resend,
+    _sessions,
+)
 from gatewayd.mailbox._blobs import BlobStore, DatabaseBlobStore, FileBlobStore
 from gatewayd.mailbox._changes import Changes
 from gatewayd.mailbox._create import Creator
@@ -50,8 +61,10 @@ from gatewayd.mailbox._rows import (
 from gatewayd.mailbox._schema import message_events, messages, parked_receipts
 from gatewayd.mailbox.records import (
     Attachment,
+    ConsoleSession,
     Content,
     Event,
+    Failure,
     Fragment,
     Message,
     NewMessage,
@@ -64,6 +77,7 @@ from gatewayd.mailbox.records import (
     RateState,
     ReceiptIn,
     StatusCount,
+    StatusTally,
     SweepReport,
 )
 from gatewayd.model import (
@@ -206,6 +220,38 @@ class Mailbox:
             for kind, status, count, oldest in found
         ]
 
+    async def queue(self) -> list[StatusCount]:
+        """Queued messages per type, with the creation time of the oldest (one read of
+        the queue's index, unlike ``counts``)."""
+        return await _activity.queue(self._db)
+
+    async def status_history(
+        self,
+        *,
+        since: datetime,
+        bucket: timedelta,
+        until: datetime | None = None,
+        account_id: int | None = None,
+    ) -> list[StatusTally]:
+        """How many messages entered each status in each ``bucket`` from ``since`` to
+        ``until`` (default now), from the status events (every node's, kept across
+        restarts); creation counts as entering the first status. Buckets with nothing
+        are left out. ``account_id``: that account's messages only."""
+        return await _activity.status_history(
+            self._db,
+            since=since,
+            until=until or self.clock.now(),
+            bucket=bucket,
+            account_id=account_id,
+        )
+
+    async def recent_failures(
+        self, *, limit: int = 10, account_id: int | None = None
+    ) -> list[Failure]:
+        """The latest moves to SendingFailed or DeliveryFailed, newest first, with
+        their reasons."""
+        return await _activity.failures(self._db, limit=limit, account_id=account_id)
+
     async def attachment(
         self, message_id: int, attachment_id: int, *, extension_id: int | None = None
     ) -> tuple[Attachment, Content]:
@@ -285,6 +331,32 @@ class Mailbox:
     ) -> None:
         """An event that changes nothing: a late receipt, a carrier note, a warning."""
         await self._changes.record_event(message_id, kind, reason, detail)
+
+    async def cancel(
+        self, message_id: int, *, reason: str, extension_id: int | None = None
+    ) -> Message:
+        """Take back a Queued outbound SMS or fax: SendingFailed with the reason
+        ``"cancelled: " + reason`` (no faxErrorCode), its SMS parts not yet at the SMSC
+        given up. A fax a carrier already has is cancelled there by the fax dispatcher
+        when it sees the change; an SMS part already at the SMSC cannot be recalled.
+        MessageNotFound outside ``extension_id`` (when given); InvalidTransition for a
+        message that is not a Queued outbound SMS or fax."""
+        return await _resend.cancel(
+            self._db, self.clock, message_id, reason=reason, extension_id=extension_id
+        )
+
+    async def retry(
+        self, message_id: int, *, reason: str, extension_id: int | None = None
+    ) -> Message:
+        """Send a SendingFailed or DeliveryFailed outbound SMS or fax again: a NEW
+        Queued message (returned) with the original's parties, text, fax options and
+        source documents, and a "retry" event on each naming the other. The caller
+        wakes the dispatchers, as after ``create``. MessageNotFound outside
+        ``extension_id`` (when given); InvalidTransition for any other message, or a
+        Purged one (its content is erased)."""
+        return await _resend.retry(
+            self._db, self.clock, message_id, reason=reason, extension_id=extension_id
+        )
 
     # -- SMS parts at the SMSC (_ledger.py) ---------------------------------------------
 
@@ -508,6 +580,23 @@ class Mailbox:
 
     async def rate_penalise(self, key: str, until: datetime) -> None:
         await self._rates.penalise(key, until)
+
+    # -- web console sessions (_sessions.py) --------------------------------------------
+
+    async def open_session(self, key_hash: str, email: str, *, lifetime: float) -> ConsoleSession:
+        """A new signed-in session, known by ``key_hash`` (the SHA-256 of its cookie),
+        for ``lifetime`` seconds. Expired sessions are removed on the way."""
+        return await _sessions.open_session(
+            self._db, self.clock, key_hash, email, lifetime=lifetime
+        )
+
+    async def find_session(self, key_hash: str) -> ConsoleSession | None:
+        """The session ``key_hash`` names, unless it is unknown or expired."""
+        return await _sessions.find_session(self._db, self.clock, key_hash)
+
+    async def close_session(self, key_hash: str) -> None:
+        """Sign out (nothing happens for an unknown session)."""
+        await _sessions.close_session(self._db, key_hash)
 
     # -- result emails (_notifications.py) ----------------------------------------------
 

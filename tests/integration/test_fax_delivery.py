@@ -399,3 +399,23 @@ async def test_after_a_restart_the_job_keeps_its_kill_time(
         clock.advance(hours=3, minutes=6)
         failed = await final(mailbox, message_id)
     assert "did not send it before its kill time" in (failed.failure_reason or "")
+
+
+async def test_cancelling_a_fax_the_carrier_has_takes_it_back_there(
+    mailbox: Mailbox, settings: Settings, renderer: Renderer
+) -> None:
+    message_id = await queue_fax(mailbox, pages=1)
+    async with running(mailbox, settings, renderer) as dispatcher:
+        await job_file(settings, f"{message_id}-1")
+        cancelled = await mailbox.cancel(message_id, reason="wrong number")
+        assert cancelled.failure_reason == "cancelled: wrong number"
+        outbox = settings.fax.spool.outbox
+
+        async def taken_back() -> bool:
+            return list(outbox.iterdir()) == []
+
+        await until(taken_back)  # the dispatcher let it go
+        assert dispatcher.jobs == 0
+    message = await mailbox.get(message_id)
+    assert message.message_status is MessageStatus.SENDING_FAILED
+    assert message.carrier_ref is not None  # the job it was, on record

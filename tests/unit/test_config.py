@@ -47,7 +47,7 @@ def _assert_documented(table: dict[str, Any], value: Any, where: str) -> None:
 def test_the_documented_file_names_every_setting() -> None:
     document = tomllib.loads(DOCUMENTED.read_text())
     defaults = Settings()
-    for section in ("node", "mailbox", "smtp", "sms", "fax", "api", "log", "notify"):
+    for section in ("node", "mailbox", "smtp", "sms", "fax", "api", "console", "log", "notify"):
         value = getattr(defaults, section)
         table = document[section]
         for name in _field_names(type(value)):
@@ -149,6 +149,15 @@ def test_an_empty_file_gives_the_defaults() -> None:
             'log.level: "loud" is not one of "debug", "info", "warning", "error"',
         ),
         ("[log]\nformat = 3", 'log.format: 3 is not one of "auto", "json", "console"'),
+        ("[console]\nenabled = 1", "console.enabled: 1 is not true or false"),
+        (
+            '[console]\nsession_lifetime = "10s"',
+            'console.session_lifetime: "10s" is less than the minimum, 60s',
+        ),
+        (
+            "[console]\nmax_failures = 0",
+            "console.max_failures: 0 is not a whole number from 1 to 1000",
+        ),
         (
             '[api]\nlisten = "[::1:8080"',
             'api.listen: "[::1:8080" is not HOST:PORT (expected HOST:PORT, PORT 1-65535)',
