@@ -21,6 +21,7 @@ from gatewayd.cli.output import CommandError
 from gatewayd.config.settings import Settings
 from gatewayd.render.job import CoverSheet, Rendered, Renderer, RenderOptions, Source
 from gatewayd.render.kinds import LABELS, OFFICE, Kind, is_tnef, sniff
+from gatewayd.render.limits import MemoryLimits
 
 _DECLARED = {
     ".txt": "text/plain",
@@ -116,7 +117,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
             sent_at=datetime.now().astimezone(),
         )
     workers = args.workers or settings.fax.render_workers
-    rendered = asyncio.run(_render(sources, sheet, options, args.output, workers))
+    memory = MemoryLimits.from_settings(settings.fax)
+    rendered = asyncio.run(_render(sources, sheet, options, args.output, workers, memory=memory))
     print(
         f"{args.output}: {rendered.pages} page{'s' if rendered.pages != 1 else ''}, "
         f"{rendered.size:,} bytes ({options.fax.describe()})"
@@ -125,9 +127,15 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _render(
-    sources: list[Source], sheet: CoverSheet | None, options: RenderOptions, out: Path, workers: int
+    sources: list[Source],
+    sheet: CoverSheet | None,
+    options: RenderOptions,
+    out: Path,
+    workers: int,
+    *,
+    memory: MemoryLimits,
 ) -> Rendered:
-    renderer = Renderer(min(workers, os.cpu_count() or 1))
+    renderer = Renderer(min(workers, os.cpu_count() or 1), memory=memory)
     try:
         return await renderer.render(sources, sheet, options, out)
     finally:

@@ -12,6 +12,7 @@ from gatewayd.fax.hylafax import HylafaxCarrier
 from gatewayd.fax.spool import SpoolCarrier
 from gatewayd.mailbox import Mailbox
 from gatewayd.render.job import Renderer
+from gatewayd.render.limits import MemoryLimits
 
 SPOOL_POLL_INTERVAL = 1.0  # reading a directory is cheap
 
@@ -33,7 +34,9 @@ class FaxService:
         observe_render: Callable[[float], None] | None = None,
     ) -> None:
         self.carrier, poll_interval = make_carrier(settings)
-        self.renderer = Renderer(settings.fax.render_workers)
+        self.renderer = Renderer(
+            settings.fax.render_workers, memory=MemoryLimits.from_settings(settings.fax)
+        )
         self.dispatcher = FaxDispatcher(
             mailbox,
             settings,
