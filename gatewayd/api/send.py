@@ -230,6 +230,18 @@ def _error(refusal: Refusal, channel: Channel) -> ApiError:
                 r.count,
                 f"The fax has {r.count} pages; at most {r.limit} are allowed.",
             )
+        case Code.NESTED_TOO_DEEPLY:
+            return ApiError(
+                400,
+                ErrorCode.UNREADABLE_FAX,
+                f"The request is nested too deeply: at most {r.limit} levels of MIME parts",
+            )
+        case Code.TOO_MANY_PARTS:
+            return ApiError(
+                400,
+                ErrorCode.UNREADABLE_FAX,
+                f"The request has too many MIME parts: at most {r.limit}",
+            )
 
 
 # -- company pager ----------------------------------------------------------------------

@@ -478,7 +478,7 @@ def _mode(t: TableReader, name: str, default: int, *, owner: int) -> int:
     ``owner`` for the daemon itself."""
     value = t.string(name, f"{default:04o}")
     if not _MODE.match(value):
-        t.problem(name, f"{show(value)} is not an octal mode (e.g. \"0640\")")
+        t.problem(name, f'{show(value)} is not an octal mode (e.g. "0640")')
         return default
     mode = int(value, 8)
     if mode & 0o007:

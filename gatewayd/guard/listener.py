@@ -29,7 +29,7 @@ import errno
 import ipaddress
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,7 +154,8 @@ class Acceptor:
         factory: ProtocolFactory,
         caps: Caps,
         *,
-        refusal: bytes = b"",
+        refusals: Mapping[str, bytes] | None = None,
+        on_refused: Callable[[str], None] | None = None,
         tls: ssl.SSLContext | None = None,
         tls_handshake_timeout: float = 30.0,
     ) -> None:
@@ -162,9 +163,11 @@ class Acceptor:
         self.sockets = sockets
         self.factory = factory
         self.limits = ConnectionLimits(caps)
-        # Written on the raw socket before it is closed; never to a TLS listener,
-        # whose clients expect a handshake first.
-        self.refusal = b"" if tls is not None else refusal
+        # What a refused client is told, by reason ("listener", "address"): written on
+        # the raw socket before it is closed; never on a TLS listener, whose clients
+        # expect a handshake first.
+        self.refusals = {} if tls is not None or refusals is None else dict(refusals)
+        self.on_refused = on_refused
         self.tls = tls
         self.tls_handshake_timeout = tls_handshake_timeout
         self.refused = Tally("listener.refused", listener=name)
@@ -213,14 +216,17 @@ class Acceptor:
             admitted = self.limits.admit(peer)
             if isinstance(admitted, str):
                 self.refused.add(admitted)
-                self._refuse(conn)
+                self._refuse(conn, self.refusals.get(admitted, b""))
+                if self.on_refused is not None:
+                    self.on_refused(admitted)
                 continue
             conn.setblocking(False)
             task = asyncio.ensure_future(self._connect(conn, admitted))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _refuse(self, conn: socket.socket) -> None:
+    @staticmethod
+    def _refuse(conn: socket.socket, refusal: bytes) -> None:
         """Write the refusal and close, without waiting: a short reply fits the fresh
         socket's buffer. What the client sent already is read first, so that the close
         is a FIN rather than a reset that could discard the reply."""
@@ -228,8 +234,8 @@ class Acceptor:
             conn.setblocking(False)
             with contextlib.suppress(BlockingIOError, InterruptedError):
                 conn.recv(65536)
-            if self.refusal:
-                conn.send(self.refusal)
+            if refusal:
+                conn.send(refusal)
             conn.shutdown(socket.SHUT_WR)
         except OSError:
             pass

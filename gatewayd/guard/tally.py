@@ -68,9 +68,7 @@ class Tally:
             self._pending = Counter()
 
 
-def install_accept_error_filter(
-    loop: asyncio.AbstractEventLoop, interval: float = 10.0
-) -> Tally:
+def install_accept_error_filter(loop: asyncio.AbstractEventLoop, interval: float = 10.0) -> Tally:
     """Make ``loop`` count asyncio's own "socket.accept() out of system resource"
     reports (a listener made by ``loop.create_server`` that ran out of descriptors)
     instead of logging a traceback for each; everything else goes to the handler
