@@ -22,6 +22,7 @@ from gatewayd.config import Settings, config_path, load_config
 from gatewayd.config.settings import LogSettings
 from gatewayd.daemon import DEFAULT_GRACE, EXIT_CONFIG, Daemon
 from gatewayd.errors import ConfigError, GatewayError
+from gatewayd.guard.process import private_files
 from gatewayd.logging import configure_logging
 from gatewayd.mailbox import SweepReport
 from gatewayd.model import MessageStatus, MessageType
@@ -173,6 +174,7 @@ def _fail(reason: str) -> None:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    private_files()  # before the log file is made: what the daemon creates is its own
     stop_logging = configure_logging(settings.log, background=True)
     try:
         return asyncio.run(
