@@ -1,7 +1,7 @@
 """Failed SMTP logins, slowed down and then refused.
 
-On one connection the n-th failed AUTH waits ``delay(n)`` (1 s, 2 s, 4 s, 8 s at
-most) before its 535; after ``smtp.auth_failures_per_connection`` failures the
+On one connection the n-th failed AUTH waits ``delay(n)`` (0.5 s, 1 s, 2 s, ... 8 s
+at most) before its 535; after ``smtp.auth_failures_per_connection`` failures the
 connection gets ``421 4.7.0`` and is closed. From one client address (an IPv6 client
 by its /64) at most ``smtp.auth_failures_per_address`` failures in ``WINDOW`` seconds,
 attempts in progress included (so that a hundred parallel connections do not each get
@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 
 WINDOW = 900.0
+FIRST_DELAY = 0.5
 MAX_DELAY = 8.0
 MAX_ADDRESSES = 10_000  # addresses remembered at most; the oldest are forgotten first
 
@@ -30,7 +31,7 @@ _KEY = secrets.token_bytes(16)
 
 def delay(failures: int) -> float:
     """Seconds to wait before answering the ``failures``-th failed login."""
-    return float(min(MAX_DELAY, 2 ** max(0, failures - 1)))
+    return float(min(MAX_DELAY, FIRST_DELAY * 2 ** max(0, failures - 1)))
 
 
 def login_hint(login: str) -> dict[str, str]:
