@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/smpp.py
 	$(BIN)/python bench/fax_spool.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/idle_connections.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
