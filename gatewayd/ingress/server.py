@@ -26,7 +26,7 @@ from base64 import b64decode
 from functools import partial
 from typing import Any, AnyStr, cast
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
 from gatewayd import __version__
 from gatewayd.config.settings import Settings, SmtpListener, User
@@ -175,6 +175,8 @@ class GatewaySMTP(SMTP):
             self._last_data = self.loop.time()
         super().data_received(data)
 
+    # Overrides keep aiosmtpd's @syntax, which HELP lists commands by.
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         self._in_data, self._last_data = True, self.loop.time()
         try:
@@ -182,18 +184,22 @@ class GatewaySMTP(SMTP):
         finally:
             self._in_data = False
 
+    @syntax("NOOP [ignored]")
     async def smtp_NOOP(self, arg: str) -> None:
         self._no_progress()
         await super().smtp_NOOP(arg)
 
+    @syntax("RSET")
     async def smtp_RSET(self, arg: str) -> None:
         self._no_progress()
         await super().smtp_RSET(arg)
 
+    @syntax("HELP [command]")
     async def smtp_HELP(self, arg: str) -> None:
         self._no_progress()
         await super().smtp_HELP(arg)
 
+    @syntax("VRFY <address>")
     async def smtp_VRFY(self, arg: str) -> None:
         self._no_progress()
         await super().smtp_VRFY(arg)
@@ -230,6 +236,7 @@ class GatewaySMTP(SMTP):
             return text
         return f"{code}{text[3]}{enhanced} {text[4:]}"
 
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True  # RFC 2034: no enhanced codes in the EHLO reply
         try:
