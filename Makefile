@@ -68,6 +68,7 @@ bench: debian-test $(DEVELOP)
 	$(BIN)/python bench/fax_spool.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/sms_vs_kannel.py
+	$(BIN)/python bench/idle_connections.py
 
 ## make install-service [DESTDIR=/some/root]: gatewayd as a systemd service, as
 ## docs/install.md describes (run as root; DESTDIR stages it under another root)

@@ -4,6 +4,12 @@ startup -> serve -> shutdown, as uvicorn's server does it. SIGTERM or SIGINT ask
 for a graceful stop: background tasks are told to stop and get ``grace`` seconds to
 finish; whatever is left is cancelled and counted in the log. A second signal stops
 at once. A startup failure is one log line and exit code EXIT_STARTUP.
+
+Before anything listens, the process is made to hold (gatewayd.guard): the descriptor
+limit raised to the hard limit and the listeners' connection caps fitted into it,
+asyncio's own accept errors tallied rather than logged one by one, and a watchdog
+thread that logs any stall of the event loop over 100 ms with its stack. (``gatewayd
+run`` has set umask 077 before that.)
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from gatewayd.config.settings import Settings
 from gatewayd.console import mount as mount_console
 from gatewayd.errors import ConfigError, GatewayError
 from gatewayd.fax.service import FaxService
+from gatewayd.guard import process
+from gatewayd.guard.listener import Caps
+from gatewayd.guard.stalls import LoopWatchdog
+from gatewayd.guard.tally import Tally, install_accept_error_filter
 from gatewayd.ingress.handler import IngressHandler
 from gatewayd.ingress.server import SmtpListeners
 from gatewayd.logging import get_logger, set_node
@@ -79,9 +89,13 @@ class Daemon:
         self.notifier = Notifier()
         self.metrics = Metrics()
         self.lock: lockfile.DataDirLock | None = None
+        self.loop_watchdog = LoopWatchdog()
+        self._accept_errors: Tally | None = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        self._accept_errors = install_accept_error_filter(loop)
+        self.loop_watchdog.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -113,9 +127,19 @@ class Daemon:
             for task in self._tasks:
                 task.cancel()
 
+    def _caps(self) -> tuple[Caps, Caps]:
+        """The SMTP listeners' and the API's connection caps, within the descriptors
+        there are (after raising the soft limit to the hard one)."""
+        smtp, api = self.settings.smtp, self.settings.api
+        wanted = [Caps(smtp.max_connections, smtp.max_connections_per_address)] * len(smtp.listen)
+        wanted.append(Caps(api.max_connections, api.max_connections_per_address))
+        fitted = process.fit_caps(wanted, process.raise_nofile())
+        return fitted[0], fitted[-1]
+
     async def startup(self) -> None:
         self.lock = lockfile.acquire(self.settings.mailbox.data_dir)  # before anything else
         set_node(self.settings.node.resolved_name)
+        smtp_caps, api_caps = self._caps()
         self.mailbox = await Mailbox.open(self.settings.mailbox, clock=self.clock)
         self.metrics.watch(mailbox=self.mailbox)
         # The node's name first: nothing binds or leases under a name another has.
@@ -153,10 +177,10 @@ class Daemon:
         app = create_app(context, self.metrics)
         if self.settings.console.enabled:
             mount_console(app, context)
-        self.api = ApiServer(app, self.settings)
+        self.api = ApiServer(app, self.settings, caps=api_caps)
         await self.api.start()
         handler = IngressHandler(self.settings, self.mailbox, office=office, on_queued=self._queued)
-        self.smtp = SmtpListeners(self.settings, handler, self.metrics)
+        self.smtp = SmtpListeners(self.settings, handler, self.metrics, caps=smtp_caps)
         await self.smtp.start()
 
     async def _heartbeat(self) -> None:
@@ -298,6 +322,9 @@ class Daemon:
         log.info(
             "daemon.stopped", seconds=round(time.monotonic() - started, 3), exit_code=self.exit_code
         )
+        self.loop_watchdog.stop()
+        if self._accept_errors is not None:
+            self._accept_errors.close()
         self.notifier.close()
         if self.lock is not None:
             self.lock.release()

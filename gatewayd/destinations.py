@@ -1,6 +1,11 @@
 """Destination numbers: parsed with phonenumbers into E.164, and checked against the
 destination policy of a channel (fax or SMS).
 
+The policy (config ``[sms.policy]``, ``[fax.policy]``): allowed country codes, refused
+number types (premium rate and shared cost by default), the operator's deny list,
+and refused ranges (by default Inmarsat +870, satellite +881, international networks
++882 and +883, and US 976 numbers: costly, and not typed premium by libphonenumber).
+
 Accepted spellings: +E.164; national numbers in the configured default region; the
 international prefixes 00 and 011 whatever the region; spaces, dots, dashes and
 parentheses anywhere. Every refusal says why, in words a sender can act on.
@@ -93,8 +98,22 @@ def refusal(destination: Destination, policy: DestinationPolicy, channel: str) -
         return (f"{destination.e164} is a {kind} number "
                 f"({channel}.policy.refused_number_types)")  # fmt: skip
     for entry in policy.deny:
-        if destination.e164 == entry or (
-            entry.endswith("*") and destination.e164.startswith(entry[:-1])
-        ):
+        if matches(destination.e164, entry):
             return f"{destination.e164} is on the deny list ({channel}.policy.deny: {entry})"
+    for entry in policy.refused_ranges:
+        if matches(destination.e164, entry):
+            return (
+                f"{destination.e164} is in a range refused for its cost "
+                f"({channel}.policy.refused_ranges: {entry})"
+            )
     return None
+
+
+def matches(e164: str, entry: str) -> bool:
+    """Whether ``e164`` is ``entry``: a number, or a prefix ending in ``*``; ``?``
+    stands for any one digit."""
+    prefix = entry.endswith("*")
+    pattern = entry[:-1] if prefix else entry
+    if len(e164) < len(pattern) or (not prefix and len(e164) != len(pattern)):
+        return False
+    return all(p in ("?", c) for p, c in zip(pattern, e164, strict=False))

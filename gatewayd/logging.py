@@ -6,7 +6,9 @@
 - ``message_id`` (and ``peer``, ``carrier``) are bound with contextvars, so every line
   logged while handling a message carries it (``bound_message``).
 - ``[log] file`` also writes JSON lines to a file: what ``gatewayd logs`` and
-  ``gatewayd trace`` read.
+  ``gatewayd trace`` read. It is created 0600 (it names senders and numbers); when it
+  cannot be written (a full disk), stderr says so once a minute with a count of the
+  lines lost, not with a traceback per line.
 - Values under secret-looking keys and message bodies are replaced before rendering.
 - In the daemon (``background=True``) lines are rendered and written by a thread of
   their own, so a slow stdout or journald never stalls the event loop.
@@ -14,12 +16,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
+import os
 import queue
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -132,6 +138,9 @@ def _configure_structlog() -> None:
             structlog.stdlib.filter_by_level,
             *_shared_processors(),
             structlog.stdlib.PositionalArgumentsFormatter(),
+            # The traceback is rendered here, in the thread that logged: the writer
+            # thread has no exception at hand (``log.exception`` passes only True).
+            structlog.processors.format_exc_info,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -141,6 +150,31 @@ def _configure_structlog() -> None:
 
 
 _configure_structlog()
+
+
+class _LogFile(logging.handlers.WatchedFileHandler):
+    """The log file, created private; write errors reported once a minute, counted."""
+
+    REPORT_EVERY = 60.0
+
+    def __init__(self, path: Path) -> None:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        super().__init__(path, encoding="utf-8")
+        self.lost = 0
+        self._reported = -self.REPORT_EVERY
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.lost += 1
+        now = time.monotonic()
+        if now - self._reported < self.REPORT_EVERY:
+            return
+        self._reported = now
+        error = sys.exc_info()[1]
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(
+                f"gatewayd: cannot write the log file {self.baseFilename} ({error}); "
+                f"{self.lost} line(s) lost so far\n"
+            )
 
 
 class _Enqueue(logging.handlers.QueueHandler):
@@ -175,7 +209,7 @@ def configure_logging(
     if settings.file is not None:
         settings.file.parent.mkdir(parents=True, exist_ok=True)
         # WatchedFileHandler reopens the file after logrotate moves it.
-        file_handler = logging.handlers.WatchedFileHandler(settings.file, encoding="utf-8")
+        file_handler = _LogFile(settings.file)
         file_handler.setFormatter(_json_formatter(shared))
         handlers.append(file_handler)
     root = logging.getLogger()

@@ -338,3 +338,32 @@ def nested_forms_pdf(levels: int = 5, fan: int = 10) -> bytes:
 
 def _stream(head: bytes, data: bytes) -> bytes:
     return b"<< " + head + f"/Length {len(data)} >>\nstream\n".encode() + data + b"\nendstream"
+
+
+def path_bomb_pdf(megabytes: int = 200) -> bytes:
+    """A small PDF whose one page's content stream inflates to ``megabytes`` MB of path
+    operators: PDFium builds an object for each (gigabytes of memory for a page that
+    compresses to a few hundred kilobytes)."""
+    import zlib
+
+    line = b"10 10 m 20 20 l S\n"
+    content = line * (megabytes * 1024 * 1024 // len(line))
+    packed = zlib.compress(content, 9)
+    bodies = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R >>",
+        _stream(b"/Filter /FlateDecode ", packed),
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(bodies, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(bodies) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += (
+        f"trailer\n<< /Size {len(bodies) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return bytes(out)

@@ -1,12 +1,14 @@
 """An outbound fax admitted: its documents, destinations and options; the messages to
 queue, one per destination, or a Refusal.
 
-In order: the destinations (each passing the fax policy); the cover text; that there is
-something to fax; the documents (at most ``fax.max_attachments``, none empty, none over
-``fax.max_input_bytes``, each of a kind that can be faxed, told by its bytes); then the
-pages (PDF and TIFF pages counted, the cover page and a text page included) at most
-``fax.max_pages``. Counting pages opens the documents (PDFium, Pillow): ``messages``
-does it in a thread; ``count_pages`` is the blocking part on its own.
+In order: the destinations (at most ``max_destinations`` when the door gives one, each
+passing the fax policy); the cover text; that there is something to fax; the documents
+(at most ``fax.max_attachments``, none empty, none over ``fax.max_input_bytes``, each
+of a kind that can be faxed, told by its bytes); then the pages (PDF and TIFF pages
+counted, the cover page and a text page included) at most ``fax.max_pages``. Telling
+kinds and counting pages open the documents (zip directories, PDFium, Pillow):
+``messages`` does both in a thread; ``documents`` and ``count_pages`` are the blocking
+parts on their own.
 
 Where the doors differ, they say so by option: a mail's body is its cover text, and
 when there is no cover page or the text is longer than a cover holds it is faxed as a
@@ -128,9 +130,10 @@ async def messages(
     office: bool,
     origin: str,
     sender_email: str | None = None,
+    max_destinations: int | None = None,
 ) -> list[NewMessage]:
     """One fax to queue per destination, or the first Refusal (in the module's order)."""
-    found = destinations(numbers, Channel.FAX, settings)
+    found = destinations(numbers, Channel.FAX, settings, limit=max_destinations)
     cover = options.cover_index if options.cover_index is not None else int(settings.fax.cover)
     note = options.cover_text
     leading: list[FaxDocument] = []
@@ -141,8 +144,13 @@ async def messages(
         raise Refusal(Code.COVER_TEXT_TOO_LONG, count=len(note), limit=COVER_TEXT_LIMIT)
     if not uploads and not leading and not (cover and note):
         raise Refusal(Code.NO_FAX_CONTENT)
-    checked = [*leading, *documents(uploads, settings, office=office)]
-    pages = (1 if cover else 0) + await asyncio.to_thread(count_pages, checked)
+
+    def look() -> tuple[list[FaxDocument], int]:
+        checked = [*leading, *documents(uploads, settings, office=office)]
+        return checked, count_pages(checked)
+
+    checked, counted = await asyncio.to_thread(look)
+    pages = (1 if cover else 0) + counted
     if pages > settings.fax.max_pages:
         raise Refusal(Code.TOO_MANY_PAGES, count=pages, limit=settings.fax.max_pages)
     attachments = tuple(d.attachment() for d in checked)

@@ -40,6 +40,9 @@ class Code(StrEnum):
     UNSUPPORTED_DOCUMENT = auto()  # document, reason: the kinds that can be faxed
     UNREADABLE_DOCUMENT = auto()  # document, reason: why (password, damaged, ...)
     TOO_MANY_PAGES = auto()  # count: pages (the cover counts), limit: fax.max_pages
+    # the MIME structure (a mail, the API's multipart/mixed)
+    NESTED_TOO_DEEPLY = auto()  # limit: smtp.max_mime_depth
+    TOO_MANY_PARTS = auto()  # limit: smtp.max_mime_parts
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,12 @@
 """The HTTP API: a FastAPI app over the mailbox, served by uvicorn in the daemon's loop.
 
 ``create_app`` builds the app from the parts the daemon made (``Context``, and the
-``Metrics`` it serves at /metrics); ``ApiServer`` serves it on ``[api] listen`` (TLS
-when ``tls_cert`` and ``tls_key`` are set) and stops it within the daemon's grace.
+``Metrics`` it serves at /metrics), behind the Gate (api/gate.py: the token before the
+body, the body limits). ``ApiServer`` serves it on ``[api] listen`` (TLS when
+``tls_cert`` and ``tls_key`` are set): gatewayd.guard's accept loop with the
+connection caps (``api.max_connections``, ``api.max_connections_per_address``; 503
+beyond them) hands each connection to uvicorn's protocol with read timeouts
+(api/protocol.py); it stops within the daemon's grace.
 """
 
 from __future__ import annotations
@@ -10,75 +14,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gatewayd import __version__
 from gatewayd.api import send, store
 from gatewayd.api.auth import Authenticator
 from gatewayd.api.deps import Context
 from gatewayd.api.errors import ErrorCode, FastJSON, error_body, install
+from gatewayd.api.gate import BODY_LIMIT, FAX_BODY_LIMIT, Gate
 from gatewayd.api.models import ERRORS
+from gatewayd.api.protocol import GuardedHttp, ReadTimeouts
 from gatewayd.config.settings import Settings
+from gatewayd.guard.listener import Acceptor, Caps, Slot, bind
+from gatewayd.guard.tally import Tally
 from gatewayd.logging import get_logger
 from gatewayd.metrics import Metrics
 
 log = get_logger("gatewayd.api")
 
-BODY_LIMIT = 1_000_000  # JSON bodies
-FAX_BODY_LIMIT = send.FAX_BODY_LIMIT
+__all__ = ["BODY_LIMIT", "FAX_BODY_LIMIT", "ApiServer", "create_app"]
 
 
-class BodyLimit:
-    """413 for a request whose Content-Length says it is too large, before reading it;
-    a body that grows past the limit while being read is cut off the same way."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send_: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send_)
-            return
-        limit = FAX_BODY_LIMIT if scope["path"].endswith("/fax") else BODY_LIMIT
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
-            await _too_large(send_, limit)
-            return
-        seen = 0
-
-        async def counted() -> Any:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send_)
-        except _TooLarge:
-            await _too_large(send_, limit)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _too_large(send_: Send, limit: int) -> None:
+def _busy() -> bytes:
     body = json.dumps(
-        error_body(ErrorCode.TOO_LARGE, f"The request body is larger than {limit} bytes")
+        error_body(ErrorCode.BUSY, "Too many connections; please try again later")
     ).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send_({"type": "http.response.start", "status": 413, "headers": headers})
-    await send_({"type": "http.response.body", "body": body})
+    head = (
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        b"retry-after: 10\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
+    )
+    return head + body
 
 
 async def prometheus(request: Request) -> Response:
@@ -114,7 +84,7 @@ def create_app(context: Context, metrics: Metrics | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(BodyLimit)
+    app.add_middleware(Gate, auth=lambda: context.auth)
     return app
 
 
@@ -127,9 +97,12 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class ApiServer:
-    def __init__(self, app: FastAPI, settings: Settings) -> None:
+    def __init__(self, app: FastAPI, settings: Settings, *, caps: Caps | None = None) -> None:
         api = settings.api
         self.host, self.port = api.listen.host, api.listen.port
+        # The daemon may give lower caps when descriptors are short.
+        self.caps = caps or Caps(api.max_connections, api.max_connections_per_address)
+        self.timeouts = ReadTimeouts(api.header_timeout, api.body_timeout)
         config = uvicorn.Config(
             app,
             host=self.host,
@@ -146,40 +119,67 @@ class ApiServer:
         self.server = _EmbeddedServer(config)
         context: Context = app.state.context
         self.auth: Authenticator = context.auth
+        self.acceptor: Acceptor | None = None
         self._task: asyncio.Task[None] | None = None
+        self._timeouts_tally: Tally | None = None
 
     async def start(self) -> None:
-        """Listen (an address in use is an OSError here, not uvicorn's exit)."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets; without it each
-        # keep-alive answer waits for the peer's delayed ACK (~40 ms).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        """Listen (an address in use is an OSError here, not uvicorn's exit). uvicorn
+        runs without sockets of its own: its protocol is fed by our accept loop."""
         try:
-            sock.bind((self.host, self.port))
+            sockets = await asyncio.to_thread(bind, self.host, self.port)
         except OSError as exc:
-            sock.close()
             raise OSError(f"API: cannot listen on {self.host}:{self.port}: {exc}") from exc
-        self.port = sock.getsockname()[1]
-        self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="api")
+        self.port = int(sockets[0].getsockname()[1])
+        self._task = asyncio.create_task(self.server.serve(sockets=[]), name="api")
         while not self.server.started:
             if self._task.done():
+                for sock in sockets:
+                    sock.close()
                 try:
                     self._task.result()
                 except SystemExit as exc:
                     raise OSError(f"API: uvicorn did not start (exit {exc.code})") from None
                 raise OSError("API: uvicorn did not start")
             await asyncio.sleep(0.01)
+        config = self.server.config
+        self._timeouts_tally = Tally("api.read_timeouts")
+        self.acceptor = Acceptor(
+            f"api {self.host}:{self.port}",
+            sockets,
+            self._connection,
+            self.caps,
+            refusals={"listener": _busy(), "address": _busy()},
+            tls=config.ssl,
+        )
+        self.acceptor.start()
         log.info(
             "api.listening",
             address=f"{self.host}:{self.port}",
-            tls=self.server.config.ssl_certfile is not None,
+            tls=config.ssl_certfile is not None,
+            max_connections=self.caps.per_listener,
+            max_connections_per_address=self.caps.per_address,
+        )
+
+    def _connection(self, slot: Slot) -> asyncio.Protocol:
+        tally = self._timeouts_tally
+        return GuardedHttp(
+            config=self.server.config,
+            server_state=self.server.server_state,
+            app_state=self.server.lifespan.state,
+            timeouts=self.timeouts,
+            slot=slot,
+            on_timeout=tally.add if tally is not None else None,
         )
 
     async def stop(self, grace: float = 5.0) -> None:
         task, self._task = self._task, None
         if task is None:
             return
+        if self.acceptor is not None:
+            self.acceptor.close()
+        if self._timeouts_tally is not None:
+            self._timeouts_tally.close()
         self.server.should_exit = True
         done, _ = await asyncio.wait({task}, timeout=grace)
         if not done:

@@ -1,7 +1,9 @@
 """Who is calling, which mailbox they may touch, and how often.
 
 A caller is the user whose API token (``Authorization: Bearer <token>``) hashes to the
-``api_token_hash`` of their ``[[users]]`` entry. ``~`` in the path is the caller's own
+``api_token_hash`` of their ``[[users]]`` entry. The token is checked before FastAPI
+reads a body (api/gate.py, which leaves the user in the request's state); the
+dependencies here add the rest. ``~`` in the path is the caller's own
 account or extension. A user reads and changes only their own extension; a user with
 ``api_admin = true`` may also read (GET) every extension of their account. Another
 account is 404 (CMN-102, nothing there for the caller), another extension 403 CMN-419.
@@ -27,6 +29,7 @@ from gatewayd.mailbox import Mailbox
 
 WINDOW = 60.0
 PENALTY = 60.0
+USER_STATE = "gatewayd_user"  # where api/gate.py leaves the user, in scope["state"]
 GROUPS = {"Light": 50, "Medium": 40, "Heavy": 10}
 
 
@@ -87,7 +90,14 @@ class Authenticator:
         self._by_hash = {u.api_token_hash: u for u in settings.users if u.api_token_hash}
 
     def user_for(self, request: Request) -> User:
-        header = request.headers.get("authorization", "")
+        """The user api/gate.py found for this request, or the one its token names."""
+        found = request.scope.get("state", {}).get(USER_STATE)
+        if isinstance(found, User):
+            return found
+        return self.user_for_header(request.headers.get("authorization", ""))
+
+    def user_for_header(self, header: str) -> User:
+        """The user an ``Authorization`` header names, or ApiError 401."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(

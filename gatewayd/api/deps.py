@@ -4,7 +4,8 @@ The app keeps one ``Context`` in ``app.state.context``; handlers at module level
 it, and the authenticated ``Caller`` for their rate-limit group, as FastAPI
 dependencies (``Depends``), so nothing is a closure over the daemon's objects.
 ``PREFIX`` is where every extension's resources live; ``base_url`` what their ``uri``s
-start with.
+start with: ``[api] public_url``, else the listen address; never the Host header,
+which the client chooses.
 
 ``LiveView`` is what the daemon's running parts say of themselves now (the SMPP links,
 the fax carrier), read-only, for the web console's dashboard; the daemon builds it.
@@ -28,8 +29,16 @@ PREFIX = "/restapi/v1.0/account/{accountId}/extension/{extensionId}"
 
 
 def base_url(request: Request) -> str:
-    """The scheme, host and port the client called, for the links in a body."""
-    return str(request.base_url).rstrip("/")
+    """Where clients reach the API, for the links in a body."""
+    return public_url(context(request).settings)
+
+
+def public_url(settings: Settings) -> str:
+    api = settings.api
+    if api.public_url:
+        return api.public_url
+    scheme = "https" if api.tls_cert is not None else "http"
+    return f"{scheme}://{api.listen}"
 
 
 def _nothing(_messages: Sequence[Message]) -> None:

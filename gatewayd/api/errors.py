@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from gatewayd.errors import InvalidTransition, LeaseLost, MessageNotFound, StoreUnavailable
@@ -199,6 +200,11 @@ def install(app: FastAPI) -> None:
             status_code=503,
             headers={"Retry-After": "5"},
         )
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client left (or was cut off: a read timeout, the body limit) mid-body:
+        # nobody reads this answer, and it is no internal error.
+        return JSONResponse(error_body(ErrorCode.UNPARSABLE, "The request body ended early"), 400)
 
     @app.exception_handler(Exception)
     async def anything(request: Request, exc: Exception) -> JSONResponse:

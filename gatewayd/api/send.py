@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import email.message
-import email.parser
 import email.policy
 import json
 from dataclasses import dataclass
@@ -19,11 +18,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
-from gatewayd.admission import Channel, Code, Refusal, fax, sms
+from gatewayd.admission import Channel, Code, Refusal, fax, mime, sms
 from gatewayd.admission.fax import COVER_TEXT_LIMIT, FaxOptions, Upload
 from gatewayd.api.deps import PREFIX, Context, Ctx, HeavyWriter, MediumWriter, base_url
 from gatewayd.api.errors import ApiError, ErrorCode, FastJSON, invalid, not_found
+from gatewayd.api.gate import FAX_BODY_LIMIT
 from gatewayd.api.models import MessageInfo, PagerBody, PagerParty, SmsBody
 from gatewayd.api.params import when
 from gatewayd.config.settings import User
@@ -31,7 +32,6 @@ from gatewayd.mailbox import NewAttachment, NewMessage, Party
 from gatewayd.model import Direction, FaxResolution, MessageType
 
 ORIGIN = "api"
-FAX_BODY_LIMIT = 55 * 1000 * 1000
 SMS_UNIT_LIMIT = 1000  # UTF-16 code units, as the platform's SMS endpoint
 FAX_FORM = {
     "multipart/form-data": {
@@ -120,7 +120,10 @@ async def send_fax(request: Request, response: Response, ctx: Ctx, who: HeavyWri
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > FAX_BODY_LIMIT:
         raise ApiError(413, ErrorCode.REQUEST_TOO_LARGE, "The request is larger than 55 MB")
-    form = await _fax_request(request)
+    try:
+        form = await _fax_request(request, mime.MimeLimits.from_settings(ctx.settings.smtp))
+    except Refusal as exc:
+        raise _error(exc, Channel.FAX) from None
     resolution = _choice("faxResolution", form.resolution, {"High", "Low"})
     cover = _integer("coverIndex", form.cover_index, 0, 28)
     send_time = when("sendTime", form.send_time) if form.send_time else None
@@ -141,6 +144,7 @@ async def send_fax(request: Request, response: Response, ctx: Ctx, who: HeavyWri
             options=options,
             office=ctx.office,
             origin=ORIGIN,
+            max_destinations=ctx.settings.smtp.max_recipients,  # as many as a mail may have
         )
     except Refusal as exc:
         raise _error(exc, Channel.FAX) from None
@@ -229,6 +233,18 @@ def _error(refusal: Refusal, channel: Channel) -> ApiError:
                 "attachment",
                 r.count,
                 f"The fax has {r.count} pages; at most {r.limit} are allowed.",
+            )
+        case Code.NESTED_TOO_DEEPLY:
+            return ApiError(
+                400,
+                ErrorCode.UNREADABLE_FAX,
+                f"The request is nested too deeply: at most {r.limit} levels of MIME parts",
+            )
+        case Code.TOO_MANY_PARTS:
+            return ApiError(
+                400,
+                ErrorCode.UNREADABLE_FAX,
+                f"The request has too many MIME parts: at most {r.limit}",
             )
 
 
@@ -326,14 +342,17 @@ def _to_values(raw: Any) -> list[str]:
     return out
 
 
-async def _fax_request(request: Request) -> FaxRequest:
+async def _fax_request(request: Request, limits: mime.MimeLimits) -> FaxRequest:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         try:
             form = await request.form(max_files=100, max_fields=200)
-        except Exception as exc:  # python-multipart's parse errors have no common base
+        except Exception:  # python-multipart's parse errors have no common base
+            # Its words name Python's types and offsets: the client is told ours.
             raise ApiError(
-                400, ErrorCode.UNREADABLE_FAX, f"Unable to parse the fax request: {exc}"
+                400,
+                ErrorCode.UNREADABLE_FAX,
+                "Unable to parse the fax request: not valid multipart/form-data",
             ) from None
         try:
             documents: list[Upload] = []
@@ -357,16 +376,23 @@ async def _fax_request(request: Request) -> FaxRequest:
             send_time=text.get("sendTime"),
         )
     if kind == "multipart/mixed":
-        return _mixed(request.headers["content-type"], await request.body())
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            raise ApiError(400, ErrorCode.UNREADABLE_FAX, "The request body ended early") from None
+        # Parsing is work in proportion to the body (up to 55 MB): in a thread.
+        return await asyncio.to_thread(_mixed, request.headers["content-type"], body, limits)
     raise ApiError(
         415, ErrorCode.UNSUPPORTED_MEDIA, "Send the fax as multipart/form-data or multipart/mixed"
     )
 
 
-def _mixed(content_type: str, body: bytes) -> FaxRequest:
-    """multipart/mixed: a JSON part with the envelope, then one part per document."""
+def _mixed(content_type: str, body: bytes, limits: mime.MimeLimits) -> FaxRequest:
+    """multipart/mixed: a JSON part with the envelope, then one part per document.
+    Refusal NESTED_TOO_DEEPLY / TOO_MANY_PARTS past the MIME limits."""
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    parsed = mime.parse(head + body, limits, email.policy.HTTP)
+    assert isinstance(parsed, email.message.EmailMessage)  # what policy.HTTP makes
     parts = list(parsed.iter_parts()) if parsed.is_multipart() else []
     if not parts or parts[0].get_content_type() != "application/json":
         raise ApiError(

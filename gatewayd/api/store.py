@@ -7,7 +7,7 @@ import binascii
 import json
 import mimetypes
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -52,6 +52,7 @@ SYNC_OVERLAP = timedelta(seconds=5)
 SYNC_DEFAULT_WINDOW = timedelta(hours=24)
 SYNC_DEFAULT_COUNT = 250
 SYNC_MAX_COUNT = 1000
+TOKEN_OLDEST = datetime(2020, 1, 1, tzinfo=UTC)  # no sync token of gatewayd is older
 
 Time = Annotated[str | None, Query(max_length=40, json_schema_extra={"format": "date-time"})]
 DeleteType = Literal["Fax", "SMS", "VoiceMail", "Pager", "Text", "All"]
@@ -401,10 +402,12 @@ async def sync(
         if not syncToken:
             raise _full_sync_required()
         since, filters = _read_token(syncToken)
+        if not TOKEN_OLDEST <= since <= now + SYNC_OVERLAP:
+            raise _full_sync_required()  # well-formed, but not a time a token of ours has
         changed_since = since - SYNC_OVERLAP
     else:
         date_to = when("dateTo", dateTo) or now
-        date_from = when("dateFrom", dateFrom) or date_to - SYNC_DEFAULT_WINDOW
+        date_from = when("dateFrom", dateFrom) or _before(date_to, SYNC_DEFAULT_WINDOW)
     query = SyncQuery(
         who.extension_id,
         count + 1,
@@ -424,8 +427,9 @@ async def sync(
         else {"id": m.id, "availability": m.availability.value}
         for m in found[:count]
     ]
+    query_string = request.url.query
     body = {
-        "uri": str(request.url),
+        "uri": f"{base}{request.url.path}" + (f"?{query_string}" if query_string else ""),
         "records": records,
         "syncInfo": {
             "syncType": syncType,
@@ -435,6 +439,14 @@ async def sync(
         },
     }
     return FastJSON(body, headers=_headers(response))
+
+
+def _before(at: datetime, span: timedelta) -> datetime:
+    """``at - span``, or the earliest time there is (a date in year 1 has no day before)."""
+    try:
+        return at - span
+    except OverflowError:
+        return datetime.min.replace(tzinfo=at.tzinfo)
 
 
 def _token(at: datetime, filters: dict[str, Any]) -> str:
@@ -462,8 +474,10 @@ def _read_token(token: str) -> tuple[datetime, dict[str, Any]]:
         types = [MessageType(t).value for t in filters.get("messageType", [])]
         directions = [Direction(d).value for d in filters.get("direction", [])]
         conversation = filters.get("conversationId")
-        if conversation is not None and not isinstance(conversation, int):
-            raise ValueError("not a token")
+        if conversation is not None and (
+            not isinstance(conversation, int) or not 1 <= conversation <= MAX_CONVERSATION
+        ):
+            raise ValueError("not a token")  # well-formed, but no token of ours says so
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise _full_sync_required() from None
     return at, {"messageType": types, "direction": directions, "conversationId": conversation}

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from gatewayd.cli.output import CommandError
 from gatewayd.config.settings import Settings
 from gatewayd.render.kinds import LABELS, OFFICE, Kind, is_tnef, sniff
+from gatewayd.render.limits import MemoryLimits
 
 if TYPE_CHECKING:
     from gatewayd.render.job import CoverSheet, Rendered, RenderOptions, Source
@@ -111,7 +112,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
             sent_at=datetime.now().astimezone(),
         )
     workers = args.workers or settings.fax.render_workers
-    rendered = asyncio.run(_render(sources, sheet, options, args.output, workers))
+    memory = MemoryLimits.from_settings(settings.fax)
+    rendered = asyncio.run(_render(sources, sheet, options, args.output, workers, memory=memory))
     print(
         f"{args.output}: {rendered.pages} page{'s' if rendered.pages != 1 else ''}, "
         f"{rendered.size:,} bytes ({options.fax.describe()})"
@@ -119,11 +121,20 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _render(sources: list[Source], sheet: CoverSheet | None, options: RenderOptions,
-                  out: Path, workers: int) -> Rendered:  # fmt: skip
+async def _render(
+    sources: list[Source],
+    sheet: CoverSheet | None,
+    options: RenderOptions,
+    out: Path,
+    workers: int,
+    *,
+    memory: MemoryLimits,
+) -> Rendered:
     from gatewayd.render.job import Renderer
 
-    renderer = Renderer(min(workers, os.cpu_count() or 1), in_process=IN_PROCESS_SECONDS)
+    renderer = Renderer(
+        min(workers, os.cpu_count() or 1), in_process=IN_PROCESS_SECONDS, memory=memory
+    )
     try:
         return await renderer.render(sources, sheet, options, out)
     finally:

@@ -25,6 +25,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
+    from gatewayd.guard.process import private_files
+
+    private_files()  # before the log file is made: what the daemon creates is its own
     stop_logging = configure_logging(settings.log, background=True)
     try:
         for advice in review(settings):

@@ -32,10 +32,12 @@ _EXTENSION_NUMBER = re.compile(r"^[0-9]{1,8}$")
 _REGION = re.compile(r"^[A-Z]{2}$")
 _LINK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _PREFIX = re.compile(r"^\+[0-9]{1,14}$")
-_DENY_ENTRY = re.compile(r"^\+[0-9]{1,15}\*?$")
+_DENY_ENTRY = re.compile(r"^\+[0-9?]{1,15}\*?$")
 _SIP_USER = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=%-]{1,64}$")
 _CALLER_ID = re.compile(r"^$|^\+?[0-9]{1,20}$")
 _PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$")
+_PUBLIC_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(/[^\s?#]*)?$")
+_MODE = re.compile(r"^[0-7]{3,4}$")
 _NUMBER_TYPES = (
     "FIXED_LINE",
     "MOBILE",
@@ -233,9 +235,33 @@ def _smtp(t: TableReader) -> s.SmtpSettings:
         max_message_size=t.size("max_message_size", d.max_message_size, minimum=1024),
         max_recipients=t.integer("max_recipients", d.max_recipients, minimum=1, maximum=1000),
         rate_per_minute=t.integer("rate_per_minute", d.rate_per_minute, minimum=0),
+        max_connections=t.integer(
+            "max_connections", d.max_connections, minimum=1, maximum=1_000_000
+        ),
+        max_connections_per_address=t.integer(
+            "max_connections_per_address", d.max_connections_per_address, minimum=1
+        ),
+        idle_timeout=t.duration("idle_timeout", d.idle_timeout, minimum=1),
+        session_timeout=t.duration("session_timeout", d.session_timeout, minimum=1),
+        auth_failures_per_connection=t.integer(
+            "auth_failures_per_connection", d.auth_failures_per_connection, minimum=1
+        ),
+        auth_failures_per_address=t.integer(
+            "auth_failures_per_address", d.auth_failures_per_address, minimum=1
+        ),
+        max_mime_depth=t.integer("max_mime_depth", d.max_mime_depth, minimum=2, maximum=100),
+        max_mime_parts=t.integer("max_mime_parts", d.max_mime_parts, minimum=2),
     )
+    _caps(t, result.max_connections, result.max_connections_per_address)
+    if result.session_timeout < result.idle_timeout:
+        t.problem("session_timeout", "must be at least idle_timeout")
     t.finish()
     return result
+
+
+def _caps(t: TableReader, total: int, per_address: int) -> None:
+    if per_address > total:
+        t.problem("max_connections_per_address", "must be at most max_connections")
 
 
 def _network(text: str) -> str | None:
@@ -309,7 +335,13 @@ def _policy(t: TableReader, d: s.DestinationPolicy) -> s.DestinationPolicy:
             "deny",
             d.deny,
             item=lambda v: v if _DENY_ENTRY.match(v) else None,
-            expected='is not an E.164 number or prefix (e.g. "+4990", "+491*")',
+            expected='is not an E.164 number or prefix (e.g. "+4990", "+491*", "+1???976*")',
+        ),
+        refused_ranges=t.string_list(
+            "refused_ranges",
+            d.refused_ranges,
+            item=lambda v: v if _DENY_ENTRY.match(v) else None,
+            expected='is not an E.164 number or prefix (e.g. "+881*", "+1???976*")',
         ),
     )
 
@@ -421,6 +453,14 @@ def _fax(t: TableReader) -> s.FaxSettings:
     spool = s.SpoolSettings(
         outbox=spool_t.path("outbox", d.spool.outbox) or d.spool.outbox,
         results=spool_t.path("results", d.spool.results) or d.spool.results,
+        group=spool_t.string(
+            "group",
+            d.spool.group,
+            pattern=re.compile(r"^$|^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"),
+            expected="is not a group name",
+        ),
+        file_mode=_mode(spool_t, "file_mode", d.spool.file_mode, owner=0o600),
+        dir_mode=_mode(spool_t, "dir_mode", d.spool.dir_mode, owner=0o700),
     )
     dh = d.hylafax
     hylafax = s.HylafaxSettings(
@@ -445,6 +485,9 @@ def _fax(t: TableReader) -> s.FaxSettings:
         max_image_pixels=t.integer("max_image_pixels", d.max_image_pixels, minimum=1),
         render_workers=t.integer("render_workers", d.render_workers, minimum=1, maximum=64),
         render_cpu_seconds=t.duration("render_cpu_seconds", d.render_cpu_seconds, minimum=1),
+        render_memory=t.size("render_memory", d.render_memory, minimum=256 * 1024 * 1024),
+        render_worker_calls=t.integer("render_worker_calls", d.render_worker_calls, minimum=0),
+        render_worker_rss=t.size("render_worker_rss", d.render_worker_rss, minimum=0),
         max_attempts=t.integer("max_attempts", d.max_attempts, minimum=1),
         retry_delay=t.duration("retry_delay", d.retry_delay, minimum=1),
         max_age=t.duration("max_age", d.max_age, minimum=60),
@@ -537,6 +580,21 @@ def _port_range(t: TableReader, name: str, default: tuple[int, int]) -> tuple[in
         t.problem(name, f"{show(value)} is not a port range within 1024-65535, low to high")
         return default
     return low, high
+def _mode(t: TableReader, name: str, default: int, *, owner: int) -> int:
+    """A permission mode written in octal ("0640"); never open to others, and at least
+    ``owner`` for the daemon itself."""
+    value = t.string(name, f"{default:04o}")
+    if not _MODE.match(value):
+        t.problem(name, f'{show(value)} is not an octal mode (e.g. "0640")')
+        return default
+    mode = int(value, 8)
+    if mode & 0o007:
+        t.problem(name, f"{show(value)} gives others access; the spool is never world-readable")
+        return default
+    if mode & owner != owner:
+        t.problem(name, f"{show(value)} must give the owner at least {owner:04o}")
+        return default
+    return mode
 
 
 def _api(t: TableReader) -> s.ApiSettings:
@@ -547,7 +605,22 @@ def _api(t: TableReader) -> s.ApiSettings:
         tls_cert=cert,
         tls_key=key,
         rate_limits=t.boolean("rate_limits", d.rate_limits),
+        public_url=t.string(
+            "public_url",
+            d.public_url,
+            pattern=re.compile(r"^$|" + _PUBLIC_URL.pattern),
+            expected='is not a base URL (e.g. "https://gateway.example.com")',
+        ).rstrip("/"),
+        max_connections=t.integer(
+            "max_connections", d.max_connections, minimum=1, maximum=1_000_000
+        ),
+        max_connections_per_address=t.integer(
+            "max_connections_per_address", d.max_connections_per_address, minimum=1
+        ),
+        header_timeout=t.duration("header_timeout", d.header_timeout, minimum=0.1),
+        body_timeout=t.duration("body_timeout", d.body_timeout, minimum=0.1),
     )
+    _caps(t, result.max_connections, result.max_connections_per_address)
     t.finish()
     return result
 

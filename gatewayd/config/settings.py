@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 SQLITE_FILE_NAME = "mailbox.sqlite3"
+# Sized for a 200-page job with a cover page (docs/render.md, "Limits and failures").
+RENDER_MEMORY = 1024 * 1024 * 1024
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
@@ -106,6 +108,25 @@ class SmtpSettings:
     max_message_size: int = 25 * 1024 * 1024
     max_recipients: int = 50
     rate_per_minute: int = 60
+    # Connections open at once, per listener and per client address (IPv6: per /64).
+    max_connections: int = 4000
+    max_connections_per_address: int = 50
+    # No command (NOOP, RSET, HELP, VRFY, EXPN do not count) or DATA bytes for this
+    # long: 421 and goodbye. A session lasts at most session_timeout, whatever it does.
+    idle_timeout: float = 300.0
+    session_timeout: float = 1800.0
+    # Failed logins: a growing delay, then 421 after this many on one connection, or
+    # this many from one address within 15 minutes.
+    auth_failures_per_connection: int = 3
+    auth_failures_per_address: int = 10
+    # MIME structure of a mail (and of the API's multipart/mixed fax requests).
+    max_mime_depth: int = 30
+    max_mime_parts: int = 1000
+
+
+# +870 Inmarsat, +881 global mobile satellite systems, +882 and +883 international
+# networks, +1 NXX 976 XXXX (US pay-per-call exchanges).
+REFUSED_RANGES = ("+870*", "+881*", "+882*", "+883*", "+1???976*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +135,12 @@ class DestinationPolicy:
     allowed_countries: tuple[int, ...] = ()
     # phonenumbers PhoneNumberType names refused as destinations.
     refused_number_types: tuple[str, ...] = ("PREMIUM_RATE", "SHARED_COST")
-    # E.164 numbers or prefixes ending in "*" refused as destinations.
+    # E.164 numbers or prefixes ending in "*" refused as destinations ("?" stands for
+    # any one digit).
     deny: tuple[str, ...] = ()
+    # Ranges refused on top of deny, by default the costly ones libphonenumber does not
+    # type as premium: Inmarsat, the international networks, and US 976 numbers.
+    refused_ranges: tuple[str, ...] = REFUSED_RANGES
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +186,12 @@ class SmsSettings:
 class SpoolSettings:
     outbox: Path = Path("var/fax/outbox")
     results: Path = Path("var/fax/results")
+    # The fax system that reads the outbox and writes results shares this group with
+    # gatewayd ("": the daemon's own group); files and directories are made with these
+    # modes (never readable by others).
+    group: str = ""
+    file_mode: int = 0o640
+    dir_mode: int = 0o2770
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +248,12 @@ class FaxSettings:
     max_image_pixels: int = 100_000_000
     render_workers: int = 2
     render_cpu_seconds: float = 120.0
+    # Address space one render worker may use (RLIMIT_AS); past it the job fails as
+    # too large to render. A worker is replaced after render_worker_calls calls, or
+    # after a job that left it holding more than render_worker_rss.
+    render_memory: int = RENDER_MEMORY
+    render_worker_calls: int = 200
+    render_worker_rss: int = 512 * 1024 * 1024
     max_attempts: int = 3
     retry_delay: float = 300.0
     max_age: float = 86_400.0
@@ -239,6 +276,15 @@ class ApiSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     rate_limits: bool = True
+    # Where clients reach the API ("https://gw.example.com"), for the links in answers;
+    # "": the listen address. The Host header is never used for links.
+    public_url: str = ""
+    max_connections: int = 1000
+    max_connections_per_address: int = 50
+    # A request's head must arrive within header_timeout of its first byte (or of the
+    # connection); its body may pause at most body_timeout between bytes.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,10 @@ def refusal_text(refusal: Refusal, channel: Channel) -> str:
             return f"{label}: {r.reason}"
         case Code.TOO_MANY_PAGES:
             return f"The fax has {r.count} pages; at most {r.limit} are allowed."
+        case Code.NESTED_TOO_DEEPLY:
+            return f"{label} is nested too deeply (more than {r.limit} levels)."
+        case Code.TOO_MANY_PARTS:
+            return f"{label} has too many parts (more than {r.limit})."
 
 
 def part_count(text: str, max_parts: int) -> dict[str, Any]:

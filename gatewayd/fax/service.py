@@ -15,6 +15,7 @@ from gatewayd.fax.sip.service import SipService
 from gatewayd.fax.spool import SpoolCarrier
 from gatewayd.mailbox import Mailbox
 from gatewayd.render.job import Renderer
+from gatewayd.render.limits import MemoryLimits
 
 SPOOL_POLL_INTERVAL = 1.0  # reading a directory is cheap
 SIP_POLL_INTERVAL = 1.0  # the calls run in this process: asking is free
@@ -42,7 +43,9 @@ class FaxService:
     ) -> None:
         self.sip = SipService(mailbox, settings) if settings.fax.sip_runs else None
         self.carrier, poll_interval = make_carrier(settings, self.sip)
-        self.renderer = Renderer(settings.fax.render_workers)
+        self.renderer = Renderer(
+            settings.fax.render_workers, memory=MemoryLimits.from_settings(settings.fax)
+        )
         self.dispatcher = FaxDispatcher(
             mailbox,
             settings,

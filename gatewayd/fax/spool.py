@@ -10,18 +10,28 @@ A result that cannot be read is moved to ``results/rejected/`` with an error log
 the job stays pending until a good result comes. To cancel, the gateway deletes the
 job's files from the outbox if they are still there, else writes ``<ref>.cancel``
 there for the sender to honour. The format is in docs/fax.md.
+
+Permissions: the other fax system reads and removes jobs and writes results, so the
+spool is shared with it through a group (``[fax.spool] group``; empty: the daemon's
+own) and never with anyone else, whatever the daemon's umask: directories gatewayd
+makes get ``dir_mode`` (2770: the setgid bit keeps the group on what either side
+writes), files it writes ``file_mode`` (0640).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import grp
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gatewayd.config.settings import SpoolSettings
+from gatewayd.errors import StartupError
 from gatewayd.fax.carrier import CarrierUnavailable, FaxJob, Result, Sent, failed
 from gatewayd.logging import get_logger
 from gatewayd.model import FaxErrorCode
@@ -36,9 +46,45 @@ class Malformed(ValueError):
     pass
 
 
-def _write_whole(path: Path, data: bytes) -> None:
+@dataclass(frozen=True, slots=True)
+class Modes:
+    """How the spool's files and directories are shared: their group (-1: as made)."""
+
+    file: int = 0o640
+    directory: int = 0o2770
+    gid: int = -1
+
+    @classmethod
+    def from_settings(cls, settings: SpoolSettings) -> Modes:
+        gid = -1
+        if settings.group:
+            try:
+                gid = grp.getgrnam(settings.group).gr_gid
+            except KeyError:
+                raise StartupError(
+                    f"fax.spool.group: there is no group {settings.group!r}"
+                ) from None
+        return cls(settings.file_mode, settings.dir_mode, gid)
+
+    def directory_at(self, path: Path) -> None:
+        """Make ``path`` (and its parents) if it is not there; what is made is shared."""
+        if path.is_dir():
+            return
+        if not path.parent.is_dir():
+            self.directory_at(path.parent)
+        with contextlib.suppress(FileExistsError):
+            path.mkdir()
+            if self.gid != -1:
+                os.chown(path, -1, self.gid)
+            os.chmod(path, self.directory)  # after chown, which clears setgid
+
+
+def _write_whole(path: Path, data: bytes, modes: Modes) -> None:
     temporary = path.with_name(f".{path.name}.part")
     with open(temporary, "wb") as out:
+        if modes.gid != -1:
+            os.fchown(out.fileno(), -1, modes.gid)
+        os.fchmod(out.fileno(), modes.file)
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
@@ -110,6 +156,7 @@ class SpoolCarrier:
     def __init__(self, settings: SpoolSettings) -> None:
         self.outbox = settings.outbox
         self.results = settings.results
+        self.modes = Modes.from_settings(settings)
 
     def ref_for(self, job: FaxJob) -> str:
         return f"{job.message_id}-{job.attempt}"
@@ -125,11 +172,11 @@ class SpoolCarrier:
         return ref
 
     def _write(self, ref: str, job: FaxJob) -> None:
-        self.outbox.mkdir(parents=True, exist_ok=True)
-        self.results.mkdir(parents=True, exist_ok=True)
-        _write_whole(self.outbox / f"{ref}.tif", job.tiff.read_bytes())
+        self.modes.directory_at(self.outbox)
+        self.modes.directory_at(self.results)
+        _write_whole(self.outbox / f"{ref}.tif", job.tiff.read_bytes(), self.modes)
         document = json.dumps(job_document(ref, job), indent=2).encode() + b"\n"
-        _write_whole(self.outbox / f"{ref}.json", document)
+        _write_whole(self.outbox / f"{ref}.json", document, self.modes)
         _fsync_dir(self.outbox)
 
     async def find(self, job: FaxJob) -> str | None:
@@ -156,7 +203,7 @@ class SpoolCarrier:
                 out[ref] = parse_result(data)
             except Malformed as exc:
                 rejected = self.results / "rejected"
-                rejected.mkdir(exist_ok=True)
+                self.modes.directory_at(rejected)
                 os.replace(path, rejected / path.name)
                 log.error(
                     "fax.spool_result_rejected",
@@ -179,7 +226,7 @@ class SpoolCarrier:
         try:
             job.unlink()
         except FileNotFoundError:  # the sender has it: ask it to stop
-            _write_whole(self.outbox / f"{ref}.cancel", b"")
+            _write_whole(self.outbox / f"{ref}.cancel", b"", self.modes)
             return
         (self.outbox / f"{ref}.tif").unlink(missing_ok=True)
 

@@ -47,10 +47,13 @@ def recipient(address: str, settings: Settings) -> Recipient:
     raise RejectedMessage(replies.relaying_denied(address))
 
 
-def subject_destinations(subject: str, settings: Settings, channel: Channel) -> list[Destination]:
-    """The numbers a ``fax@``/``sms@`` subject names (comma or semicolon separated)."""
+def subject_destinations(
+    subject: str, settings: Settings, channel: Channel, *, limit: int | None = None
+) -> list[Destination]:
+    """The numbers a ``fax@``/``sms@`` subject names (comma or semicolon separated);
+    more than ``limit`` are refused before any is parsed."""
     texts = [t.strip() for t in re.split(r"[,;]", subject) if t.strip()]
     try:
-        return destinations(texts, channel, settings)
+        return destinations(texts, channel, settings, limit=limit)
     except Refusal as exc:
         raise RejectedMessage(replies.refused(exc)) from exc

@@ -7,7 +7,11 @@ RCPT: a fax or SMS address with a valid, permitted number, or fax@/sms@ for numb
 the subject; anything else is relaying and refused.
 DATA: the mail is taken apart, checked (From header, content, limits) and stored as one
 Queued message per destination; 250 names their ids, and is sent only after the rows
-and files are committed.
+and files are committed. Reading a mail is work in proportion to its size (MIME, the
+SMS text, the subject's numbers): from PARSE_IN_THREAD_BYTES on it runs in a thread,
+and the documents of a fax are always looked at in one (gatewayd/admission/fax.py).
+Anything unforeseen is logged with its traceback and answered 451, never with Python's
+words.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
 
 from gatewayd.admission import Channel, Refusal, fax, sms
+from gatewayd.admission.mime import MimeLimits
 from gatewayd.config.settings import Settings, User
 from gatewayd.destinations import Destination
 from gatewayd.errors import RejectedMessage, StoreError
@@ -32,7 +38,17 @@ from gatewayd.mailbox import Mailbox, Message, NewMessage
 
 log = get_logger("gatewayd.smtp")
 
-PARSE_IN_THREAD_BYTES = 128 * 1024  # smaller mails are parsed on the loop: it is quicker
+PARSE_IN_THREAD_BYTES = 128 * 1024  # smaller mails are read on the loop: it is quicker
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A mail read and checked, up to its faxes."""
+
+    mail: Mail
+    recipients: list[Recipient]
+    to_fax: list[Destination]
+    sms: list[NewMessage]
 
 
 class IngressHandler:
@@ -124,6 +140,7 @@ class IngressHandler:
     async def handle_DATA(self, server: GatewaySMTP, session: Session, envelope: Envelope) -> str:
         self.in_flight += 1
         self._idle.clear()
+        server.processing = True  # no idle or session timeout cuts a commit short
         try:
             return await self._accept(session, envelope)
         except RejectedMessage as exc:
@@ -134,9 +151,16 @@ class IngressHandler:
             log.error("smtp.store_failed", sender=envelope.mail_from, error=str(exc))
             return replies.MAILBOX_UNAVAILABLE
         finally:
+            server.processing = False
             self.in_flight -= 1
             if not self.in_flight:
                 self._idle.set()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A bug, not the client's doing: logged with its traceback; the client is told
+        to try again later, in words of ours."""
+        log.error("smtp.internal_error", error=type(error).__name__, exc_info=error)
+        return replies.INTERNAL_ERROR
 
     async def drained(self, seconds: float) -> bool:
         """Wait until no mail is being stored (at most ``seconds``)."""
@@ -152,33 +176,14 @@ class IngressHandler:
         raw = envelope.original_content or b""
         mail_from = envelope.mail_from or ""
         user = senders.identify(self.settings, mail_from, self._logged_in(session))
-        mail = (
-            parse_mail(raw)
-            if len(raw) < PARSE_IN_THREAD_BYTES
-            else await asyncio.to_thread(parse_mail, raw)
-        )
-        senders.check_from_header(self.settings, mail, user, mail_from)
-        recipients = [recipient(address, self.settings) for address in envelope.rcpt_tos]
-        batch: list[NewMessage] = []
-        to_sms = self._destinations(mail, recipients, Channel.SMS)
-        to_fax = self._destinations(mail, recipients, Channel.FAX)
-        # The envelope's limit, counted once the subjects' numbers are read.
-        total, limit = len(to_sms) + len(to_fax), self.settings.smtp.max_recipients
-        if total > limit:
-            raise RejectedMessage(replies.too_many_destinations(total, limit))
-        if to_sms:
-            by_number = any(r.destination for r in recipients if r.channel is Channel.SMS)
-            text = compose.sms_text(mail, number_in_address=by_number)
-            batch += sms.messages(
-                text,
-                to_sms,
-                user=user,
-                settings=self.settings,
-                origin=compose.ORIGIN,
-                sender_email=mail_from,
-            )
+        if len(raw) < PARSE_IN_THREAD_BYTES:
+            read = self._read(raw, envelope.rcpt_tos, user, mail_from)
+        else:
+            read = await asyncio.to_thread(self._read, raw, envelope.rcpt_tos, user, mail_from)
+        batch, to_fax = read.sms, read.to_fax
         if to_fax:
-            batch += await self._fax(mail, recipients, to_fax, user, mail_from)
+            faxes = await self._fax(read.mail, read.recipients, to_fax, user, mail_from)
+            batch = [*batch, *faxes]
         # A client that hangs up now must not cut a commit in half: shield it.
         created = await asyncio.shield(self.mailbox.create_many(batch))
         await self.limiter.record(user, len(created))
@@ -190,11 +195,38 @@ class IngressHandler:
             sender=mail_from,
             peer=_host(session),
             message_ids=ids,
-            sms=len(to_sms),
+            sms=len(read.sms),
             fax=len(to_fax),
             size=len(raw),
         )
         return replies.queued(ids)
+
+    def _read(self, raw: bytes, addresses: Sequence[str], user: User, mail_from: str) -> _Read:
+        """The mail taken apart and checked, its SMS admitted: everything up to the faxes,
+        which need the render workers' page counts. Pure; in a thread for a large mail."""
+        settings = self.settings
+        mail = parse_mail(raw, MimeLimits.from_settings(settings.smtp))
+        senders.check_from_header(settings, mail, user, mail_from)
+        recipients = [recipient(address, settings) for address in addresses]
+        to_sms = self._destinations(mail, recipients, Channel.SMS)
+        to_fax = self._destinations(mail, recipients, Channel.FAX)
+        # The envelope's limit, counted once the subjects' numbers are read.
+        total, limit = len(to_sms) + len(to_fax), settings.smtp.max_recipients
+        if total > limit:
+            raise RejectedMessage(replies.too_many_destinations(total, limit))
+        batch: list[NewMessage] = []
+        if to_sms:
+            by_number = any(r.destination for r in recipients if r.channel is Channel.SMS)
+            text = compose.sms_text(mail, number_in_address=by_number)
+            batch = sms.messages(
+                text,
+                to_sms,
+                user=user,
+                settings=settings,
+                origin=compose.ORIGIN,
+                sender_email=mail_from,
+            )
+        return _Read(mail, recipients, to_fax, batch)
 
     def _destinations(
         self, mail: Mail, recipients: Sequence[Recipient], channel: Channel
@@ -207,7 +239,9 @@ class IngressHandler:
             found = (
                 [r.destination]
                 if r.destination
-                else subject_destinations(mail.subject, self.settings, channel)
+                else subject_destinations(
+                    mail.subject, self.settings, channel, limit=self.settings.smtp.max_recipients
+                )
             )
             for destination in found:
                 out.setdefault(destination.e164, destination)

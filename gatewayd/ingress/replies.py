@@ -17,6 +17,14 @@ SHUTTING_DOWN = "421 4.3.2 gatewayd is shutting down; please try again later"
 NO_TEXT = "554 5.6.0 the message has no text to send as an SMS"
 NO_FAX_CONTENT = "554 5.6.0 the message has no document to fax and no text for a cover page"
 NO_SUBJECT_NUMBER = "554 5.6.0 put the destination number(s) in the subject"
+INTERNAL_ERROR = "451 4.3.0 the message could not be processed; please try again later"
+# Connections and sessions
+TOO_MANY_CONNECTIONS = "421 4.7.0 too many connections; please try again later"
+TOO_MANY_FROM_ADDRESS = "421 4.7.0 too many connections from your address; please try again later"
+IDLE_TIMEOUT = "421 4.4.2 idle for too long; closing the connection"
+SESSION_TOO_LONG = "421 4.4.2 session time limit reached; closing the connection"
+TOO_MANY_AUTH_FAILURES = "421 4.7.0 too many failed logins; closing the connection"
+AUTH_BLOCKED = "421 4.7.0 too many failed logins from your address; please try again later"
 
 
 def queued(message_ids: Sequence[int]) -> str:
@@ -70,6 +78,14 @@ def rate_limited(limit: int) -> str:
 
 def message_too_big(limit: int) -> str:
     return f"552 5.3.4 message too big: at most {limit} bytes"
+
+
+def nested_too_deeply(limit: int) -> str:
+    return f"554 5.6.0 the message is nested too deeply: at most {limit} levels of MIME parts"
+
+
+def too_many_parts(limit: int) -> str:
+    return f"554 5.6.0 the message has too many MIME parts: at most {limit}"
 
 
 def text_too_long(parts: int, limit: int) -> str:
@@ -176,3 +192,7 @@ def refused(refusal: Refusal, *, address: str | None = None) -> str:
             return unreadable_document(document.label, r.reason)
         case Code.TOO_MANY_PAGES:
             return too_many_pages(r.count, r.limit)
+        case Code.NESTED_TOO_DEEPLY:
+            return nested_too_deeply(r.limit)
+        case Code.TOO_MANY_PARTS:
+            return too_many_parts(r.limit)

@@ -1,10 +1,19 @@
 """The SMTP listeners: aiosmtpd's SMTP protocol, embedded in the daemon's event loop
-with ``loop.create_server`` (not its threaded Controller), made to speak with enhanced
-status codes throughout and to check passwords off the event loop.
+(not its threaded Controller), made to speak with enhanced status codes throughout and
+to check passwords off the event loop.
 
 EHLO advertises SIZE, 8BITMIME, SMTPUTF8, PIPELINING, ENHANCEDSTATUSCODES, STARTTLS
 (when ``smtp.tls_cert`` is set and TLS is not yet on) and AUTH PLAIN LOGIN (after
 STARTTLS, or at once on a loopback listener with ``auth_without_tls``).
+
+Under load and abuse (docs/ingress.md, "Connections"):
+- each listener is served by gatewayd.guard's accept loop: at most
+  ``smtp.max_connections`` open connections, ``smtp.max_connections_per_address`` from
+  one client address; beyond them ``421 4.7.0`` before any protocol is built;
+- a session ends with ``421 4.4.2`` after ``smtp.idle_timeout`` without a command that
+  moves it on (NOOP, RSET, HELP, VRFY and EXPN do not; DATA bytes do) and after
+  ``smtp.session_timeout`` whatever it does, never while its mail is being committed;
+- failed logins are slowed down and then refused (ingress/throttle.py).
 """
 
 from __future__ import annotations
@@ -17,12 +26,14 @@ from base64 import b64decode
 from functools import partial
 from typing import Any, AnyStr, cast
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
 from gatewayd import __version__
 from gatewayd.config.settings import Settings, SmtpListener, User
 from gatewayd.errors import StartupError
+from gatewayd.guard.listener import Acceptor, Caps, Slot, address_key, bind
 from gatewayd.ingress import replies, senders
+from gatewayd.ingress.throttle import AuthThrottle, delay, login_hint
 from gatewayd.logging import get_logger
 from gatewayd.metrics import Metrics
 
@@ -68,6 +79,10 @@ _PLAIN_ADDRESS = re.compile(
 _FLUSH_NOW = ("220", "221", "334", "354", "421")
 # Replies with no enhanced code by nature: the greeting, AUTH challenges, "go ahead".
 _PLAIN_CODES = frozenset({"220", "334", "354"})
+_REFUSALS = {
+    "listener": replies.TOO_MANY_CONNECTIONS.encode() + b"\r\n",
+    "address": replies.TOO_MANY_FROM_ADDRESS.encode() + b"\r\n",
+}
 
 
 class GatewaySMTP(SMTP):
@@ -81,15 +96,117 @@ class GatewaySMTP(SMTP):
         listener: SmtpListener,
         connections: weakref.WeakSet[GatewaySMTP],
         metrics: Metrics,
+        throttle: AuthThrottle | None = None,
+        slot: Slot | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(handler, **kwargs)
+        super().__init__(handler, timeout=settings.smtp.idle_timeout, **kwargs)
         self.settings = settings
         self.metrics = metrics
         self.listener = listener
+        # Shared by the listeners' connections (SmtpListeners); one of its own otherwise.
+        self.throttle = throttle or AuthThrottle(settings.smtp.auth_failures_per_address)
+        self.slot = slot
         self._in_ehlo = False
         self._held: list[bytes] = []
+        self.processing = False  # a mail is being committed (the handler says)
+        self._auth_failures = 0
+        # Time limits, on the loop's clock (see _reset_timeout).
+        self._session_end: float | None = None
+        self._idle_deadline = 0.0
+        self._idle_deadline_before = 0.0
+        self._in_data = False
+        self._last_data = 0.0
         connections.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.slot is not None:
+            self.slot.release()
+        super().connection_lost(error)
+
+    # -- time limits -----------------------------------------------------------------------
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd calls this on connect and before every valid command: the idle
+        deadline moves on, never past the session's end."""
+        now = self.loop.time()
+        if self._session_end is None:
+            self._session_end = now + self.settings.smtp.session_timeout
+        self._idle_deadline_before = self._idle_deadline
+        self._idle_deadline = now + (duration or self.settings.smtp.idle_timeout)
+        self._arm()
+
+    def _arm(self) -> None:
+        assert self._session_end is not None
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        deadline = min(self._idle_deadline, self._session_end)
+        self._timeout_handle = self.loop.call_at(deadline, self._timeout_cb)
+
+    def _no_progress(self) -> None:
+        """The command just read does not count as activity: the deadline it moved
+        goes back."""
+        self._idle_deadline = self._idle_deadline_before
+        self._arm()
+
+    def _timeout_cb(self) -> None:
+        assert self._session_end is not None
+        now, idle = self.loop.time(), self.settings.smtp.idle_timeout
+        if self.processing or (self._in_data and self._last_data + idle > now):
+            self._idle_deadline = now + idle if self.processing else self._last_data + idle
+            if self.processing:  # never cut a commit short
+                self._session_end = max(self._session_end, self._idle_deadline)
+            self._arm()
+            return
+        reply = replies.SESSION_TOO_LONG if now >= self._session_end else replies.IDLE_TIMEOUT
+        log.info(
+            "smtp.timeout",
+            peer=str(self.session.peer if self.session else None),
+            reason="session" if reply is replies.SESSION_TOO_LONG else "idle",
+        )
+        self.metrics.smtp_reply("421")
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write(reply.encode() + b"\r\n")
+            transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_data:
+            self._last_data = self.loop.time()
+        super().data_received(data)
+
+    # Overrides keep aiosmtpd's @syntax, which HELP lists commands by.
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        self._in_data, self._last_data = True, self.loop.time()
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
+
+    @syntax("NOOP [ignored]")
+    async def smtp_NOOP(self, arg: str) -> None:
+        self._no_progress()
+        await super().smtp_NOOP(arg)
+
+    @syntax("RSET")
+    async def smtp_RSET(self, arg: str) -> None:
+        self._no_progress()
+        await super().smtp_RSET(arg)
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str) -> None:
+        self._no_progress()
+        await super().smtp_HELP(arg)
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str) -> None:
+        self._no_progress()
+        await super().smtp_VRFY(arg)
+
+    async def smtp_EXPN(self, arg: str) -> None:
+        self._no_progress()
+        await super().smtp_EXPN(arg)
 
     # -- replies ------------------------------------------------------------------------
 
@@ -119,6 +236,7 @@ class GatewaySMTP(SMTP):
             return text
         return f"{code}{text[3]}{enhanced} {text[4:]}"
 
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True  # RFC 2034: no enhanced codes in the EHLO reply
         try:
@@ -178,15 +296,38 @@ class GatewaySMTP(SMTP):
 
     async def _check(self, login: bytes, password: bytes) -> AuthResult:
         name = login.decode("utf-8", "replace").strip()
-        user: User | None = await asyncio.to_thread(
-            senders.login, self.settings, name, password.decode("utf-8", "replace")
-        )
         peer = self.session.peer if self.session else None
+        address = address_key(peer)
+        if not self.throttle.begin(address):
+            log.warning("smtp.auth_refused", peer=str(peer), reason="failures from the address")
+            return await self._hang_up(replies.AUTH_BLOCKED)
+        user: User | None = None
+        try:
+            user = await asyncio.to_thread(
+                senders.login, self.settings, name, password.decode("utf-8", "replace")
+            )
+        finally:
+            self.throttle.end(address, ok=user is not None)
         if user is None:
-            log.warning("smtp.auth_failed", login=name, peer=str(peer))
+            self._auth_failures += 1
+            log.warning(
+                "smtp.auth_failed",
+                peer=str(peer),
+                failures=self._auth_failures,
+                **login_hint(name),
+            )
+            await asyncio.sleep(delay(self._auth_failures))
+            if self._auth_failures >= self.settings.smtp.auth_failures_per_connection:
+                return await self._hang_up(replies.TOO_MANY_AUTH_FAILURES)
             return AuthResult(success=False, handled=False, message=replies.AUTH_FAILED)
-        log.info("smtp.auth", login=name, peer=str(peer), extension_id=user.extension_id)
+        log.info("smtp.auth", user=user.emails[0], peer=str(peer), extension_id=user.extension_id)
         return AuthResult(success=True, auth_data=user)
+
+    async def _hang_up(self, reply: str) -> AuthResult:
+        await self.push(reply)
+        if self.transport is not None:
+            self.transport.close()
+        return AuthResult(success=False, handled=True)
 
     # -- stopping -----------------------------------------------------------------------
 
@@ -213,20 +354,41 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 class SmtpListeners:
     """Every ``[smtp] listen`` address, served in this event loop."""
 
-    def __init__(self, settings: Settings, handler: Any, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handler: Any,
+        metrics: Metrics | None = None,
+        *,
+        caps: Caps | None = None,
+    ) -> None:
         self.settings = settings
         self.handler = handler
         self.metrics = metrics or Metrics()
+        smtp = settings.smtp
+        # Per listener; the daemon may give lower caps when descriptors are short.
+        self.caps = caps or Caps(smtp.max_connections, smtp.max_connections_per_address)
+        self.throttle = AuthThrottle(smtp.auth_failures_per_address)
         self.draining = False
         self.connections: weakref.WeakSet[GatewaySMTP] = weakref.WeakSet()
-        self.servers: list[asyncio.Server] = []
+        self.acceptors: list[Acceptor] = []
 
-    def _connection(self, **kwargs: Any) -> asyncio.BaseProtocol:
+    def _connection(self, slot: Slot, **kwargs: Any) -> asyncio.BaseProtocol:
         """A new connection, with the settings of now (SIGHUP may have changed users);
         while the daemon drains, a 421 and goodbye."""
         if self.draining:
-            return _ShuttingDown(self.metrics)
-        return GatewaySMTP(self.handler, settings=self.settings, metrics=self.metrics, **kwargs)
+            return _ShuttingDown(self.metrics, slot)
+        return GatewaySMTP(
+            self.handler,
+            settings=self.settings,
+            metrics=self.metrics,
+            throttle=self.throttle,
+            slot=slot,
+            **kwargs,
+        )
+
+    def _refused(self, _reason: str) -> None:
+        self.metrics.smtp_reply("421")
 
     def reload(self, settings: Settings) -> None:
         """New users and policies (SIGHUP) for new connections and the handler."""
@@ -234,7 +396,6 @@ class SmtpListeners:
         self.handler.reload(settings)
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         context = tls_context(self.settings)
         smtp = self.settings.smtp
         for listener in smtp.listen:
@@ -249,22 +410,32 @@ class SmtpListeners:
                 ident=f"gatewayd {__version__} ESMTP",
                 tls_context=context,
                 auth_require_tls=not listener.auth_without_tls,
-                timeout=300,
             )
             try:
-                server = await loop.create_server(
-                    factory, listener.address.host, listener.address.port, reuse_address=True
+                sockets = await asyncio.to_thread(
+                    bind, listener.address.host, listener.address.port
                 )
             except OSError as exc:
                 raise StartupError(
                     f"smtp.listen {listener.address}: {exc.strerror or exc}"
                 ) from exc
-            self.servers.append(server)
+            acceptor = Acceptor(
+                f"smtp {listener.address}",
+                sockets,
+                factory,
+                self.caps,
+                refusals=_REFUSALS,
+                on_refused=self._refused,
+            )
+            acceptor.start()
+            self.acceptors.append(acceptor)
             log.info(
                 "smtp.listening",
                 address=str(listener.address),
                 require_auth=listener.require_auth,
                 starttls=context is not None,
+                max_connections=self.caps.per_listener,
+                max_connections_per_address=self.caps.per_address,
             )
 
     def stop_accepting(self) -> None:
@@ -272,8 +443,8 @@ class SmtpListeners:
         self.draining = True
 
     def close_listeners(self) -> None:
-        for server in self.servers:
-            server.close()
+        for acceptor in self.acceptors:
+            acceptor.close()
 
     def hang_up(self) -> int:
         """Stop listening and close every connection still open; returns how many
@@ -288,8 +459,12 @@ class SmtpListeners:
 class _ShuttingDown(asyncio.Protocol):
     """A connection that arrives while the daemon drains: told to come back later."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, slot: Slot) -> None:
         self.metrics = metrics
+        self.slot = slot
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.slot.release()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.metrics.smtp_reply("421")

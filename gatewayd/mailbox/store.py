@@ -19,6 +19,7 @@ what it does, and each part is given only the database, clock and blob store it 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -120,7 +121,7 @@ class Mailbox:
         else:
             blobs = DatabaseBlobStore(db, clock, settings.data_dir / "scratch")
         try:
-            await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(_private_files, settings)
             await asyncio.to_thread(blobs.prepare)
         except OSError as exc:
             await db.close()
@@ -647,3 +648,14 @@ def _parked_item(row: Any) -> ReceiptIn:
         done_at=datetime.fromisoformat(done_at) if done_at else None,
         detail=dict(receipt.get("detail") or {}),
     )
+def _private_files(settings: MailboxSettings) -> None:
+    """The data directory (0700) and an SQLite database file (0600, which SQLite gives
+    its -wal and -shm files too) made private to the daemon, whatever its umask: they
+    hold every message's text."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    prefix = "sqlite+aiosqlite:///"
+    name = settings.url.partition("?")[0]
+    if name.startswith(prefix) and name[len(prefix) :] not in ("", ":memory:"):
+        path = Path(name[len(prefix) :])
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))

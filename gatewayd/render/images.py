@@ -31,6 +31,11 @@ from gatewayd.render.tiff import COMPRESSION_G4, CodedPage
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "TIFF", "BMP", "WEBP", "MPO")
 
 
+# Pillow's own words name Python objects ("<_io.BytesIO object at 0x...>"): not for
+# a sender.
+UNREADABLE_IMAGE = "the image cannot be read (damaged, or not an image)"
+
+
 @contextmanager
 def opened(path: Path, max_pixels: int) -> Iterator[Image.Image]:
     """The image, with the bomb guard at ``max_pixels`` raised as an error."""
@@ -43,7 +48,7 @@ def opened(path: Path, max_pixels: int) -> Iterator[Image.Image]:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise RenderError(f"the image is too large (more than {max_pixels:,} pixels)") from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise RenderError(f"the image cannot be read ({exc})") from exc
+            raise RenderError(UNREADABLE_IMAGE) from exc
 
 
 def count(path: Path, max_pixels: int) -> int:
@@ -117,5 +122,5 @@ def render(path: Path, index: int, fax: FaxFormat, max_pixels: int) -> CodedPage
         try:
             grey, photo = _grey(image, fax)
         except (OSError, ValueError) as exc:
-            raise RenderError(f"the image cannot be read ({exc})") from exc
+            raise RenderError(UNREADABLE_IMAGE) from exc
     return encode_grey(grey, fax, photo=photo)

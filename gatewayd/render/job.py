@@ -36,8 +36,9 @@ from gatewayd.config.settings import Compression, FaxSettings, Paper, Resolution
 from gatewayd.errors import RenderError
 from gatewayd.logging import get_logger
 from gatewayd.model import FaxErrorCode
-from gatewayd.render import tiff, worker
+from gatewayd.render import limits, tiff, worker
 from gatewayd.render.cover import CoverSheet
+from gatewayd.render.limits import MemoryLimits
 from gatewayd.render.office import find_soffice
 from gatewayd.render.raster import FaxFormat
 from gatewayd.render.worker import Call, Limits, Prepared, Source
@@ -74,6 +75,7 @@ class RenderOptions:
             settings.render_cpu_seconds,
             find_soffice(settings),
             settings.office_timeout,
+            max_pages=settings.max_pages,
         )
         return cls(fax, settings.max_pages, settings.max_input_bytes, limits)
 
@@ -89,10 +91,17 @@ class Renderer:
     """Renders fax jobs with ``workers`` processes."""
 
     def __init__(
-        self, workers: int, *, scratch: Path | None = None, in_process: float = 0.0
+        self,
+        workers: int,
+        *,
+        scratch: Path | None = None,
+        in_process: float = 0.0,
+        memory: MemoryLimits | None = None,
     ) -> None:
         self.workers = workers
         self.scratch = scratch
+        self.memory = memory or MemoryLimits()
+        self._recycling = limits.Recycling(self.memory)
         self._pool: ProcessPoolExecutor | None = None
         self._in_process_left = in_process  # seconds of calls still made in this process
         self._in_process_used = False
@@ -103,8 +112,20 @@ class Renderer:
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("forkserver"),
                 initializer=worker.initialize,
+                initargs=(self.memory.address_space,),
             )
         return self._pool
+
+    def _recycle(self) -> None:
+        """Replace the pool (its workers finish what they have) when it is due."""
+        pool = self._pool
+        if pool is None:
+            return
+        why = self._recycling.due(p.pid for p in getattr(pool, "_processes", {}).values())
+        if why is not None:
+            self._pool = None
+            pool.shutdown(wait=False)
+            log.info("render.workers_replaced", reason=why)
 
     def _kill(self, pool: ProcessPoolExecutor) -> None:
         """Stop every worker of ``pool`` now (one hangs, or the pool broke); the next
@@ -133,9 +154,12 @@ class Renderer:
         deadline = call.limits.cpu_seconds * 2 + 10
         for attempt in (1, 2):
             pool = self._executor()
+            self._recycling.called()
             future = asyncio.get_running_loop().run_in_executor(pool, function, *args)
             try:
                 return await asyncio.wait_for(future, deadline)
+            except MemoryError:
+                raise RenderError(limits.TOO_LARGE) from None
             except TimeoutError:
                 self._kill(pool)
                 raise RenderError(f"rendering did not finish within {deadline:g} s") from None
@@ -143,6 +167,8 @@ class Renderer:
                 # A worker died: over this job's budget (its marker says so), or while
                 # rendering another job, or it crashed. Start again, once.
                 self._kill(pool)
+                if await asyncio.to_thread(limits.over_memory, call.workdir):
+                    raise RenderError(limits.TOO_LARGE) from None
                 if await asyncio.to_thread(call.over_budget_marker.exists):
                     raise RenderError(
                         f"rendering took more than {call.limits.cpu_seconds:g} s of processor "
@@ -185,6 +211,7 @@ class Renderer:
             written = await asyncio.to_thread(tiff.write_file, pages, out)
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
+            self._recycle()
         log.info("fax.rendered", pages=len(pages), bytes=written, documents=len(sources),
                  cover=cover is not None)  # fmt: skip
         return Rendered(out, len(pages), written)

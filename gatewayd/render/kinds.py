@@ -4,11 +4,18 @@ A fax can carry PDF, PNG, JPEG, GIF, TIFF, BMP, WebP, plain text and HTML, and o
 documents (Word, Excel, PowerPoint, OpenDocument, RTF) when LibreOffice is installed.
 Pure. Both doors (SMTP and the API, through gatewayd/admission) sniff with it, and the
 renderer chooses its path by the kind.
+
+A zip (OpenDocument, OOXML) is looked into with bounds, since a small one can claim
+millions of members or inflate to gigabytes: more than ``ZIP_MAX_MEMBERS`` members (as
+its end record says, before the directory is read) is no document, and of an
+OpenDocument's ``mimetype`` member at most ``ZIP_MIMETYPE_BYTES`` are inflated.
+Blocking (zip directories): the doors call it in a thread.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from enum import StrEnum
 
@@ -75,6 +82,10 @@ _ODF = {
     b"application/vnd.oasis.opendocument.presentation": Kind.ODP,
 }
 _OLE_BY_DECLARED = {Kind.DOC.value: Kind.DOC, Kind.XLS.value: Kind.XLS, Kind.PPT.value: Kind.PPT}
+ZIP_MAX_MEMBERS = 10_000  # a long office document has a few hundred
+ZIP_MIMETYPE_BYTES = 256  # the longest ODF mimetype is 63 bytes
+_EOCD = b"PK\x05\x06"
+_EOCD_SIZE = 22
 
 
 def is_tnef(data: bytes) -> bool:
@@ -82,13 +93,29 @@ def is_tnef(data: bytes) -> bool:
     return data.startswith(_TNEF)
 
 
+def _zip_members(data: bytes) -> int | None:
+    """How many members a zip's end record claims (None: no end record found). Read
+    from the end of the data, without the central directory (ZIP64 archives claim
+    0xFFFF here: counted as too many, no office document needs ZIP64)."""
+    at = data.rfind(_EOCD, max(0, len(data) - _EOCD_SIZE - 0xFFFF))
+    if at < 0 or len(data) < at + _EOCD_SIZE:
+        return None
+    (total,) = struct.unpack_from("<H", data, at + 10)
+    return int(total)
+
+
 def _zip_kind(data: bytes) -> Kind | None:
+    members = _zip_members(data)
+    if members is None or members > ZIP_MAX_MEMBERS or members == 0xFFFF:
+        return None
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = archive.namelist()
             if "mimetype" in names:
-                return _ODF.get(archive.read("mimetype").strip())
-    except (zipfile.BadZipFile, KeyError, OSError):
+                with archive.open("mimetype") as member:
+                    return _ODF.get(member.read(ZIP_MIMETYPE_BYTES).strip())
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, RuntimeError, ValueError):
+        # RuntimeError: an encrypted member; ValueError, EOFError: a broken stream
         return None
     for prefix, kind in _OOXML.items():
         if any(name.startswith(prefix) for name in names) and "[Content_Types].xml" in names:

@@ -16,6 +16,8 @@ from gatewayd.errors import RenderError
 from gatewayd.render.kinds import IMAGES, Kind
 
 PDFIUM_LOCK = threading.Lock()
+# Pillow's own words name Python objects: a sender is told ours (as render/images.py).
+UNREADABLE_IMAGE = "the image cannot be read (damaged, or not an image)"
 _PASSWORD_ERROR = 4
 
 
@@ -43,7 +45,7 @@ def image_pages(data: bytes) -> int:
         with Image.open(io.BytesIO(data)) as image:
             return int(getattr(image, "n_frames", 1)) if image.format == "TIFF" else 1
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise RenderError(f"the image cannot be read ({exc})") from exc
+        raise RenderError(UNREADABLE_IMAGE) from exc
 
 
 def pages(kind: Kind, data: bytes) -> int:

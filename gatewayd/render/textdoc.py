@@ -3,7 +3,8 @@
 Plain text keeps its lines and columns: a monospace font, long lines wrapped at the
 margin (at a space when there is one near). HTML is read as text (headings, paragraphs
 and list items become lines) and set in a proportional font, wrapped at word
-boundaries. Both paginate with margins on A4 or Letter.
+boundaries. Both paginate with margins on A4 or Letter, and stop with TooManyPages as
+soon as a page past ``max_pages`` would begin (200,000 form feeds cost nothing).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
+from gatewayd.errors import RenderError
+from gatewayd.model import FaxErrorCode
 from gatewayd.render import fonts
 from gatewayd.render.html import html_to_text
 
@@ -73,7 +76,11 @@ def wrap_columns(line: str, columns: int) -> Iterator[str]:
 
 
 class _Writer:
-    def __init__(self, paper: str, family: tuple[fonts.Font, ...], size: float) -> None:
+    def __init__(
+        self, paper: str, family: tuple[fonts.Font, ...], size: float, max_pages: int
+    ) -> None:
+        self.max_pages = max_pages
+        self.pages = 1
         self.out = io.BytesIO()
         self.page_w, self.page_h = PAGES[paper]
         self.canvas = Canvas(self.out, pagesize=(self.page_w, self.page_h), pageCompression=1)
@@ -96,6 +103,12 @@ class _Writer:
         self.y -= self.leading
 
     def new_page(self) -> None:
+        if self.max_pages and self.pages >= self.max_pages:
+            raise RenderError(
+                f"too many pages: more than {self.max_pages}",
+                fax_error_code=FaxErrorCode.TOO_MANY_PAGES,
+            )
+        self.pages += 1
         self.canvas.showPage()
         self.y = self.page_h - MARGIN - self.size
 
@@ -105,8 +118,9 @@ class _Writer:
         return self.out.getvalue()
 
 
-def plain_text_pdf(text: str, paper: str) -> bytes:
-    writer = _Writer(paper, fonts.family("mono"), 10.0)
+def plain_text_pdf(text: str, paper: str, max_pages: int = 0) -> bytes:
+    """``text`` as pages; RenderError (TOO_MANY_PAGES) past ``max_pages`` (0: none)."""
+    writer = _Writer(paper, fonts.family("mono"), 10.0, max_pages)
     columns = max(20, int(writer.text_width / stringWidth("M", writer.family[0].name, 10.0)))
     for number, page in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\f")):
         if number:
@@ -117,8 +131,9 @@ def plain_text_pdf(text: str, paper: str) -> bytes:
     return writer.finish()
 
 
-def html_pdf(html: str, paper: str) -> bytes:
-    writer = _Writer(paper, fonts.family("sans"), 11.0)
+def html_pdf(html: str, paper: str, max_pages: int = 0) -> bytes:
+    """``html`` read as text, as pages; RenderError past ``max_pages`` (0: none)."""
+    writer = _Writer(paper, fonts.family("sans"), 11.0, max_pages)
     for paragraph in html_to_text(html).split("\n"):
         for line in wrap_words(paragraph, writer.family, writer.size, writer.text_width):
             writer.line(line)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from gatewayd.errors import RenderError
 from gatewayd.render import cover, images, office, pdf_sysfonts, textdoc
+from gatewayd.render import limits as memory_limits
 from gatewayd.render.kinds import IMAGES, OFFICE, Kind
 from gatewayd.render.pdf import Drawn, PdfPages
 from gatewayd.render.raster import FaxFormat, encode_grey
@@ -62,6 +63,7 @@ class Limits:
     cpu_seconds: float
     soffice: Path | None
     office_timeout: float
+    max_pages: int = 0  # text and HTML documents stop here (0: no limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +93,9 @@ OVER_BUDGET = "over-budget"
 _budget: tuple[float, Path] | None = None  # (processor-time deadline, marker)
 
 
-def initialize() -> None:
-    """Runs once in each worker process."""
+def initialize(memory: int | None = None) -> None:
+    """Runs once in each worker process; ``memory``: its address-space limit."""
+    memory_limits.apply(memory)
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # RLIMIT_CPU: on to its hard limit
     pdf_sysfonts.install()  # PDFium's standard fonts, per process
     threading.Thread(target=_watchdog, name="cpu-watchdog", daemon=True).start()
@@ -120,9 +123,13 @@ def _cpu_budget(call: Call) -> Iterator[None]:
     if hard != resource.RLIM_INFINITY:
         backstop = min(backstop, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (backstop, hard))
+    memory_limits.watch(call.workdir)
     try:
         yield
+    except MemoryError:
+        raise RenderError(memory_limits.TOO_LARGE) from None
     finally:
+        memory_limits.watch(None)
         _budget = None
         resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
 
@@ -164,7 +171,7 @@ def prepare(source: Source, call: Call) -> Prepared:
         if kind in (Kind.TEXT, Kind.HTML):
             text = textdoc.decode(source.path.read_bytes())
             make = textdoc.plain_text_pdf if kind is Kind.TEXT else textdoc.html_pdf
-            target.write_bytes(make(text, paper))
+            target.write_bytes(make(text, paper, limits.max_pages))
         elif kind in OFFICE:
             if limits.soffice is None:
                 raise RenderError("office documents need LibreOffice, which is not installed")

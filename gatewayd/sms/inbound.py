@@ -57,20 +57,28 @@ class Concatenated:
 
 def split_udh(data: bytes) -> tuple[Concatenated | None, bytes]:
     """The concatenation element of a user data header (IE 0x00 or 0x08), and the text
-    after the header."""
+    after the header. A header that does not hold together (longer than the data, an
+    element cut short, a part number of 0 or past the total) is no concatenation: the
+    message is taken as a single part (an SMSC that is refused retries forever)."""
     if not data:
         return None, data
     length = data[0]
+    if 1 + length > len(data):
+        return None, data[1:]  # the header claims more than there is: none to trust
     header, rest = data[1 : 1 + length], data[1 + length :]
     at, found = 0, None
     while at + 2 <= len(header):
         kind, size = header[at], header[at + 1]
         value = header[at + 2 : at + 2 + size]
+        if len(value) < size:
+            return None, rest  # an element cut short: the header is broken
         if kind == 0x00 and size == 3:
             found = Concatenated(value[0], value[1], value[2])
         elif kind == 0x08 and size == 4:
             found = Concatenated(int.from_bytes(value[:2], "big"), value[2], value[3])
         at += 2 + size
+    if found is not None and not 1 <= found.seq <= found.total:
+        return None, rest
     return found, rest
 
 

@@ -126,6 +126,26 @@ async def test_builtin_replies_carry_enhanced_codes(door: Door) -> None:
     assert quit_ == b"221 2.0.0 Bye\r\n"
 
 
+async def test_help_lists_every_command(door: Door) -> None:
+    """The commands gatewayd overrides (EHLO, NOOP, RSET, HELP, VRFY, DATA) keep their
+    place in HELP."""
+
+    def help_reply() -> bytes:
+        with (
+            socket.create_connection(("127.0.0.1", door.port), timeout=10) as sock,
+            sock.makefile("rwb") as stream,
+        ):
+            stream.readline()
+            stream.write(b"HELP\r\n")
+            stream.flush()
+            return stream.readline()
+
+    line = (await asyncio.to_thread(help_reply)).decode()
+    assert line.startswith("250 ")
+    for command in ("DATA", "EHLO", "HELO", "HELP", "MAIL", "NOOP", "QUIT", "RCPT", "RSET"):
+        assert command in line.split(), line
+
+
 async def test_pipelined_commands(door: Door) -> None:
     body = message()
 

@@ -13,6 +13,7 @@ import pytest
 
 from gatewayd.admission import Channel, Code, Refusal, destination, destinations, fax, sms
 from gatewayd.admission.fax import COVER_TEXT_LIMIT, FaxOptions, Upload
+from gatewayd.admission.mime import MimeLimits, parse
 from gatewayd.api.send import _error as api_error
 from gatewayd.config.settings import DestinationPolicy, FaxSettings, Settings, SmsSettings, User
 from gatewayd.destinations import parse_number
@@ -81,6 +82,23 @@ async def send_fax(
     )
 
 
+async def parse_mime(raw: bytes, limits: MimeLimits) -> object:
+    return parse(raw, limits)
+
+
+def nested(levels: int) -> bytes:
+    head = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n)
+        for n in range(levels)
+    )
+    return head + b"Content-Type: text/plain\r\n\r\nhello\r\n"
+
+
+def many_parts(count: int) -> bytes:
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(count))
+    return b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
+
+
 async def refused(attempt: Awaitable[object]) -> Refusal:
     with pytest.raises(Refusal) as caught:
         await attempt
@@ -137,6 +155,16 @@ CASES: list[tuple[Code, Callable[[], Awaitable[object]], dict[str, Any]]] = [
         Code.TOO_MANY_PAGES,
         lambda: send_fax([pdf("three-pages.pdf"), pdf("three-pages.pdf")]),
         {"count": 7, "limit": 6},
+    ),
+    (
+        Code.NESTED_TOO_DEEPLY,
+        lambda: parse_mime(nested(1000), MimeLimits(depth=30, parts=1000)),
+        {"limit": 30},
+    ),
+    (
+        Code.TOO_MANY_PARTS,
+        lambda: parse_mime(many_parts(20), MimeLimits(depth=30, parts=10)),
+        {"limit": 10},
     ),
 ]
 
@@ -277,6 +305,8 @@ SMTP_REPLIES = {
         "encrypted.pdf", "the PDF is password-protected"
     ),
     Code.TOO_MANY_PAGES: replies.too_many_pages(7, 6),
+    Code.NESTED_TOO_DEEPLY: replies.nested_too_deeply(30),
+    Code.TOO_MANY_PARTS: replies.too_many_parts(10),
 }
 API_ERRORS = {
     Code.NO_SMS_NUMBER: (403, "MSG-240", "from.phoneNumber"),
@@ -296,6 +326,8 @@ API_ERRORS = {
     Code.UNSUPPORTED_DOCUMENT: (415, "MSG-348", "attachment"),
     Code.UNREADABLE_DOCUMENT: (400, "MSG-349", "attachment"),
     Code.TOO_MANY_PAGES: (400, "CMN-101", "attachment"),
+    Code.NESTED_TOO_DEEPLY: (400, "MSG-349", None),
+    Code.TOO_MANY_PARTS: (400, "MSG-349", None),
 }
 
 

@@ -267,6 +267,44 @@ def test_an_empty_file_gives_the_defaults() -> None:
             "notify.password: a password is needed when username is set",
         ),
         ("[bogus]\nx = 1", "bogus: unknown key"),
+        (
+            "[smtp]\nmax_connections = 10\nmax_connections_per_address = 20",
+            "smtp.max_connections_per_address: must be at most max_connections",
+        ),
+        (
+            '[smtp]\nidle_timeout = "10m"\nsession_timeout = "5m"',
+            "smtp.session_timeout: must be at least idle_timeout",
+        ),
+        (
+            "[smtp]\nmax_mime_depth = 1000",
+            "smtp.max_mime_depth: 1000 is not a whole number from 2 to 100",
+        ),
+        (
+            '[api]\npublic_url = "gateway.example.com"',
+            'api.public_url: "gateway.example.com" is not a base URL (e.g. '
+            '"https://gateway.example.com")',
+        ),
+        (
+            '[fax]\nrender_memory = "64MiB"',
+            'fax.render_memory: "64MiB" is less than the minimum, 268435456 bytes',
+        ),
+        (
+            '[fax.spool]\nfile_mode = "0644"',
+            'fax.spool.file_mode: "0644" gives others access; the spool is never world-readable',
+        ),
+        (
+            '[fax.spool]\ndir_mode = "0570"',
+            'fax.spool.dir_mode: "0570" must give the owner at least 0700',
+        ),
+        (
+            '[fax.spool]\nfile_mode = "rw-r-----"',
+            'fax.spool.file_mode: "rw-r-----" is not an octal mode (e.g. "0640")',
+        ),
+        (
+            '[sms.policy]\nrefused_ranges = ["881*"]',
+            'sms.policy.refused_ranges[0]: "881*" is not an E.164 number or prefix '
+            '(e.g. "+881*", "+1???976*")',
+        ),
     ],
 )
 def test_each_mistake_is_named_with_key_value_and_expectation(text: str, expected: str) -> None:

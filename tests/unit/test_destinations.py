@@ -68,6 +68,15 @@ GERMAN_LANDLINE = Destination("+4930123456", 49, "FIXED_LINE")
         (DestinationPolicy(deny=("+4930*",)), GERMAN_LANDLINE,
          "+4930123456 is on the deny list (fax.policy.deny: +4930*)"),
         (DestinationPolicy(deny=("+4940*",)), GERMAN_LANDLINE, None),
+        (DestinationPolicy(deny=("+49??123456",)), GERMAN_LANDLINE,
+         "+4930123456 is on the deny list (fax.policy.deny: +49??123456)"),
+        (DestinationPolicy(), Destination("+881612345678", 881, "MOBILE"),
+         "+881612345678 is in a range refused for its cost (fax.policy.refused_ranges: +881*)"),
+        (DestinationPolicy(), Destination("+12129761234", 1, "FIXED_LINE_OR_MOBILE"),
+         "+12129761234 is in a range refused for its cost (fax.policy.refused_ranges: "
+         "+1???976*)"),
+        (DestinationPolicy(), Destination("+12125551976", 1, "FIXED_LINE_OR_MOBILE"), None),
+        (DestinationPolicy(refused_ranges=()), Destination("+881612345678", 881, "MOBILE"), None),
     ],
 )  # fmt: skip
 def test_policy(policy: DestinationPolicy, destination: Destination, why: str | None) -> None:

@@ -1,0 +1,64 @@
+"""MIME taken apart within limits, the same for both doors: a mail (SMTP) and a
+multipart/mixed fax request (the API).
+
+The stdlib parser nests one generator per level, so a deep enough nesting ends in a
+RecursionError after work quadratic in the depth, and every part is an object in
+memory. ``parse`` counts as it goes and stops at once with a Refusal:
+NESTED_TOO_DEEPLY past ``smtp.max_mime_depth`` levels (a multipart in a multipart,
+a forwarded mail in a forwarded mail: each container counts one), TOO_MANY_PARTS past
+``smtp.max_mime_parts`` parts. Blocking for a large input: a door runs it in a thread.
+"""
+
+from __future__ import annotations
+
+import email.feedparser
+import email.policy
+from dataclasses import dataclass
+from email.message import Message
+from email.policy import Policy
+
+from gatewayd.admission.refusals import Code, Refusal
+from gatewayd.config.settings import SmtpSettings
+
+
+@dataclass(frozen=True, slots=True)
+class MimeLimits:
+    depth: int
+    parts: int
+
+    @classmethod
+    def from_settings(cls, smtp: SmtpSettings) -> MimeLimits:
+        return cls(smtp.max_mime_depth, smtp.max_mime_parts)
+
+
+DEFAULT_LIMITS = MimeLimits.from_settings(SmtpSettings())
+
+
+class _BoundedParser(email.feedparser.BytesFeedParser):
+    """The stdlib's feed parser, counting each part as it begins. (``_new_message`` and
+    ``_msgstack`` are the parser's own, unchanged since Python 3.2: every part, the
+    root included, is made there, and the stack holds the parts open around it.)"""
+
+    def __init__(self, limits: MimeLimits, policy: Policy) -> None:
+        super().__init__(policy=policy)
+        self._limits = limits
+        self._parts = 0
+
+    def _new_message(self) -> None:
+        open_parts: list[Message] = self._msgstack  # type: ignore[attr-defined]
+        if len(open_parts) >= self._limits.depth:
+            raise Refusal(Code.NESTED_TOO_DEEPLY, limit=self._limits.depth)
+        self._parts += 1
+        if self._parts > self._limits.parts:
+            raise Refusal(Code.TOO_MANY_PARTS, limit=self._limits.parts)
+        super()._new_message()  # type: ignore[misc]
+
+
+def parse(
+    raw: bytes, limits: MimeLimits = DEFAULT_LIMITS, policy: Policy = email.policy.compat32
+) -> Message:
+    """``raw`` as a Message, or Refusal NESTED_TOO_DEEPLY / TOO_MANY_PARTS."""
+    parser = _BoundedParser(limits, policy)
+    parser.feed(raw)
+    message: Message = parser.close()
+    return message

@@ -1,0 +1,138 @@
+"""The HTTP connection: uvicorn's httptools protocol, with the time limits uvicorn does
+not have (its issue #157) and the connection's place under the listener's caps.
+
+- The head of a request (request line and headers) must be complete within
+  ``api.header_timeout`` of the connection (the first request) or of its first byte (a
+  later request on a kept-alive connection; between requests uvicorn's keep-alive
+  timeout, 5 s, applies).
+- The body may pause at most ``api.body_timeout`` between bytes; a pause of our own
+  making (the application not reading yet, so reading is paused) does not count.
+- Past either limit the connection is closed, with ``408`` when a request had begun
+  and nothing was answered yet.
+- The ``Slot`` the listener gave the connection (gatewayd.guard.listener) is released
+  when it is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from gatewayd.guard.listener import Slot
+
+REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTimeouts:
+    header: float
+    body: float
+
+
+class GuardedHttp(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        timeouts: ReadTimeouts,
+        slot: Slot | None = None,
+        on_timeout: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.timeouts = timeouts
+        self.slot = slot
+        self.on_timeout = on_timeout  # told "header" or "body" (the server tallies them)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._begun = False  # a request's first byte is in, its head is not complete
+        self._in_body = False
+        self._last_body = 0.0
+
+    # -- the connection ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        if self.slot is not None:
+            self.slot.release()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_body:
+            self._last_body = self.loop.time()
+        super().data_received(data)
+
+    # -- the parser's callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._begun = True
+        if self._head_timer is None:
+            self._start_head()
+
+    def on_headers_complete(self) -> None:
+        self._begun = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._in_body, self._last_body = True, self.loop.time()
+        self._body_timer = self.loop.call_later(self.timeouts.body, self._body_check)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        super().on_message_complete()
+
+    # -- the timers --------------------------------------------------------------------------
+
+    def _start_head(self) -> None:
+        self._head_timer = self.loop.call_later(self.timeouts.header, self._head_expired)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        self._time_out("header", answer=self._begun)
+
+    def _body_check(self) -> None:
+        self._body_timer = None
+        if not self._in_body:
+            return
+        now = self.loop.time()
+        if self.flow is not None and self.flow.read_paused:
+            self._last_body = now  # we are not reading: the client is not slow
+        due = self._last_body + self.timeouts.body
+        if now < due:
+            self._body_timer = self.loop.call_at(due, self._body_check)
+            return
+        cycle = self.cycle
+        self._time_out("body", answer=cycle is not None and not cycle.response_started)
+
+    def _time_out(self, part: str, *, answer: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.on_timeout is not None:
+            self.on_timeout(part)
+        if answer:
+            transport.write(REQUEST_TIMEOUT)
+        transport.close()
