@@ -8,9 +8,11 @@ mailbox's own; nothing outside this package imports them.
 from gatewayd.mailbox._queries import MAX_PER_PAGE, MessagePage, MessageQuery, SyncQuery
 from gatewayd.mailbox._schema import EPOCH
 from gatewayd.mailbox.records import (
+    ApiToken,
     Attachment,
     Content,
     Event,
+    Failure,
     Fragment,
     Message,
     NewAttachment,
@@ -25,7 +27,9 @@ from gatewayd.mailbox.records import (
     RateState,
     ReceiptIn,
     StatusCount,
+    StatusEntered,
     StatusEvent,
+    StatusTally,
     SweepReport,
     iso,
 )
@@ -34,9 +38,11 @@ from gatewayd.mailbox.store import Mailbox
 __all__ = [
     "EPOCH",
     "MAX_PER_PAGE",
+    "ApiToken",
     "Attachment",
     "Content",
     "Event",
+    "Failure",
     "Fragment",
     "Mailbox",
     "Message",
@@ -54,7 +60,9 @@ __all__ = [
     "RateState",
     "ReceiptIn",
     "StatusCount",
+    "StatusEntered",
     "StatusEvent",
+    "StatusTally",
     "SweepReport",
     "SyncQuery",
     "iso",

@@ -190,6 +190,15 @@ message_events = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("detail", sa.JSON),
     sa.Index("ix_message_events_message_id", "message_id", "id"),
+    # Status changes by the status entered and when (``gatewayd status``: what happened
+    # in the last hour, the latest failures); only status events are in it.
+    sa.Index(
+        "ix_message_events_status",
+        "to_value",
+        "at",
+        sqlite_where=sa.text("kind = 'status'"),
+        postgresql_where=sa.text("kind = 'status'"),
+    ),
 )
 
 # Parts of a concatenated inbound SMS, kept until the last one arrives (or the wait
@@ -298,4 +307,22 @@ parked_receipts = sa.Table(
     sa.Column("receipt", sa.JSON, nullable=False),
     sa.Column("received_at", UtcTimestamp, nullable=False),
     sa.Index("ix_parked_receipts_link", "link", "carrier_id"),
+)
+
+# API tokens made by ``gatewayd token create``: only the token's SHA-256 is kept (in the
+# config's ``sha256$<hex>`` form). A token belongs to the user of the config with its
+# extension; ``email`` is the address it was made for (shown by ``token list``).
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", _KEY, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(80), nullable=False),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("extension_id", sa.BigInteger, nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("expires_at", UtcTimestamp),
+    sa.Column("revoked_at", UtcTimestamp),
+    sa.UniqueConstraint("token_hash"),
 )

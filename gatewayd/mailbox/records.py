@@ -473,3 +473,77 @@ class RateState:
     count: int
     window_start: datetime
     penalty_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEntered:
+    """A message entered ``status`` (handed to status watchers once committed).
+    ``code`` is the failure's faxErrorCode or deliveryErrorCode, when it has one."""
+
+    message_id: int
+    type: MessageType
+    direction: Direction
+    status: MessageStatus
+    reason: str
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTally:
+    """How many messages of a type and direction entered ``status`` in a window."""
+
+    type: MessageType
+    direction: Direction
+    status: MessageStatus
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A message that failed: the status event, its reason and code, and what the
+    message is."""
+
+    message_id: int
+    at: datetime
+    status: MessageStatus
+    reason: str
+    type: MessageType
+    extension_id: int
+    to_number: str | None
+    code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An API token kept in the mailbox (its hash only) for the user of ``extension_id``."""
+
+    id: int
+    account_id: int
+    extension_id: int
+    email: str
+    name: str
+    token_hash: str = field(repr=False)
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        """active, expired or revoked."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "accountId": str(self.account_id),
+            "extensionId": str(self.extension_id),
+            "email": self.email,
+            "name": self.name,
+            "state": self.state(now),
+            "createdAt": iso(self.created_at),
+            "expiresAt": iso(self.expires_at),
+            "revokedAt": iso(self.revoked_at),
+        }

@@ -12,6 +12,12 @@ what it does, and each part is given only the database, clock and blob store it 
 - _queries.py: the message-store list and message sync
 - _lifecycle.py: the sweeper and blob erasure
 - _fragments.py, _notifications.py: parts of inbound SMS; the notifier's cursor and queue
+- _resend.py: cancelling a Queued message, sending a failed one again
+- _overview.py: the queue, recent statuses and failures at a glance
+- _tokens.py: API tokens (their hashes)
+
+Every status a message enters is told, once committed, to the watchers given to
+``watch_status`` (the daemon's metrics count them there).
 """
 
 from __future__ import annotations
@@ -29,7 +35,16 @@ from gatewayd.clock import Clock, SystemClock
 from gatewayd.config.settings import MailboxSettings
 from gatewayd.errors import MessageNotFound, StoreError
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import _fragments, _nodes, _notifications, _queries, _queue
+from gatewayd.mailbox import (
+    _fragments,
+    _nodes,
+    _notifications,
+    _overview,
+    _queries,
+    _queue,
+    _resend,
+    _tokens,
+)
 from gatewayd.mailbox._blobs import BlobStore, DatabaseBlobStore, FileBlobStore
 from gatewayd.mailbox._changes import Changes
 from gatewayd.mailbox._create import Creator
@@ -48,10 +63,13 @@ from gatewayd.mailbox._rows import (
     select_messages,
 )
 from gatewayd.mailbox._schema import message_events, messages, parked_receipts
+from gatewayd.mailbox._status import StatusFeed, StatusWatcher
 from gatewayd.mailbox.records import (
+    ApiToken,
     Attachment,
     Content,
     Event,
+    Failure,
     Fragment,
     Message,
     NewMessage,
@@ -64,6 +82,7 @@ from gatewayd.mailbox.records import (
     RateState,
     ReceiptIn,
     StatusCount,
+    StatusTally,
     SweepReport,
 )
 from gatewayd.model import (
@@ -86,10 +105,11 @@ class Mailbox:
         self.clock = clock
         self._db = db
         self._blobs = blobs
+        self._feed = StatusFeed()
         self._lifecycle = Lifecycle(settings, db, blobs, clock)
-        self._creator = Creator(db, blobs, clock, self._lifecycle)
-        self._changes = Changes(db, blobs, clock, self._lifecycle)
-        self._ledger = Ledger(db, clock)
+        self._creator = Creator(db, blobs, clock, self._lifecycle, self._feed)
+        self._changes = Changes(db, blobs, clock, self._lifecycle, self._feed)
+        self._ledger = Ledger(db, clock, self._feed)
         self._roles = Roles(db)
         self._rates: Rates = MemoryRates(clock) if db.is_sqlite else DatabaseRates(db, clock)
 
@@ -140,6 +160,15 @@ class Mailbox:
     def describe(self) -> str:
         """Where the mailbox is (its database URL without a password), for people."""
         return self._db.describe()
+
+    def watch_status(self, watcher: StatusWatcher) -> None:
+        """Call ``watcher`` with every status a message enters through this Mailbox
+        (created, sent, failed, ...), once it is committed."""
+        self._feed.watchers.append(watcher)
+
+    async def ping(self) -> None:
+        """One round trip to the database; StoreUnavailable when it cannot be reached."""
+        await _overview.ping(self._db)
 
     # -- creating ---------------------------------------------------------------------
 
@@ -205,6 +234,24 @@ class Mailbox:
             StatusCount(MessageType(kind), MessageStatus(status), count, oldest)
             for kind, status, count, oldest in found
         ]
+
+    async def queue(self) -> list[StatusCount]:
+        """Queued messages per type, with the creation time of the oldest (from the
+        queue's index, unlike ``counts``)."""
+        return await _overview.queue(self._db)
+
+    async def status_tallies(self, *, since: datetime) -> list[StatusTally]:
+        """How many messages of each type and direction entered each status since
+        ``since`` (creation counts as entering the first one), from the status events:
+        every node's, kept across restarts."""
+        return await _overview.tallies(self._db, since)
+
+    async def recent_failures(
+        self, *, limit: int = 10, account_id: int | None = None
+    ) -> list[Failure]:
+        """The latest moves to SendingFailed or DeliveryFailed, newest first, with
+        their reasons and codes."""
+        return await _overview.failures(self._db, limit=limit, account_id=account_id)
 
     async def attachment(
         self, message_id: int, attachment_id: int, *, extension_id: int | None = None
@@ -285,6 +332,26 @@ class Mailbox:
     ) -> None:
         """An event that changes nothing: a late receipt, a carrier note, a warning."""
         await self._changes.record_event(message_id, kind, reason, detail)
+
+    async def cancel(
+        self, message_id: int, *, reason: str, extension_id: int | None = None
+    ) -> Message:
+        """A Queued outbound SMS or fax becomes SendingFailed with the reason
+        "cancelled: <reason>" (InvalidTransition for anything else); a fax a carrier
+        has is then cancelled there by the fax dispatcher."""
+        return await _resend.cancel(
+            self._db, self.clock, self._feed, message_id, reason=reason, extension_id=extension_id
+        )
+
+    async def retry(
+        self, message_id: int, *, reason: str, extension_id: int | None = None
+    ) -> Message:
+        """Send a SendingFailed or DeliveryFailed outbound SMS or fax again: a NEW
+        Queued message with the same content, linked to the original by an event on
+        each ("retried as N", "a retry of M"). Returns the new message."""
+        return await _resend.retry(
+            self._db, self.clock, self._feed, message_id, reason=reason, extension_id=extension_id
+        )
 
     # -- SMS parts at the SMSC (_ledger.py) ---------------------------------------------
 
@@ -508,6 +575,34 @@ class Mailbox:
 
     async def rate_penalise(self, key: str, until: datetime) -> None:
         await self._rates.penalise(key, until)
+
+    # -- API tokens (_tokens.py) ----------------------------------------------------------
+
+    async def create_token(
+        self,
+        *,
+        account_id: int,
+        extension_id: int,
+        email: str,
+        name: str,
+        token_hash: str,
+        expires_at: datetime | None = None,
+    ) -> ApiToken:
+        """Keep a new API token's hash for the user of ``extension_id``."""
+        owner = (account_id, extension_id, email)
+        return await _tokens.create(self._db, self.clock, owner, (token_hash, name, expires_at))
+
+    async def tokens(self, *, extension_id: int | None = None) -> list[ApiToken]:
+        """Every token kept (revoked and expired ones too), oldest first."""
+        return await _tokens.listed(self._db, extension_id)
+
+    async def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        """The token with this hash, whatever its state; None when there is none."""
+        return await _tokens.by_hash(self._db, token_hash)
+
+    async def revoke_token(self, token_id: int) -> ApiToken:
+        """Revoke a token (again: nothing changes); MessageNotFound for an unknown id."""
+        return await _tokens.revoke(self._db, self.clock, token_id)
 
     # -- result emails (_notifications.py) ----------------------------------------------
 
