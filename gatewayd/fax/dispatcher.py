@@ -12,7 +12,14 @@ anything else, then follows the job until the carrier says what became of it:
   the queue, due after ``fax.retry_delay`` doubling per attempt; SendingFailed after
   ``fax.max_attempts`` attempts or ``fax.max_age`` after the fax was due.
 - deleted while Queued: cancelled at the carrier, SendingFailed ("cancelled").
+- cancelled (``Mailbox.cancel``: SendingFailed "cancelled: ...", by an operator, from
+  any process or node), or otherwise no longer Queued, while the carrier still has
+  it: cancelled at the carrier. A fax cancelled while it was being handed over is
+  taken back from the carrier as soon as the hand-over is refused (LeaseLost).
 - still pending past its kill time: cancelled, SendingFailed.
+
+``carrier_state`` says how the carrier is doing ("ok", "unavailable", "refused" and
+the reason) for ``gatewayd status``.
 
 Restart safety: the dispatcher's lease owner is the same across restarts of the
 daemon on one host, so a new process finds the faxes its previous life held. One
@@ -89,6 +96,7 @@ class FaxDispatcher(LeaseLoop):
         self.tracked: dict[str, Tracked] = {}
         self._starting: set[int] = set()  # leased, being rendered or handed over
         self._carrier_error: str | None = None
+        self._carrier_refused = False
 
     def reload(self, settings: Settings) -> None:
         self.settings = settings
@@ -101,6 +109,13 @@ class FaxDispatcher(LeaseLoop):
         finally:
             self.stop()
             await follow
+
+    @property
+    def carrier_state(self) -> tuple[str, str | None]:
+        """("ok", None), or ("unavailable" | "refused", the carrier's last reason)."""
+        if self._carrier_error is None:
+            return "ok", None
+        return ("refused" if self._carrier_refused else "unavailable"), self._carrier_error
 
     def room(self) -> int:
         return max(1, self.settings.fax.render_workers) * 2 - len(self._starting)
@@ -218,14 +233,30 @@ class FaxDispatcher(LeaseLoop):
                 await self._retry_or_fail(message, FaxErrorCode.CALL_FAILED, exc.reason)
                 self._carrier_trouble(exc)
                 return
-        updated = await self.mailbox.set_carrier(
-            message.id,
-            self.owner,
-            carrier=self.carrier.name,
-            ref=ref,
-            reason=f"submitted to {self.carrier.name} as {ref}",
-            detail={"attempt": job.attempt, "pages": job.pages, "kill_at": job.kill_at.isoformat()},
-        )
+        try:
+            updated = await self.mailbox.set_carrier(
+                message.id,
+                self.owner,
+                carrier=self.carrier.name,
+                ref=ref,
+                reason=f"submitted to {self.carrier.name} as {ref}",
+                detail={
+                    "attempt": job.attempt,
+                    "pages": job.pages,
+                    "kill_at": job.kill_at.isoformat(),
+                },
+            )
+        except LeaseLost:
+            # Cancelled (or taken by another worker) while the carrier took it: it must
+            # not be sent on our account.
+            await self._carrier_call(self.carrier.cancel(ref))
+            log.warning(
+                "fax.cancelled_at_carrier",
+                message_id=message.id,
+                carrier_ref=ref,
+                reason="the fax was no longer ours when the carrier took it",
+            )
+            raise
         log.info(
             "fax.submitted",
             message_id=message.id,
@@ -287,11 +318,10 @@ class FaxDispatcher(LeaseLoop):
     async def follow(self) -> None:
         """Ask the carrier about every job followed; record what is final."""
         refs = list(self.tracked)
-        results = await self._carrier_call(self.carrier.status(refs))
-        if results is None:
-            results = {}
-        else:
+        answer = await self._carrier_call(self.carrier.status(refs))
+        if answer is not None:
             self._carrier_ok()
+        results = answer or {}
         now = self.mailbox.clock.now()
         loop_now = asyncio.get_running_loop().time()
         current = await self.mailbox.get_many([t.message_id for t in self.tracked.values()])
@@ -301,9 +331,22 @@ class FaxDispatcher(LeaseLoop):
                 continue
             message = current.get(item.message_id)
             if message is None or message.message_status is not MessageStatus.QUEUED:
-                self.tracked.pop(ref, None)  # gone, or finished elsewhere
+                # Cancelled, gone, or finished elsewhere. Once the carrier has answered:
+                # a job it still has is stopped there; a finished one forgotten.
+                if answer is None:
+                    continue  # the carrier cannot say now: ask again at the next poll
+                self.tracked.pop(ref, None)
                 if results.get(ref) is not None:
                     await self._carrier_call(self.carrier.done(ref))
+                else:
+                    await self._carrier_call(self.carrier.cancel(ref))
+                    log.info(
+                        "fax.cancelled_at_carrier",
+                        message_id=item.message_id,
+                        carrier_ref=ref,
+                        status=message.message_status.value if message else "removed",
+                        reason=message.failure_reason if message else None,
+                    )
                 continue
             with bound_message(item.message_id):
                 try:
@@ -426,6 +469,7 @@ class FaxDispatcher(LeaseLoop):
         if exc.reason == self._carrier_error:
             return
         self._carrier_error = exc.reason
+        self._carrier_refused = isinstance(exc, CarrierRefused)
         event = (
             "fax.carrier_refused" if isinstance(exc, CarrierRefused) else "fax.carrier_unavailable"
         )
