@@ -18,6 +18,7 @@ from fastapi import Depends, Request, Response
 from gatewayd.api.auth import Authenticator, Caller
 from gatewayd.config.settings import Settings
 from gatewayd.mailbox import Mailbox, Message
+from gatewayd.status import Observer
 
 PREFIX = "/restapi/v1.0/account/{accountId}/extension/{extensionId}"
 
@@ -40,6 +41,8 @@ class Context:
     office: bool = False
     # Called with new Queued messages once committed (the daemon wakes its dispatchers).
     on_queued: Callable[[Sequence[Message]], None] = field(default=_nothing)
+    # The daemon's view of itself (/readyz, the admin status); None: only the mailbox.
+    status: Observer | None = None
 
     @property
     def settings(self) -> Settings:

@@ -51,7 +51,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "gatewayd.cli.check:arguments",
         "validate the config; print every problem and warning with its key",
     ),
-    "messages": ("gatewayd.cli.messages:arguments", "the mailbox: list or show messages"),
+    "status": (
+        "gatewayd.cli.status:arguments",
+        "what the gateway is doing: links, carrier, queue, the last hour, failures, nodes",
+    ),
+    "messages": (
+        "gatewayd.cli.messages:arguments",
+        "the mailbox: list, show, cancel, retry, delete or restore messages",
+    ),
     "trace": (
         "gatewayd.cli.messages:trace_arguments",
         "a message's timeline: every transition and its log lines",
@@ -189,14 +196,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         become_owner(settings.mailbox.data_dir)
     if args.command != "run":
+        import logging
+
         from gatewayd.config.settings import LogSettings
         from gatewayd.logging import configure_logging
 
         # Operator commands keep stdout for their output; warnings go to stderr, and
-        # nothing to the daemon's log file.
+        # nothing to the daemon's log file. What the mailbox logs of a change the
+        # command made (a message cancelled: SendingFailed) the command says itself.
         configure_logging(
             LogSettings(level="warning", format="console", file=None), stream=sys.stderr
         )
+        logging.getLogger("gatewayd.mailbox").setLevel(logging.ERROR)
     result: int = args.handler(settings, args)
     return result
 

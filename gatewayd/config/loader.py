@@ -546,6 +546,7 @@ def _api(t: TableReader) -> s.ApiSettings:
         tls_cert=cert,
         tls_key=key,
         rate_limits=t.boolean("rate_limits", d.rate_limits),
+        metrics_token_hash=_secret_hash(t, "metrics_token_hash"),
     )
     t.finish()
     return result

@@ -239,6 +239,7 @@ class ApiSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     rate_limits: bool = True
+    metrics_token_hash: str = field(default="", repr=False)  # empty: /metrics is open
 
 
 @dataclass(frozen=True, slots=True)

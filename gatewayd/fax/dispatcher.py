@@ -111,6 +111,15 @@ class FaxDispatcher(LeaseLoop):
             await follow
 
     @property
+    def carrier_name(self) -> str:
+        return self.carrier.name
+
+    @property
+    def following(self) -> int:
+        """Jobs at the carrier followed now."""
+        return len(self.tracked)
+
+    @property
     def carrier_state(self) -> tuple[str, str | None]:
         """("ok", None), or ("unavailable" | "refused", the carrier's last reason)."""
         if self._carrier_error is None:
