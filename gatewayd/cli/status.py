@@ -14,11 +14,10 @@ Asking the daemon needs nothing but the standard library: the command starts fas
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 from gatewayd import control, lockfile
-from gatewayd.cli import json_option
+from gatewayd.cli import json_option, operator_logging
 from gatewayd.cli.output import print_json, table
 from gatewayd.config.settings import Settings
 
@@ -27,7 +26,7 @@ STATUS_ORDER = ("Queued", "Sent", "Delivered", "DeliveryFailed", "SendingFailed"
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     json_option(parser)
-    parser.set_defaults(handler=command)
+    parser.set_defaults(handler=command, logging=False)  # asking the daemon logs nothing
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
@@ -39,6 +38,9 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         pid = lockfile.holder(data_dir)
         if pid is not None:
             why = f"a daemon (pid {pid or '?'}) holds {data_dir} but does not answer: {why}"
+        import asyncio
+
+        operator_logging()
         document = asyncio.run(_offline(settings, why))
     if args.json:
         print_json(document)
