@@ -40,7 +40,7 @@ from gatewayd import __version__, control
 from gatewayd.config.settings import Settings
 from gatewayd.errors import StoreError
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import Mailbox, Node, iso
+from gatewayd.mailbox import Mailbox, iso
 from gatewayd.metrics import QUEUED_TYPES, LinkView
 
 log = get_logger("gatewayd.status")
@@ -76,13 +76,6 @@ class Check:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "ok": self.ok, "detail": self.detail}
-
-
-def node_state(node: Node, now: datetime, stale_after: float) -> str:
-    """live, gone (no heartbeat for ``stale_after``) or stopped."""
-    if node.stopped_at is not None:
-        return "stopped"
-    return "gone" if node.age(now) >= stale_after else "live"
 
 
 def _no_listeners() -> Mapping[str, bool]:
@@ -278,7 +271,7 @@ async def mailbox_figures(mailbox: Mailbox, settings: Settings, now: datetime) -
         "nodes": [
             {
                 "name": n.name,
-                "state": node_state(n, now, stale),
+                "state": n.state(now, stale),
                 "host": n.host,
                 "pid": n.pid,
                 "version": n.version,

@@ -465,6 +465,12 @@ class Node:
         """Seconds since the last heartbeat."""
         return (now - self.heartbeat_at).total_seconds()
 
+    def state(self, now: datetime, stale_after: float) -> str:
+        """live, gone (no heartbeat for ``stale_after`` seconds) or stopped."""
+        if self.stopped_at is not None:
+            return "stopped"
+        return "gone" if self.age(now) >= stale_after else "live"
+
 
 @dataclass(frozen=True, slots=True)
 class RateState:
