@@ -1,5 +1,7 @@
 """``gatewayd check-config``: every problem of the config with its key (exit 3), or a
-summary of what it sets up and the warnings of config/review.py (exit 0)."""
+summary of what it sets up and the warnings of config/review.py (exit 0). With faxes
+over SIP, it also loads the fax engine (libspandsp) and says which: exit 1 when it
+cannot be loaded."""
 
 from __future__ import annotations
 
@@ -41,23 +43,52 @@ def command(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
     warnings = review(settings)
+    engine = _fax_engine(settings)
+    result = 0 if engine is None or engine[0] else 1
     if args.json:
-        print_json(
-            {
-                "config": str(path),
-                "valid": True,
-                "problems": [],
-                "warnings": [{"key": w.key, "text": w.text} for w in warnings],
-            }
-        )
-        return 0
+        document = {
+            "config": str(path),
+            "valid": True,
+            "problems": [],
+            "warnings": [{"key": w.key, "text": w.text} for w in warnings],
+        }
+        if engine is not None:
+            document["faxEngine"] = {"ok": engine[0], "detail": engine[1]}
+        print_json(document)
+        return result
     count = len(warnings)
     print(f"{path}: OK" + (f", {count} warning{'s' if count > 1 else ''}" if count else ""))
     for line in _summary(settings):
         print(f"  {line}")
+    if engine is not None:
+        print(f"  {_sip_line(settings)}")
+        print(f"  fax engine {engine[1]}" if engine[0] else f"  fax engine error: {engine[1]}")
     for warning in warnings:
         print(f"  warning: {warning}")
-    return 0
+    return result
+
+
+def _fax_engine(s: Settings) -> tuple[bool, str] | None:
+    """With faxes over SIP: whether libspandsp loads, and which it is (or why not)."""
+    if not s.fax.sip_runs:
+        return None
+    from gatewayd.fax.sip import engine
+
+    try:
+        return True, engine.describe()
+    except engine.EngineUnavailable as exc:
+        return False, str(exc)
+
+
+def _sip_line(s: Settings) -> str:
+    sip = s.fax.sip
+    who = f"registers as {sip.username}" if sip.registers else "does not register"
+    return (
+        f"sip        {sip.transport} via {sip.proxy}, {who}, listens on {sip.local_address}; "
+        f"T.38 {'on' if sip.t38 else 'off'}, ECM {'on' if sip.ecm else 'off'}, "
+        f"{sip.max_calls} calls at once, media ports {sip.media_ports[0]}-{sip.media_ports[1]}"
+        + ("" if s.fax.carrier == "sip" else " (receiving only)")
+    )
 
 
 def _summary(s: Settings) -> list[str]:
