@@ -19,7 +19,9 @@ the difference is gatewayd's own start-up:
 
 ``--before REF`` also measures the code of a git commit (``git archive`` into a
 temporary directory, put first on PYTHONPATH; the C fax coder is taken from this
-checkout), in the same run, so the report shows before and after side by side.
+checkout), in the same run, its runs alternating with this checkout's (a busy moment
+of a shared machine then falls on both), so the report shows before and after side by
+side.
 
 Writes bench/results/cli.{json,md}.
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -38,7 +41,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
@@ -186,43 +189,45 @@ def checkout(ref: str, into: Path) -> Path:
     return into
 
 
-def measure(
-    label: str,
-    env: dict[str, str],
-    *,
-    work: Path,
-    config: Path,
-    pdf: Path,
-    runs: int,
-    shipped: Path = ROOT / "config" / "gatewayd.toml",
-) -> dict[str, float | None]:
-    """Every command's time; ``shipped``: the shipped config of the code measured."""
-    where = subprocess.run(
-        [sys.executable, "-c", "import gatewayd; print(gatewayd.__file__)"],
-        env=env,
-        cwd=work,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    print(f"{label}: gatewayd from {Path(where.strip()).parent}", file=sys.stderr)
-    out = work / f"{label}.tif"
-    commands = {
-        "--help": ["--help"],
-        "--version": ["--version"],
-        "check-config": ["check-config", "--config", str(shipped)],
-        "messages list": ["messages", "list", "--config", str(config)],
-        "status (no daemon)": ["status", "--config", str(config)],
-        "token list": ["token", "list", "--config", str(config)],
-        "render (17 pages)": ["render", str(pdf), "-o", str(out)],
-    }
-    found = {name: wall([str(GATEWAYD), *argv], runs, env, work) for name, argv in commands.items()}
-    if found["status (no daemon)"] is None:
-        found["status (a running daemon)"] = None
-    else:
-        with running_daemon(env, config, work):
-            argv = [str(GATEWAYD), "status", "--config", str(config)]
-            found["status (a running daemon)"] = wall(argv, runs, env, work)
+@dataclasses.dataclass
+class Code:
+    """One version of gatewayd to measure: its environment, work directory, mailbox
+    config and shipped config."""
+
+    label: str
+    env: dict[str, str]
+    work: Path
+    config: Path
+    shipped: Path
+
+    def commands(self, pdf: Path) -> dict[str, list[str]]:
+        return {
+            "--help": ["--help"],
+            "--version": ["--version"],
+            "check-config": ["check-config", "--config", str(self.shipped)],
+            "messages list": ["messages", "list", "--config", str(self.config)],
+            "status (no daemon)": ["status", "--config", str(self.config)],
+            "token list": ["token", "list", "--config", str(self.config)],
+            "render (17 pages)": ["render", str(pdf), "-o", str(self.work / "out.tif")],
+        }
+
+
+def interleaved(
+    codes: list[Code], names: list[str], argv: Callable[[Code, str], list[str]], runs: int
+) -> dict[str, dict[str, float | None]]:
+    """Each command's minimum time for each code: the runs of the codes alternate, so
+    that a busy moment of a shared machine falls on both, not on one."""
+    found: dict[str, dict[str, float | None]] = {code.label: {} for code in codes}
+    for name in names:
+        for code in codes:
+            found[code.label][name] = float("inf")
+        for _ in range(runs):
+            for code in codes:
+                if found[code.label][name] is None:
+                    continue
+                took = wall([str(GATEWAYD), *argv(code, name)], 1, code.env, code.work)
+                best = found[code.label][name]
+                found[code.label][name] = None if took is None else min(took, best or took)
     return found
 
 
@@ -232,12 +237,14 @@ def main() -> None:
     parser.add_argument("--before", metavar="REF", help="also measure this git commit")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GATEWAYD_CONFIG": str(ROOT / "config" / "gatewayd.toml")}
+    shipped = ROOT / "config" / "gatewayd.toml"
+    env = {**os.environ, "GATEWAYD_CONFIG": str(shipped)}
     env.pop("PYTHONPATH", None)
     with tempfile.TemporaryDirectory(prefix="gatewayd-bench-cli-") as temporary:
         work = Path(temporary)
         pdf = documents.write(work, "manual-17.pdf", lambda: documents.dense_text_pdf(17))
         bare = wall([sys.executable, "-c", "pass"], args.runs, env)
+        assert bare is not None
         draw = float(
             subprocess.run(
                 [sys.executable, "-c", DRAW, str(pdf), str(work / "draw.tif"), str(args.runs)],
@@ -247,26 +254,34 @@ def main() -> None:
                 check=True,
             ).stdout
         )
-        here = work / "after"
-        config = make_mailbox(here, env)
-        figures = {
-            "after": measure("after", env, work=here, config=config, pdf=pdf, runs=args.runs)
-        }
+        codes = [Code("after", env, work / "after", make_mailbox(work / "after", env), shipped)]
         if args.before:
             tree = checkout(args.before, work / "before")
-            shipped = tree / "config" / "gatewayd.toml"
-            before_env = {**env, "PYTHONPATH": str(tree), "GATEWAYD_CONFIG": str(shipped)}
+            old = tree / "config" / "gatewayd.toml"
+            before_env = {**env, "PYTHONPATH": str(tree), "GATEWAYD_CONFIG": str(old)}
             there = work / "before-run"
-            config = make_mailbox(there, before_env)
-            figures["before"] = measure(
-                "before",
-                before_env,
-                work=there,
-                config=config,
-                pdf=pdf,
-                runs=args.runs,
-                shipped=shipped,
-            )
+            codes.insert(0, Code("before", before_env, there, make_mailbox(there, before_env), old))
+        for code in codes:
+            where = subprocess.run(
+                [sys.executable, "-c", "import gatewayd; print(gatewayd.__file__)"],
+                env=code.env,
+                cwd=code.work,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            print(f"{code.label}: gatewayd from {Path(where.strip()).parent}", file=sys.stderr)
+        names = list(codes[0].commands(pdf))
+        figures = interleaved(codes, names, lambda c, n: c.commands(pdf)[n], args.runs)
+        # `status` asking a running daemon: only the code that has the command
+        name = "status (a running daemon)"
+        for code in codes:
+            if figures[code.label]["status (no daemon)"] is None:
+                figures[code.label][name] = None
+                continue
+            with running_daemon(code.env, code.config, code.work):
+                argv = [str(GATEWAYD), "status", "--config", str(code.config)]
+                figures[code.label][name] = wall(argv, args.runs, code.env, code.work)
         gs = None
         if shutil.which("gs"):
             gs = wall([*GS, f"-sOutputFile={work / 'gs.tif'}", str(pdf)], args.runs, env)
