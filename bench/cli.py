@@ -9,6 +9,9 @@ the difference is gatewayd's own start-up:
 
 - ``--help``, ``--version``, ``check-config`` on the shipped config;
 - ``messages list`` on a small mailbox (40 messages);
+- ``status`` asking a running ``gatewayd run`` on that mailbox (its socket), and
+  ``status`` with no daemon (the mailbox alone), ``token list``; a ``--before`` commit
+  without such a command shows "-";
 - ``render`` of a 17-page PDF (tests/documents.py, dense text) into a fax TIFF. Its
   overhead is the wall time less the time the same 17 pages take to draw, code and
   write inside a process that has everything loaded (measured here too);
@@ -16,7 +19,9 @@ the difference is gatewayd's own start-up:
 
 ``--before REF`` also measures the code of a git commit (``git archive`` into a
 temporary directory, put first on PYTHONPATH; the C fax coder is taken from this
-checkout), in the same run, so the report shows before and after side by side.
+checkout), in the same run, its runs alternating with this checkout's (a busy moment
+of a shared machine then falls on both), so the report shows before and after side by
+side.
 
 Writes bench/results/cli.{json,md}.
 """
@@ -24,15 +29,19 @@ Writes bench/results/cli.{json,md}.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
@@ -40,10 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gatewayd.config.settings import MailboxSettings  # noqa: E402
-from gatewayd.mailbox import Mailbox  # noqa: E402
 from tests import documents  # noqa: E402
-from tests.conftest import fax, sms  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 GATEWAYD = Path(sys.executable).parent / "gatewayd"
@@ -80,33 +86,89 @@ print(best)
 """
 
 
-def wall(argv: list[str], runs: int, env: dict[str, str], cwd: Path | None = None) -> float:
-    """The minimum wall time of ``runs`` runs; each must exit 0."""
+WRONG_USAGE = 2  # what argparse exits with for a command that does not exist (yet)
+
+
+def wall(argv: list[str], runs: int, env: dict[str, str], cwd: Path | None = None) -> float | None:
+    """The minimum wall time of ``runs`` runs; each must exit 0. None when the command
+    does not exist in the code measured (an older commit)."""
     best = float("inf")
     for _ in range(runs):
         started = time.perf_counter()
         result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, check=False)
         elapsed = time.perf_counter() - started
+        if result.returncode == WRONG_USAGE and b"invalid choice" in result.stderr:
+            return None
         if result.returncode != 0:
             sys.exit(f"{' '.join(argv)} exited {result.returncode}: {result.stderr.decode()}")
         best = min(best, elapsed)
     return best
 
 
-def make_mailbox(work: Path) -> Path:
-    async def fill() -> None:
-        box = await Mailbox.open(MailboxSettings(data_dir=work / "data"))
-        try:
-            for n in range(20):
-                await box.create(sms(text=f"message {n}"))
-                await box.create(fax())
-        finally:
-            await box.close()
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
-    asyncio.run(fill())
+
+@contextlib.contextmanager
+def running_daemon(env: dict[str, str], config: Path, work: Path) -> Iterator[None]:
+    """``gatewayd run`` on the bench's mailbox until the block ends (its status socket
+    answers before the block starts)."""
+    daemon = subprocess.Popen(
+        [str(GATEWAYD), "run", "--config", str(config)],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (work / "data" / "gatewayd.sock").exists():
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"gatewayd run did not start: {daemon.communicate()[1].decode()}")
+            time.sleep(0.05)
+        yield
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=60)
+
+
+FILL = """
+import asyncio, sys
+from pathlib import Path
+sys.path.append(sys.argv[2])  # tests/ of this checkout; gatewayd as PYTHONPATH says
+from gatewayd.config.settings import MailboxSettings
+from gatewayd.mailbox import Mailbox
+from tests.conftest import fax, sms
+
+async def fill() -> None:
+    box = await Mailbox.open(MailboxSettings(data_dir=Path(sys.argv[1])))
+    try:
+        for n in range(20):
+            await box.create(sms(text=f"message {n}"))
+            await box.create(fax())
+    finally:
+        await box.close()
+
+asyncio.run(fill())
+"""
+
+
+def make_mailbox(work: Path, env: dict[str, str]) -> Path:
+    """A mailbox of 40 messages in ``work``, made by the code ``env`` runs (each commit
+    measured gets one of its own schema), and a config for it."""
+    work.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-c", FILL, str(work / "data"), str(ROOT)], env=env, cwd=work, check=True
+    )
     config = work / "gatewayd.toml"
     config.write_text(
-        f'[mailbox]\ndata_dir = "{work / "data"}"\n[log]\nfile = ""\n'
+        f'[mailbox]\ndata_dir = "{work / "data"}"\n[log]\nfile = ""\nformat = "json"\n'
+        f'[smtp]\nlisten = "127.0.0.1:{free_port()}"\n[api]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'[fax.spool]\noutbox = "{work / "outbox"}"\nresults = "{work / "results"}"\n'
+        f'[[sms.links]]\nname = "bench"\naddress = "127.0.0.1:{free_port()}"\n'
         '[[users]]\nemail = "alice@example.com"\naccount_id = 1\nextension_id = 101\n'
         'extension_number = "101"\nname = "Alice"\n'
     )
@@ -116,7 +178,9 @@ def make_mailbox(work: Path) -> Path:
 def checkout(ref: str, into: Path) -> Path:
     """The tree of commit ``ref`` in ``into``, with this checkout's built fax coder."""
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", ref, "gatewayd"], capture_output=True, check=True
+        ["git", "-C", str(ROOT), "archive", ref, "gatewayd", "config"],
+        capture_output=True,
+        check=True,
     ).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
@@ -125,27 +189,46 @@ def checkout(ref: str, into: Path) -> Path:
     return into
 
 
-def measure(
-    label: str, env: dict[str, str], *, work: Path, config: Path, pdf: Path, runs: int
-) -> dict[str, float]:
-    where = subprocess.run(
-        [sys.executable, "-c", "import gatewayd; print(gatewayd.__file__)"],
-        env=env,
-        cwd=work,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    print(f"{label}: gatewayd from {Path(where.strip()).parent}", file=sys.stderr)
-    out = work / f"{label}.tif"
-    commands = {
-        "--help": ["--help"],
-        "--version": ["--version"],
-        "check-config": ["check-config", "--config", str(ROOT / "config" / "gatewayd.toml")],
-        "messages list": ["messages", "list", "--config", str(config)],
-        "render (17 pages)": ["render", str(pdf), "-o", str(out)],
-    }
-    return {name: wall([str(GATEWAYD), *argv], runs, env, work) for name, argv in commands.items()}
+@dataclasses.dataclass
+class Code:
+    """One version of gatewayd to measure: its environment, work directory, mailbox
+    config and shipped config."""
+
+    label: str
+    env: dict[str, str]
+    work: Path
+    config: Path
+    shipped: Path
+
+    def commands(self, pdf: Path) -> dict[str, list[str]]:
+        return {
+            "--help": ["--help"],
+            "--version": ["--version"],
+            "check-config": ["check-config", "--config", str(self.shipped)],
+            "messages list": ["messages", "list", "--config", str(self.config)],
+            "status (no daemon)": ["status", "--config", str(self.config)],
+            "token list": ["token", "list", "--config", str(self.config)],
+            "render (17 pages)": ["render", str(pdf), "-o", str(self.work / "out.tif")],
+        }
+
+
+def interleaved(
+    codes: list[Code], names: list[str], argv: Callable[[Code, str], list[str]], runs: int
+) -> dict[str, dict[str, float | None]]:
+    """Each command's minimum time for each code: the runs of the codes alternate, so
+    that a busy moment of a shared machine falls on both, not on one."""
+    found: dict[str, dict[str, float | None]] = {code.label: {} for code in codes}
+    for name in names:
+        for code in codes:
+            found[code.label][name] = float("inf")
+        for _ in range(runs):
+            for code in codes:
+                if found[code.label][name] is None:
+                    continue
+                took = wall([str(GATEWAYD), *argv(code, name)], 1, code.env, code.work)
+                best = found[code.label][name]
+                found[code.label][name] = None if took is None else min(took, best or took)
+    return found
 
 
 def main() -> None:
@@ -154,13 +237,14 @@ def main() -> None:
     parser.add_argument("--before", metavar="REF", help="also measure this git commit")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GATEWAYD_CONFIG": str(ROOT / "config" / "gatewayd.toml")}
+    shipped = ROOT / "config" / "gatewayd.toml"
+    env = {**os.environ, "GATEWAYD_CONFIG": str(shipped)}
     env.pop("PYTHONPATH", None)
     with tempfile.TemporaryDirectory(prefix="gatewayd-bench-cli-") as temporary:
         work = Path(temporary)
-        config = make_mailbox(work)
         pdf = documents.write(work, "manual-17.pdf", lambda: documents.dense_text_pdf(17))
         bare = wall([sys.executable, "-c", "pass"], args.runs, env)
+        assert bare is not None
         draw = float(
             subprocess.run(
                 [sys.executable, "-c", DRAW, str(pdf), str(work / "draw.tif"), str(args.runs)],
@@ -170,12 +254,34 @@ def main() -> None:
                 check=True,
             ).stdout
         )
-        inputs = {"work": work, "config": config, "pdf": pdf, "runs": args.runs}
-        figures = {"after": measure("after", env, **inputs)}
+        codes = [Code("after", env, work / "after", make_mailbox(work / "after", env), shipped)]
         if args.before:
             tree = checkout(args.before, work / "before")
-            before_env = {**env, "PYTHONPATH": str(tree)}
-            figures["before"] = measure("before", before_env, **inputs)
+            old = tree / "config" / "gatewayd.toml"
+            before_env = {**env, "PYTHONPATH": str(tree), "GATEWAYD_CONFIG": str(old)}
+            there = work / "before-run"
+            codes.insert(0, Code("before", before_env, there, make_mailbox(there, before_env), old))
+        for code in codes:
+            where = subprocess.run(
+                [sys.executable, "-c", "import gatewayd; print(gatewayd.__file__)"],
+                env=code.env,
+                cwd=code.work,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            print(f"{code.label}: gatewayd from {Path(where.strip()).parent}", file=sys.stderr)
+        names = list(codes[0].commands(pdf))
+        figures = interleaved(codes, names, lambda c, n: c.commands(pdf)[n], args.runs)
+        # `status` asking a running daemon: only the code that has the command
+        name = "status (a running daemon)"
+        for code in codes:
+            if figures[code.label]["status (no daemon)"] is None:
+                figures[code.label][name] = None
+                continue
+            with running_daemon(code.env, code.config, code.work):
+                argv = [str(GATEWAYD), "status", "--config", str(code.config)]
+                figures[code.label][name] = wall(argv, args.runs, code.env, code.work)
         gs = None
         if shutil.which("gs"):
             gs = wall([*GS, f"-sOutputFile={work / 'gs.tif'}", str(pdf)], args.runs, env)
@@ -196,7 +302,7 @@ def main() -> None:
 
 
 def to_markdown(report: dict[str, object]) -> str:
-    figures: dict[str, dict[str, float]] = report["figures"]  # type: ignore[assignment]
+    figures: dict[str, dict[str, float | None]] = report["figures"]  # type: ignore[assignment]
     bare = float(report["bare_python_seconds"])  # type: ignore[arg-type]
     draw = float(report["render_draw_seconds"])  # type: ignore[arg-type]
     columns = [c for c in ("before", "after") if c in figures]
@@ -209,10 +315,12 @@ def to_markdown(report: dict[str, object]) -> str:
         "| command | " + " | ".join(f"{c} (s)" for c in columns) + " | after − bare python (s) |",
         "| --- | " + " | ".join("---:" for _ in columns) + " | ---: |",
     ]
-    for name in figures["after"]:
-        cells = " | ".join(f"{figures[c][name]:.3f}" for c in columns)
-        lines.append(f"| `gatewayd {name}` | {cells} | {figures['after'][name] - bare:.3f} |")
+    for name, after in figures["after"].items():
+        cells = " | ".join(_seconds(figures[c].get(name)) for c in columns)
+        less = _seconds(None if after is None else after - bare)
+        lines.append(f"| `gatewayd {name}` | {cells} | {less} |")
     render = figures["after"]["render (17 pages)"]
+    assert render is not None
     lines += ["", f"`render` overhead (wall time less drawing): {render - draw:.3f} s."]
     if report["ghostscript_seconds"] is not None:
         lines.append(
@@ -220,6 +328,10 @@ def to_markdown(report: dict[str, object]) -> str:
             f"{float(report['ghostscript_seconds']):.3f} s."
         )  # type: ignore[arg-type]
     return "\n".join(lines) + "\n"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":

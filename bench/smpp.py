@@ -89,7 +89,7 @@ async def run(
         now = time.perf_counter()
         if smpp.counts["submit_sm"] and first_submit is None:
             first_submit = now
-        if smpp.counts["submit_sm_ok"] < total_parts:
+        if smpp.responses["ESME_ROK"] < total_parts:
             last_submit = now
         if smpp.counts["deliver_sm"] < total_parts:
             last_receipt = now
@@ -138,6 +138,7 @@ async def run(
         "cpu_ms_per_message": round(cpu * 1000 / args.messages, 3),
         "simulator_cpu_ms_per_message": round(sim_cpu * 1000 / args.messages, 3),
         "link_counts": dict(smpp.counts),
+        "submit_responses": dict(smpp.responses),
         "simulator": sim_said[-1] if sim_said else "",
         "statuses": by_status,
         "part_statuses": parts,

@@ -10,6 +10,11 @@ limit raised to the hard limit and the listeners' connection caps fitted into it
 asyncio's own accept errors tallied rather than logged one by one, and a watchdog
 thread that logs any stall of the event loop over 100 ms with its stack. (``gatewayd
 run`` has set umask 077 before that.)
+What the daemon says of itself: the ``Observer`` (gatewayd/status.py) is handed the
+links, the fax dispatcher and the listeners; it answers ``gatewayd status`` on the data
+directory's socket and ``/readyz``, and makes the systemd STATUS= line, sent again
+whenever it changes (looked at every STATUS_INTERVAL). The metrics count every status
+a message enters through the mailbox's watcher.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from gatewayd.model import MessageType
 from gatewayd.notify import Notifications
 from gatewayd.render.office import find_soffice
 from gatewayd.sms.service import SmsService
+from gatewayd.status import Observer, StatusSocket
 from gatewayd.systemd import Notifier
 
 log = get_logger("gatewayd.daemon")
@@ -60,6 +66,7 @@ EXIT_STARTUP = 4  # a part could not start (database, port, directory)
 
 DEFAULT_GRACE = 30.0
 ORPHAN_SCAN_INTERVAL = 24 * 3600.0
+STATUS_INTERVAL = 2.0  # seconds between looks at what the STATUS= line should say
 
 
 class Daemon:
@@ -91,6 +98,10 @@ class Daemon:
         self.lock: lockfile.DataDirLock | None = None
         self.loop_watchdog = LoopWatchdog()
         self._accept_errors: Tally | None = None
+        self.observer: Observer | None = None
+        self.status_socket: StatusSocket | None = None
+        self._said = ""  # the STATUS= line systemd has
+        self._note = ""  # added to it (a failed reload) until the next good reload
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -107,9 +118,12 @@ class Daemon:
                 self.exit_code = EXIT_STARTUP
                 return self.exit_code
             log.info("daemon.started", version=__version__, pid=os.getpid())
-            self.notifier.ready(self._status())
+            self._said = await self._status()
+            self.notifier.ready(self._said)
             if self.notifier.watchdog_seconds:
                 self.spawn("watchdog", self._watchdog)
+            if self.notifier.enabled:
+                self.spawn("status-line", self._status_line)
             await self.stopping.wait()
             return self.exit_code
         finally:
@@ -142,6 +156,9 @@ class Daemon:
         smtp_caps, api_caps = self._caps()
         self.mailbox = await Mailbox.open(self.settings.mailbox, clock=self.clock)
         self.metrics.watch(mailbox=self.mailbox)
+        self.mailbox.watch_status(self.metrics.status_entered)
+        self.observer = Observer(self.mailbox, self.settings)
+        self.observer.watch(listening=self._listening)
         # The node's name first: nothing binds or leases under a name another has.
         self.cluster = Cluster(
             self.mailbox, self.settings.node, version=__version__, info=self._node_info
@@ -152,6 +169,7 @@ class Daemon:
         self.sms = SmsService(self.mailbox, self.settings, cluster=self.cluster)
         self.sms.start()
         self.metrics.watch(links=self.sms.links.links)
+        self.observer.watch(links=self.sms.links.links)
         self.spawn("sms-dispatcher", self.sms.dispatcher.run)
         self.fax = FaxService(
             self.mailbox,
@@ -160,6 +178,7 @@ class Daemon:
             cluster=self.cluster,
         )
         await self.fax.start()
+        self.observer.watch(carrier=self.fax.dispatcher)
         self.spawn("fax-dispatcher", self.fax.dispatcher.run)
         if self.settings.notify.enabled:
             self.notifications = Notifications(self.mailbox, self.settings)
@@ -173,6 +192,7 @@ class Daemon:
             on_queued=self._queued,
             live=_LiveParts(self),
             renderer=self.fax.renderer,
+            status=self.observer,
         )
         app = create_app(context, self.metrics)
         if self.settings.console.enabled:
@@ -182,6 +202,14 @@ class Daemon:
         handler = IngressHandler(self.settings, self.mailbox, office=office, on_queued=self._queued)
         self.smtp = SmtpListeners(self.settings, handler, self.metrics, caps=smtp_caps)
         await self.smtp.start()
+        self.status_socket = StatusSocket(self.observer, self.settings.mailbox.data_dir)
+        await self.status_socket.start()
+
+    def _listening(self) -> dict[str, bool]:
+        """Whether each front door takes new work now."""
+        smtp = self.smtp is not None and bool(self.smtp.acceptors) and not self.smtp.draining
+        api = self.api is not None and self.api.server.started and not self.stopping.is_set()
+        return {"smtp": smtp, "api": api}
 
     async def _heartbeat(self) -> None:
         assert self.cluster is not None
@@ -230,7 +258,9 @@ class Daemon:
             new = load_config(self.config_path)
         except ConfigError as exc:
             log.error("daemon.reload_failed", problems=list(exc.problems))
-            self.notifier.send("READY=1", "STATUS=reload failed: the config is invalid")
+            self._note = "the last reload failed: the config is invalid"
+            self.notifier.send("READY=1")
+            self._said = ""  # said again, with the note, at the next look
             return
         old = self.settings
         merged = replace(
@@ -246,6 +276,7 @@ class Daemon:
             if getattr(new, name) != getattr(merged, name)
         ]
         self.settings = merged
+        self._note = ""
         for part in (self.smtp, self.sms, self.fax, self.notifications):
             if part is not None:
                 part.reload(merged)
@@ -258,12 +289,23 @@ class Daemon:
             level=merged.log.level,
             needs_restart=restart,
         )
-        self.notifier.send("READY=1", f"STATUS={self._status()}")
+        self.notifier.send("READY=1")
 
-    def _status(self) -> str:
-        api = f"API on {self.api.host}:{self.api.port}" if self.api else "no API"
-        smtp = ", ".join(str(listener.address) for listener in self.settings.smtp.listen)
-        return f"gatewayd {__version__}: SMTP on {smtp}; {api}"
+    async def _status(self) -> str:
+        if self.observer is None:
+            return f"gatewayd {__version__}: starting"
+        line = await self.observer.summary()
+        return f"{line}; {self._note}" if self._note else line
+
+    async def _status_line(self) -> None:
+        """STATUS= for ``systemctl status``, sent again whenever it changes."""
+        while not self.stopping.is_set():
+            line = await self._status()
+            if line != self._said:
+                self.notifier.send(f"STATUS={line}")
+                self._said = line
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), STATUS_INTERVAL)
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 from the event loop itself: if the loop is stuck, no pings."""
@@ -277,6 +319,8 @@ class Daemon:
     async def shutdown(self) -> None:
         self.notifier.stopping()
         self.stopping.set()
+        if self.observer is not None:
+            self.observer.stopping = True  # /readyz: 503 from now on
         started = time.monotonic()
         if self.smtp is not None:
             # No new connections; mail being stored gets the grace period; then hang up.
@@ -313,6 +357,9 @@ class Daemon:
         if self.fax is not None:
             await self.fax.close()
             self.fax = None
+        if self.status_socket is not None:
+            await self.status_socket.close()
+            self.status_socket = None
         if self.cluster is not None:
             await self.cluster.leave()
             self.cluster = None

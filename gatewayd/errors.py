@@ -6,7 +6,7 @@ The whole tree::
     ├── ConfigError              the config file is missing, unreadable or invalid;
     │                            carries every problem found, each naming its key
     ├── StoreError               the mailbox could not do what was asked
-    │   ├── MessageNotFound      no message (or attachment) with that id in that mailbox
+    │   ├── MessageNotFound      no message (or attachment, or API token) with that id
     │   ├── InvalidTransition    a status, availability or part change the machine refuses
     │   ├── LeaseLost            a worker acted on a message whose lease it no longer holds
     │   ├── BlobError            attachment bytes missing or unreadable

@@ -62,3 +62,21 @@ def _holder(fd: int) -> int | None:
     with contextlib.suppress(OSError, ValueError):
         return int(os.pread(fd, 32, 0).decode().strip())
     return None
+
+
+def holder(data_dir: Path) -> int | None:
+    """The pid of the daemon holding ``data_dir`` now (0 when it has not written it
+    yet), or None when no daemon holds it. Creates nothing."""
+    try:
+        fd = os.open(data_dir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd) or 0
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # drops our shared lock, if we got it
+    return None

@@ -12,18 +12,26 @@
 - Values under secret-looking keys and message bodies are replaced before rendering.
 - In the daemon (``background=True``) lines are rendered and written by a thread of
   their own, so a slow stdout or journald never stalls the event loop.
+- When stdout is the journal's stream (systemd sets ``JOURNAL_STREAM`` to its device
+  and inode), every line starts with its syslog priority, ``<4>`` for a warning
+  (sd-daemon(3)): journald files the line under that priority and strips the prefix,
+  so ``journalctl -p warning`` finds warnings and errors.
+
+Levels: failures and retries (a message SendingFailed or DeliveryFailed, a retry, a
+failed reconnect) are warnings, a link lost or a part failing is an error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import logging.handlers
 import os
 import queue
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -186,6 +194,37 @@ class _Enqueue(logging.handlers.QueueHandler):
         return record
 
 
+# sd-daemon(3) priorities (syslog's) for the levels of the logging module.
+JOURNAL_PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+
+class JournalPriority(logging.Formatter):
+    """Another formatter's output with ``<N>``, the record's priority, before each of
+    its lines (a traceback in console format has several)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{JOURNAL_PRIORITIES.get(record.levelname, 6)}>"
+        return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
+
+
+def writes_to_journal(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``stream`` is the journal's stream systemd connected us to: its device
+    and inode are those ``JOURNAL_STREAM`` names (systemd.exec(5))."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        found = os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+    return (found.st_dev, found.st_ino) == (int(device), int(inode))
+
+
 def configure_logging(
     settings: LogSettings, *, stream: TextIO | None = None, background: bool = False
 ) -> Callable[[], None]:
@@ -204,6 +243,8 @@ def configure_logging(
         )
     else:
         console = _json_formatter(shared)
+    if writes_to_journal(stream):
+        console = JournalPriority(console)
     handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
     handlers[0].setFormatter(console)
     if settings.file is not None:

@@ -1,12 +1,15 @@
 """The HTTP API: a FastAPI app over the mailbox, served by uvicorn in the daemon's loop.
 
 ``create_app`` builds the app from the parts the daemon made (``Context``, and the
-``Metrics`` it serves at /metrics), behind the Gate (api/gate.py: the token before the
-body, the body limits). ``ApiServer`` serves it on ``[api] listen`` (TLS when
-``tls_cert`` and ``tls_key`` are set): gatewayd.guard's accept loop with the
-connection caps (``api.max_connections``, ``api.max_connections_per_address``; 503
-beyond them) hands each connection to uvicorn's protocol with read timeouts
-(api/protocol.py); it stops within the daemon's grace.
+``Metrics`` it serves at /metrics): the message store (store.py, send.py), the
+operators' routes under /gatewayd/v1 (admin.py), /healthz, /readyz and /metrics
+(health.py), behind the Gate (api/gate.py: the token before the body, the body
+limits). The OpenAPI document declares the bearer token on every operation.
+``ApiServer`` serves it on ``[api] listen`` (TLS when ``tls_cert`` and ``tls_key`` are
+set): gatewayd.guard's accept loop with the connection caps (``api.max_connections``,
+``api.max_connections_per_address``; 503 beyond them) hands each connection to
+uvicorn's protocol with read timeouts (api/protocol.py); it stops within the daemon's
+grace.
 """
 
 from __future__ import annotations
@@ -18,11 +21,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST
+from fastapi import FastAPI
 
 from gatewayd import __version__
-from gatewayd.api import send, store
+from gatewayd.api import admin, health, send, store
 from gatewayd.api.auth import Authenticator
 from gatewayd.api.deps import Context
 from gatewayd.api.errors import ErrorCode, FastJSON, error_body, install
@@ -38,6 +40,13 @@ from gatewayd.metrics import Metrics
 log = get_logger("gatewayd.api")
 
 __all__ = ["BODY_LIMIT", "FAX_BODY_LIMIT", "ApiServer", "create_app"]
+BEARER = {
+    "bearerToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token: `gatewayd token create --user EMAIL` (docs/api.md)",
+    }
+}
 
 
 def _busy() -> bytes:
@@ -49,12 +58,6 @@ def _busy() -> bytes:
         b"retry-after: 10\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
     )
     return head + body
-
-
-async def prometheus(request: Request) -> Response:
-    """Prometheus text format; no token (the API listens on loopback by default)."""
-    metrics: Metrics = request.app.state.metrics
-    return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(context: Context, metrics: Metrics | None = None) -> FastAPI:
@@ -72,14 +75,17 @@ def create_app(context: Context, metrics: Metrics | None = None) -> FastAPI:
     app.state.metrics = metrics or Metrics()
     app.include_router(store.router)
     app.include_router(send.router)
-    app.add_api_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
+    app.include_router(admin.router)
+    app.include_router(health.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = FastAPI.openapi(app)
+            schema.setdefault("components", {})["securitySchemes"] = BEARER
             for operations in schema.get("paths", {}).values():
                 for operation in operations.values():
                     operation.get("responses", {}).pop("422", None)  # we answer 400
+                    operation["security"] = [{"bearerToken": []}]
             app.openapi_schema = schema
         return app.openapi_schema
 

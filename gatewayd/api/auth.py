@@ -1,9 +1,14 @@
 """Who is calling, which mailbox they may touch, and how often.
 
 A caller is the user whose API token (``Authorization: Bearer <token>``) hashes to the
-``api_token_hash`` of their ``[[users]]`` entry. The token is checked before FastAPI
-reads a body (api/gate.py, which leaves the user in the request's state); the
-dependencies here add the rest. ``~`` in the path is the caller's own
+``api_token_hash`` of their ``[[users]]`` entry, or to a token ``gatewayd token create``
+kept in the mailbox for them (not revoked, not expired). The token is checked before
+FastAPI reads a body (api/gate.py, which leaves the user in the request's state); the
+dependencies here add the rest. Tokens in the mailbox take effect at once, without a
+reload: each is looked up by its hash (one index probe) and the answer, found or not,
+is kept for ``TOKEN_CACHE_SECONDS`` (1 s), so a busy client costs one query a second
+and a revoked token fails within a second on every node of a cluster. Hashes are
+compared in constant time. ``~`` in the path is the caller's own
 account or extension. A user reads and changes only their own extension; a user with
 ``api_admin = true`` may also read (GET) every extension of their account. Another
 account is 404 (CMN-102, nothing there for the caller), another extension 403 CMN-419.
@@ -17,6 +22,7 @@ penalised for 60 s (a request during the penalty starts it again).
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -31,6 +37,8 @@ WINDOW = 60.0
 PENALTY = 60.0
 USER_STATE = "gatewayd_user"  # where api/gate.py leaves the user, in scope["state"]
 GROUPS = {"Light": 50, "Medium": 40, "Heavy": 10}
+TOKEN_CACHE_SECONDS = 1.0
+TOKEN_CACHE_SIZE = 10_000  # entries; when full, the cache starts afresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +89,25 @@ class RateLimiter:
 
 class Authenticator:
     def __init__(self, settings: Settings, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
         self.limiter = RateLimiter(mailbox, enabled=settings.api.rate_limits)
+        self._stored: dict[str, tuple[float, User | None]] = {}  # hash -> (until, user)
         self.reload(settings)
 
     def reload(self, settings: Settings) -> None:
         """New users and tokens (SIGHUP); requests in flight finish with the old ones."""
         self.settings = settings
         self._by_hash = {u.api_token_hash: u for u in settings.users if u.api_token_hash}
+        self._stored.clear()
 
-    def user_for(self, request: Request) -> User:
+    async def user_for(self, request: Request) -> User:
         """The user api/gate.py found for this request, or the one its token names."""
         found = request.scope.get("state", {}).get(USER_STATE)
         if isinstance(found, User):
             return found
-        return self.user_for_header(request.headers.get("authorization", ""))
+        return await self.user_for_header(request.headers.get("authorization", ""))
 
-    def user_for_header(self, header: str) -> User:
+    async def user_for_header(self, header: str) -> User:
         """The user an ``Authorization`` header names, or ApiError 401."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -110,13 +121,37 @@ class Authenticator:
         user = self._by_hash.get(digest)
         # constant-time compare against the one candidate (the dict lookup leaks nothing
         # useful: it is keyed by the hash, not the token)
-        if user is None or not hmac.compare_digest(user.api_token_hash, digest):
+        if user is not None and hmac.compare_digest(user.api_token_hash, digest):
+            return user
+        user = await self._stored_user(digest)
+        if user is None:
             raise ApiError(
                 401,
                 ErrorCode.INVALID_TOKEN,
                 "Invalid token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        return user
+
+    async def _stored_user(self, digest: str) -> User | None:
+        """The user of a token kept in the mailbox (valid now), through the cache."""
+        now = time.monotonic()
+        cached = self._stored.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await self.mailbox.token_by_hash(digest)
+        user = None
+        if (
+            found is not None
+            and hmac.compare_digest(found.token_hash, digest)
+            and found.state(self.mailbox.clock.now()) == "active"
+        ):
+            owner = self.settings.user_by_extension(found.extension_id)
+            if owner is not None and owner.account_id == found.account_id:
+                user = owner
+        if len(self._stored) >= TOKEN_CACHE_SIZE:
+            self._stored.clear()
+        self._stored[digest] = (now + TOKEN_CACHE_SECONDS, user)
         return user
 
     async def caller(
@@ -129,7 +164,7 @@ class Authenticator:
         *,
         write: bool,
     ) -> Caller:
-        user = self.user_for(request)
+        user = await self.user_for(request)
         await self.limiter.check(user, group, response)
         account_id = _resolve(account, user.account_id, "accountId")
         if account_id != user.account_id:

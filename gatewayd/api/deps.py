@@ -24,6 +24,7 @@ from gatewayd.config.settings import Settings
 from gatewayd.mailbox import Mailbox, Message
 from gatewayd.metrics import LinkView
 from gatewayd.render.job import Renderer
+from gatewayd.status import Observer
 
 PREFIX = "/restapi/v1.0/account/{accountId}/extension/{extensionId}"
 
@@ -85,6 +86,8 @@ class Context:
     live: LiveView | None = None
     # The fax render pool (the console's previews); None: no previews.
     renderer: Renderer | None = None
+    # The daemon's view of itself (/readyz, the admin status); None: only the mailbox.
+    status: Observer | None = None
 
     @property
     def settings(self) -> Settings:

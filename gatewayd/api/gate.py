@@ -1,7 +1,7 @@
 """What every request passes before FastAPI reads a byte of its body (pure ASGI):
 
-1. Under ``/restapi/``, the bearer token: a request without a valid one is answered
-   401 (CMN-405 or OAU-149) and the connection closed, its body unread. The user
+1. Under ``/restapi/`` and ``/gatewayd/``, the bearer token: a request without a valid
+   one is answered 401 (CMN-405 or OAU-149) and the connection closed, its body unread. The user
    found is left in the request's state for the ``Caller`` dependencies (api/auth.py),
    which add the rate limits and who may touch which mailbox.
 2. The body limit: 55 MB for the fax-sending routes (``POST …/extension/{id}/fax``
@@ -28,7 +28,7 @@ FAX_BODY_LIMIT = 55 * 1000 * 1000  # POST …/fax: documents in multipart
 _FAX_ROUTE = re.compile(
     r"^(/restapi/v1\.0/account/[^/]+/extension/[^/]+/fax|/console/send/fax)$"
 )  # the API's fax route and the console's fax form (which checks its session first)
-PROTECTED = "/restapi/"
+PROTECTED = ("/restapi/", "/gatewayd/")  # the message store; the operators' routes
 
 
 def body_limit(method: str, path: str) -> int:
@@ -47,7 +47,7 @@ class Gate:
         headers = dict(scope["headers"])
         if scope["path"].startswith(PROTECTED):
             try:
-                user = self.auth().user_for_header(
+                user = await self.auth().user_for_header(
                     headers.get(b"authorization", b"").decode("latin-1")
                 )
             except ApiError as exc:

@@ -51,7 +51,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "gatewayd.cli.check:arguments",
         "validate the config; print every problem and warning with its key",
     ),
-    "messages": ("gatewayd.cli.messages:arguments", "the mailbox: list or show messages"),
+    "status": (
+        "gatewayd.cli.status:arguments",
+        "what the gateway is doing: links, carrier, queue, the last hour, failures, nodes",
+    ),
+    "messages": (
+        "gatewayd.cli.messages:arguments",
+        "the mailbox: list, show, cancel, retry, delete or restore messages",
+    ),
     "trace": (
         "gatewayd.cli.messages:trace_arguments",
         "a message's timeline: every transition and its log lines",
@@ -85,7 +92,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 #                is no config file at the default place) or "none" (the handler reads it)
 #   json_output  the command has --json
 #   as_caller    run as whoever started it, even root (render, hash-secret, ...)
-_DEFAULTS: dict[str, Any] = {"config_mode": "required", "json_output": False, "as_caller": False}
+#   logging      set up logging to stderr before the handler runs (False: the handler
+#                calls operator_logging() itself if it needs it: the cost of structlog)
+_DEFAULTS: dict[str, Any] = {
+    "config_mode": "required",
+    "json_output": False,
+    "as_caller": False,
+    "logging": True,
+}
 
 
 _CONFIG_HELP = "config file (default: $GATEWAYD_CONFIG, else /etc/gatewayd/gatewayd.toml)"
@@ -188,17 +202,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         from gatewayd.cli.privileges import become_owner
 
         become_owner(settings.mailbox.data_dir)
-    if args.command != "run":
-        from gatewayd.config.settings import LogSettings
-        from gatewayd.logging import configure_logging
-
-        # Operator commands keep stdout for their output; warnings go to stderr, and
-        # nothing to the daemon's log file.
-        configure_logging(
-            LogSettings(level="warning", format="console", file=None), stream=sys.stderr
-        )
+    if args.command != "run" and args.logging:
+        operator_logging()
     result: int = args.handler(settings, args)
     return result
+
+
+def operator_logging() -> None:
+    """Logging for an operator command: stdout stays the command's output; warnings go
+    to stderr, and nothing to the daemon's log file. What the mailbox logs of a change
+    the command made (a message cancelled: SendingFailed) the command says itself."""
+    import logging
+
+    from gatewayd.config.settings import LogSettings
+    from gatewayd.logging import configure_logging
+
+    configure_logging(LogSettings(level="warning", format="console", file=None), stream=sys.stderr)
+    logging.getLogger("gatewayd.mailbox").setLevel(logging.ERROR)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

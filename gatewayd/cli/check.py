@@ -1,10 +1,11 @@
 """``gatewayd check-config``: every problem of the config with its key (exit 3), or a
-summary of what it sets up and the warnings of config/review.py (exit 0)."""
+summary of what it sets up and the warnings of config/review.py (exit 0). With faxes
+over SIP, it also loads the fax engine (libspandsp) and says which: exit 1 when it
+cannot be loaded."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 
@@ -42,40 +43,52 @@ def command(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
     warnings = review(settings)
-    engine_error = _fax_engine_error(settings)
+    engine = _fax_engine(settings)
+    result = 0 if engine is None or engine[0] else 1
     if args.json:
-        print_json(
-            {
-                "config": str(path),
-                "valid": True,
-                "problems": [],
-                "warnings": [{"key": w.key, "text": w.text} for w in warnings],
-                "errors": [engine_error] if engine_error else [],
-            }
-        )
-        return 1 if engine_error else 0
+        document = {
+            "config": str(path),
+            "valid": True,
+            "problems": [],
+            "warnings": [{"key": w.key, "text": w.text} for w in warnings],
+        }
+        if engine is not None:
+            document["faxEngine"] = {"ok": engine[0], "detail": engine[1]}
+        print_json(document)
+        return result
     count = len(warnings)
     print(f"{path}: OK" + (f", {count} warning{'s' if count > 1 else ''}" if count else ""))
     for line in _summary(settings):
         print(f"  {line}")
-    if engine_error:
-        print(f"  fax engine error: {engine_error}")
+    if engine is not None:
+        print(f"  {_sip_line(settings)}")
+        print(f"  fax engine {engine[1]}" if engine[0] else f"  fax engine error: {engine[1]}")
     for warning in warnings:
         print(f"  warning: {warning}")
-    return 1 if engine_error else 0
+    return result
 
 
-def _fax_engine_error(s: Settings) -> str | None:
-    """Why the SIP carrier's fax engine (libspandsp) cannot be loaded, when it is used."""
+def _fax_engine(s: Settings) -> tuple[bool, str] | None:
+    """With faxes over SIP: whether libspandsp loads, and which it is (or why not)."""
     if not s.fax.sip_runs:
         return None
     from gatewayd.fax.sip import engine
 
     try:
-        engine.describe()
+        return True, engine.describe()
     except engine.EngineUnavailable as exc:
-        return str(exc)
-    return None
+        return False, str(exc)
+
+
+def _sip_line(s: Settings) -> str:
+    sip = s.fax.sip
+    who = f"registers as {sip.username}" if sip.registers else "does not register"
+    return (
+        f"sip        {sip.transport} via {sip.proxy}, {who}, listens on {sip.local_address}; "
+        f"T.38 {'on' if sip.t38 else 'off'}, ECM {'on' if sip.ecm else 'off'}, "
+        f"{sip.max_calls} calls at once, media ports {sip.media_ports[0]}-{sip.media_ports[1]}"
+        + ("" if s.fax.carrier == "sip" else " (receiving only)")
+    )
 
 
 def _summary(s: Settings) -> list[str]:
@@ -99,7 +112,6 @@ def _summary(s: Settings) -> list[str]:
             "fonts-urw-base35 and fonts-liberation): PDFs that do not embed them are drawn "
             "with PDFium's built-in substitutes, which read worse on fax"
         )
-    extra += _sip_lines(s)
     return [
         f"mailbox    {s.mailbox.url if s.mailbox.database_url else s.mailbox.data_dir}"
         f" (deleted kept {s.mailbox.retention_deleted_days} d, purged kept "
@@ -126,21 +138,3 @@ def _summary(s: Settings) -> list[str]:
         f"notify     {'relay ' + str(s.notify.relay) if s.notify.enabled else 'off'}",
         f"users      {len(s.users)}: " + ", ".join(u.emails[0] for u in s.users),
     ]
-
-
-def _sip_lines(s: Settings) -> list[str]:
-    if not s.fax.sip_runs:
-        return []
-    from gatewayd.fax.sip import engine
-
-    sip = s.fax.sip
-    who = f"registers as {sip.username}" if sip.registers else "does not register"
-    lines = [
-        f"sip        {sip.transport} via {sip.proxy}, {who}, listens on {sip.local_address}; "
-        f"T.38 {'on' if sip.t38 else 'off'}, ECM {'on' if sip.ecm else 'off'}, "
-        f"{sip.max_calls} calls at once, media ports {sip.media_ports[0]}-{sip.media_ports[1]}"
-        + ("" if s.fax.carrier == "sip" else " (receiving only)")
-    ]
-    with contextlib.suppress(engine.EngineUnavailable):  # said as an error by the caller
-        lines.append(f"fax engine {engine.describe()}")
-    return lines

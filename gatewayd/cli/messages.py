@@ -1,22 +1,45 @@
-"""``gatewayd messages list|show``, ``gatewayd trace`` and ``gatewayd purge``: the
-mailbox for operators."""
+"""``gatewayd messages list|show|cancel|retry|delete|restore``, ``gatewayd trace`` and
+``gatewayd purge``: the mailbox for operators.
+
+The actions take several ids and do what they can: each id gets a line (on stderr
+when refused, with the reason), and the command exits 1 when any was refused. They
+work on the mailbox directly, so also with the daemon stopped; a running daemon
+notices at its next look at the queue (a fax at its carrier is taken back there by
+its dispatcher, a retry is sent like any new message).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gatewayd.cli import config_option, json_option, logs
 from gatewayd.cli.output import CommandError, parse_id, print_json, table
 from gatewayd.config.settings import SQLITE_FILE_NAME, Settings
-from gatewayd.errors import MessageNotFound
-from gatewayd.mailbox import EPOCH, Mailbox, Message, MessagePage, MessageQuery, SweepReport, iso
-from gatewayd.model import Availability, MessageStatus, MessageType
+from gatewayd.errors import InvalidTransition, MessageNotFound, StoreError
+from gatewayd.mailbox import (
+    EPOCH,
+    Event,
+    Mailbox,
+    Message,
+    MessagePage,
+    MessageQuery,
+    Part,
+    SweepReport,
+    iso,
+)
+from gatewayd.model import Availability, AvailabilityAction, MessageStatus, MessageType
+
+E = TypeVar("E", bound=StrEnum)
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +48,21 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     config_option(listing)
     json_option(listing)
     listing.add_argument("--extension", metavar="N", help="extension number or id")
-    listing.add_argument("--type", choices=[t.value for t in MessageType])
-    listing.add_argument("--status", choices=[s.value for s in MessageStatus])
+    listing.add_argument(
+        "--type",
+        metavar="T[,T]",
+        type=_one_or_more(MessageType),
+        help=f"one or more of {', '.join(t.value for t in MessageType)}",
+    )
+    listing.add_argument(
+        "--status",
+        metavar="S[,S]",
+        type=_one_or_more(MessageStatus),
+        help=f"one or more of {', '.join(s.value for s in MessageStatus)}",
+    )
+    listing.add_argument(
+        "--since", metavar="T", help="created since: 10m, 2h, 1d, or an ISO 8601 time"
+    )
     listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     listing.set_defaults(handler=list_command)
     show = actions.add_parser("show", help="one message with its attachments")
@@ -34,6 +70,23 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     json_option(show)
     show.add_argument("id")
     show.set_defaults(handler=show_command)
+    for name, help_text, handler in (
+        ("cancel", "a Queued outbound SMS or fax: SendingFailed, cancelled", cancel_command),
+        ("retry", "a failed outbound SMS or fax: sent again as a new message", retry_command),
+        ("delete", "to Deleted (restorable; a Queued fax is cancelled)", delete_command),
+        ("restore", "a Deleted message: Alive again", restore_command),
+    ):
+        action = actions.add_parser(name, help=help_text, description=help_text)
+        config_option(action)
+        json_option(action)
+        action.add_argument("ids", nargs="+", metavar="ID")
+        if name in ("cancel", "retry"):
+            action.add_argument("--reason", help="why (kept in the message's events)")
+        if name == "delete":
+            action.add_argument(
+                "--purge", action="store_true", help="to Purged at once: the content is erased"
+            )
+        action.set_defaults(handler=handler)
 
 
 def trace_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,13 +132,30 @@ def _party(message: Message, to: bool) -> str:
     return ", ".join(names)
 
 
+def _one_or_more(kind: type[E]) -> Callable[[str], tuple[E, ...]]:
+    """An argparse type: ``A,B`` as members of ``kind`` (wrong usage names the rest)."""
+
+    def parse(text: str) -> tuple[E, ...]:
+        found = []
+        for word in (w.strip() for w in text.split(",")):
+            try:
+                found.append(kind(word))
+            except ValueError:
+                allowed = ", ".join(member.value for member in kind)
+                raise argparse.ArgumentTypeError(f"{word!r} is not one of {allowed}") from None
+        return tuple(found)
+
+    return parse
+
+
 def list_command(settings: Settings, args: argparse.Namespace) -> int:
+    since = logs.parse_since(args.since, datetime.now(UTC)) if args.since else EPOCH
     query = MessageQuery(
         extension_id=_extension(settings, args.extension),
         availability=tuple(Availability),
-        date_from=EPOCH,
-        message_type=(MessageType(args.type),) if args.type else (),
-        message_status=(MessageStatus(args.status),) if args.status else (),
+        date_from=since,
+        message_type=args.type or (),
+        message_status=args.status or (),
         per_page=args.limit,
     )
     page = asyncio.run(_find(settings, query))
@@ -99,11 +169,13 @@ def list_command(settings: Settings, args: argparse.Namespace) -> int:
             "DIRECTION",
             "STATUS",
             "AVAILABILITY",
-            "READ",
             "EXT",
             "FROM",
             "TO",
             "CREATED",
+            "ATTEMPTS",
+            "NEXT ATTEMPT",
+            "REASON",
             "SUBJECT",
         ],
         [
@@ -113,11 +185,13 @@ def list_command(settings: Settings, args: argparse.Namespace) -> int:
                 m.direction,
                 m.message_status,
                 m.availability,
-                m.read_status,
                 m.extension_id,
                 _party(m, False),
                 _party(m, True),
                 iso(m.creation_time),
+                m.attempts if m.type in (MessageType.SMS, MessageType.FAX) else None,
+                iso(m.next_attempt_at),
+                m.failure_reason,
                 m.subject,
             ]
             for m in page.records
@@ -130,7 +204,7 @@ def list_command(settings: Settings, args: argparse.Namespace) -> int:
 
 def show_command(settings: Settings, args: argparse.Namespace) -> int:
     message_id = parse_id(args.id)
-    message, parts = asyncio.run(_message_and(settings, message_id, "parts"))
+    message, (parts, events) = asyncio.run(_message_and(settings, message_id, "parts"))
     if args.json:
         data = message.to_json(internal=True)
         data["gatewayd"]["parts"] = [
@@ -145,9 +219,10 @@ def show_command(settings: Settings, args: argparse.Namespace) -> int:
             }
             for p in parts
         ]
+        data["gatewayd"].update(_retries(events))
         print_json(data)
         return 0
-    _print_summary(message)
+    _print_summary(message, parts, events)
     if message.attachments:
         print("\nAttachments")
         table(
@@ -174,7 +249,29 @@ def show_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(message: Message) -> None:
+def _retries(events: list[Event]) -> dict[str, Any]:
+    """What the message was retried as, and what it is a retry of (its events)."""
+    retried_as = [
+        e.detail["retry"] for e in events if e.kind == "retry" and e.detail and "retry" in e.detail
+    ]
+    retry_of = next(
+        (e.detail["retry_of"] for e in events if e.detail and "retry_of" in e.detail), None
+    )
+    return {"retriedAs": retried_as, "retryOf": retry_of}
+
+
+def _carrier(message: Message, parts: list[Part]) -> str | None:
+    """The carrier and its reference for the message: a fax's job, an SMS's part ids."""
+    if message.carrier or message.carrier_ref:
+        return f"{message.carrier or '?'}, reference {message.carrier_ref or '(not yet)'}"
+    ids = [f"{p.link} {p.carrier_id}" for p in parts if p.carrier_id]
+    return ", ".join(ids) if ids else None
+
+
+def _print_summary(
+    message: Message, parts: list[Part] | None = None, events: list[Event] | None = None
+) -> None:
+    retries = _retries(events or [])
     fields = [
         ("message", f"{message.id}  {message.type} {message.direction}"),
         ("mailbox", f"account {message.account_id}, extension {message.extension_id}"),
@@ -187,9 +284,11 @@ def _print_summary(message: Message) -> None:
         ("attempts", message.attempts),
         ("next attempt", iso(message.next_attempt_at)),
         ("lease owner", message.lease_owner),
-        ("carrier", " ".join(x for x in (message.carrier, message.carrier_ref) if x) or None),
+        ("carrier", _carrier(message, parts or [])),
         ("error", message.fax_error_code or message.delivery_error_code),
         ("failure", message.failure_reason),
+        ("retry of", retries["retryOf"]),
+        ("retried as", ", ".join(str(i) for i in retries["retriedAs"]) or None),
     ]
     for label, value in fields:
         if value not in (None, ""):
@@ -202,14 +301,118 @@ async def _find(settings: Settings, query: MessageQuery) -> MessagePage:
 
 
 async def _message_and(settings: Settings, message_id: int, what: str) -> tuple[Message, Any]:
-    """The message and its parts or events; CommandError for an unknown id."""
+    """The message and its parts and events, or its events; CommandError for an
+    unknown id."""
     async with open_mailbox(settings) as mailbox:
         try:
             message = await mailbox.get(message_id)
         except MessageNotFound:
             raise CommandError(f"no message {message_id} in the mailbox") from None
-        more = await (mailbox.parts(message_id) if what == "parts" else mailbox.events(message_id))
-        return message, more
+        events = await mailbox.events(message_id)
+        if what == "parts":
+            return message, (await mailbox.parts(message_id), events)
+        return message, events
+
+
+# -- actions ----------------------------------------------------------------------------
+
+Action = Callable[[Mailbox, int], Awaitable[Message]]
+
+
+def _operator() -> str:
+    """Who acts: the person behind sudo, else this process's user."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _act(
+    settings: Settings,
+    args: argparse.Namespace,
+    action: Action,
+    said: Callable[[int, Message], str],
+) -> int:
+    ids = [parse_id(text) for text in args.ids]
+    results: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        async with open_mailbox(settings) as mailbox:
+            for message_id in ids:
+                try:
+                    message = await action(mailbox, message_id)
+                except MessageNotFound:
+                    results.append({"id": message_id, "ok": False, "error": "no such message"})
+                except StoreError as exc:
+                    results.append({"id": message_id, "ok": False, "error": _why(exc)})
+                else:
+                    results.append(
+                        {
+                            "id": message_id,
+                            "ok": True,
+                            "line": said(message_id, message),
+                            "message": message.to_json(internal=True),
+                        }
+                    )
+
+    asyncio.run(run())
+    if args.json:
+        print_json([{k: v for k, v in r.items() if k != "line"} for r in results])
+    else:
+        for result in results:
+            if result["ok"]:
+                print(result["line"])
+            else:
+                print(f"gatewayd: {result['id']}: {result['error']}", file=sys.stderr)
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def _why(exc: StoreError) -> str:
+    text = str(exc)
+    if isinstance(exc, InvalidTransition) and " refused: " in text:
+        return f"refused, it is {exc.current}: {text.split(' refused: ', 1)[1]}"
+    return text
+
+
+def cancel_command(settings: Settings, args: argparse.Namespace) -> int:
+    reason = args.reason or f"by an operator ({_operator()}, command line)"
+
+    async def cancel(mailbox: Mailbox, message_id: int) -> Message:
+        return await mailbox.cancel(message_id, reason=reason)
+
+    return _act(
+        settings,
+        args,
+        cancel,
+        lambda i, m: f"{i}: cancelled ({m.message_status}: {m.failure_reason})",
+    )
+
+
+def retry_command(settings: Settings, args: argparse.Namespace) -> int:
+    reason = args.reason or f"asked by an operator ({_operator()}, command line)"
+
+    async def retry(mailbox: Mailbox, message_id: int) -> Message:
+        return await mailbox.retry(message_id, reason=reason)
+
+    return _act(settings, args, retry, lambda i, m: f"{i}: retried as {m.id} ({m.message_status})")
+
+
+def delete_command(settings: Settings, args: argparse.Namespace) -> int:
+    action = AvailabilityAction.PURGE if args.purge else AvailabilityAction.DELETE
+    reason = f"{'purged' if args.purge else 'deleted'} by an operator ({_operator()}, command line)"
+
+    async def delete(mailbox: Mailbox, message_id: int) -> Message:
+        return await mailbox.change_availability(message_id, action, reason=reason)
+
+    return _act(settings, args, delete, lambda i, m: f"{i}: {m.availability}")
+
+
+def restore_command(settings: Settings, args: argparse.Namespace) -> int:
+    reason = f"restored by an operator ({_operator()}, command line)"
+
+    async def restore(mailbox: Mailbox, message_id: int) -> Message:
+        return await mailbox.change_availability(
+            message_id, AvailabilityAction.RESTORE, reason=reason
+        )
+
+    return _act(settings, args, restore, lambda i, m: f"{i}: {m.availability}")
 
 
 def trace_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -228,7 +431,7 @@ def trace_command(settings: Settings, args: argparse.Namespace) -> int:
             }
         )
         return 0
-    _print_summary(message)
+    _print_summary(message, None, events)
     print("\nTimeline")
     table(
         ["AT", "KIND", "FROM", "TO", "REASON", "DETAIL"],

@@ -19,12 +19,6 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=command)
 
 
-def state(node: Node, now: datetime, stale_after: float) -> str:
-    if node.stopped_at is not None:
-        return "stopped"
-    return "gone" if node.age(now) >= stale_after else "live"
-
-
 def command(settings: Settings, args: argparse.Namespace) -> int:
     async def read() -> list[Node]:
         async with open_mailbox(settings) as mailbox:
@@ -38,7 +32,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
             [
                 {
                     "name": n.name,
-                    "state": state(n, now, stale),
+                    "state": n.state(now, stale),
                     "host": n.host,
                     "pid": n.pid,
                     "version": n.version,
@@ -57,7 +51,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         [
             [
                 n.name,
-                state(n, now, stale),
+                n.state(now, stale),
                 f"{n.age(now):.0f} s ago",
                 n.host,
                 n.pid,

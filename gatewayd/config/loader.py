@@ -580,6 +580,8 @@ def _port_range(t: TableReader, name: str, default: tuple[int, int]) -> tuple[in
         t.problem(name, f"{show(value)} is not a port range within 1024-65535, low to high")
         return default
     return low, high
+
+
 def _mode(t: TableReader, name: str, default: int, *, owner: int) -> int:
     """A permission mode written in octal ("0640"); never open to others, and at least
     ``owner`` for the daemon itself."""
@@ -619,6 +621,7 @@ def _api(t: TableReader) -> s.ApiSettings:
         ),
         header_timeout=t.duration("header_timeout", d.header_timeout, minimum=0.1),
         body_timeout=t.duration("body_timeout", d.body_timeout, minimum=0.1),
+        metrics_token_hash=_secret_hash(t, "metrics_token_hash"),
     )
     _caps(t, result.max_connections, result.max_connections_per_address)
     t.finish()

@@ -285,6 +285,7 @@ class ApiSettings:
     # connection); its body may pause at most body_timeout between bytes.
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    metrics_token_hash: str = field(default="", repr=False)  # empty: /metrics is open
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,14 @@ anything else, then follows the job until the carrier says what became of it:
   the queue, due after ``fax.retry_delay`` doubling per attempt; SendingFailed after
   ``fax.max_attempts`` attempts or ``fax.max_age`` after the fax was due.
 - deleted while Queued: cancelled at the carrier, SendingFailed ("cancelled").
-- no longer Queued while the carrier still has it (``Mailbox.cancel``, or another
-  node finished it): cancelled at the carrier; if the carrier had already sent it,
-  that is recorded as an event on the message.
+- cancelled (``Mailbox.cancel``: SendingFailed "cancelled: ...", by an operator, from
+  any process or node), or otherwise no longer Queued, while the carrier still has
+  it: cancelled at the carrier. A fax cancelled while it was being handed over is
+  taken back from the carrier as soon as the hand-over is refused (LeaseLost).
 - still pending past its kill time: cancelled, SendingFailed.
+
+``carrier_state`` says how the carrier is doing ("ok", "unavailable", "refused" and
+the reason) for ``gatewayd status``.
 
 Restart safety: the dispatcher's lease owner is the same across restarts of the
 daemon on one host, so a new process finds the faxes its previous life held. One
@@ -92,6 +96,7 @@ class FaxDispatcher(LeaseLoop):
         self.tracked: dict[str, Tracked] = {}
         self._starting: set[int] = set()  # leased, being rendered or handed over
         self._carrier_error: str | None = None
+        self._carrier_refused = False
 
     def reload(self, settings: Settings) -> None:
         self.settings = settings
@@ -104,6 +109,22 @@ class FaxDispatcher(LeaseLoop):
         finally:
             self.stop()
             await follow
+
+    @property
+    def carrier_name(self) -> str:
+        return self.carrier.name
+
+    @property
+    def following(self) -> int:
+        """Jobs at the carrier followed now."""
+        return len(self.tracked)
+
+    @property
+    def carrier_state(self) -> tuple[str, str | None]:
+        """("ok", None), or ("unavailable" | "refused", the carrier's last reason)."""
+        if self._carrier_error is None:
+            return "ok", None
+        return ("refused" if self._carrier_refused else "unavailable"), self._carrier_error
 
     def room(self) -> int:
         return max(1, self.settings.fax.render_workers) * 2 - len(self._starting)
@@ -235,9 +256,15 @@ class FaxDispatcher(LeaseLoop):
                 },
             )
         except LeaseLost:
-            # Cancelled (or taken over) while being handed over: the carrier must not
-            # send it on our behalf.
+            # Cancelled (or taken by another worker) while the carrier took it: it must
+            # not be sent on our account.
             await self._carrier_call(self.carrier.cancel(ref))
+            log.warning(
+                "fax.cancelled_at_carrier",
+                message_id=message.id,
+                carrier_ref=ref,
+                reason="the fax was no longer ours when the carrier took it",
+            )
             raise
         log.info(
             "fax.submitted",
@@ -300,11 +327,10 @@ class FaxDispatcher(LeaseLoop):
     async def follow(self) -> None:
         """Ask the carrier about every job followed; record what is final."""
         refs = list(self.tracked)
-        results = await self._carrier_call(self.carrier.status(refs))
-        if results is None:
-            results = {}
-        else:
+        answer = await self._carrier_call(self.carrier.status(refs))
+        if answer is not None:
             self._carrier_ok()
+        results = answer or {}
         now = self.mailbox.clock.now()
         loop_now = asyncio.get_running_loop().time()
         current = await self.mailbox.get_many([t.message_id for t in self.tracked.values()])
@@ -314,7 +340,11 @@ class FaxDispatcher(LeaseLoop):
                 continue
             message = current.get(item.message_id)
             if message is None or message.message_status is not MessageStatus.QUEUED:
-                self.tracked.pop(ref, None)  # gone, cancelled, or finished elsewhere
+                # Cancelled, gone, or finished elsewhere. Once the carrier has answered:
+                # a job it still has is stopped there; a finished one forgotten.
+                if answer is None:
+                    continue  # the carrier cannot say now: ask again at the next poll
+                self.tracked.pop(ref, None)
                 await self._let_go(item, message, results.get(ref))
                 continue
             with bound_message(item.message_id):
@@ -329,7 +359,13 @@ class FaxDispatcher(LeaseLoop):
         still going; if it went out after all, say so on the message."""
         if result is None:
             await self._carrier_call(self.carrier.cancel(item.ref))
-            log.info("fax.cancelled_at_carrier", message_id=item.message_id, carrier_ref=item.ref)
+            log.info(
+                "fax.cancelled_at_carrier",
+                message_id=item.message_id,
+                carrier_ref=item.ref,
+                status=message.message_status.value if message else "removed",
+                reason=message.failure_reason if message else None,
+            )
             return
         await self._carrier_call(self.carrier.done(item.ref))
         if message is not None and isinstance(result, Sent):
@@ -465,6 +501,7 @@ class FaxDispatcher(LeaseLoop):
         if exc.reason == self._carrier_error:
             return
         self._carrier_error = exc.reason
+        self._carrier_refused = isinstance(exc, CarrierRefused)
         event = (
             "fax.carrier_refused" if isinstance(exc, CarrierRefused) else "fax.carrier_unavailable"
         )

@@ -8,6 +8,7 @@ mailbox's own; nothing outside this package imports them.
 from gatewayd.mailbox._queries import MAX_PER_PAGE, MessagePage, MessageQuery, SyncQuery
 from gatewayd.mailbox._schema import EPOCH
 from gatewayd.mailbox.records import (
+    ApiToken,
     Attachment,
     ConsoleSession,
     Content,
@@ -26,7 +27,9 @@ from gatewayd.mailbox.records import (
     Party,
     RateState,
     ReceiptIn,
+    StatusBucket,
     StatusCount,
+    StatusEntered,
     StatusEvent,
     StatusTally,
     SweepReport,
@@ -37,6 +40,7 @@ from gatewayd.mailbox.store import Mailbox
 __all__ = [
     "EPOCH",
     "MAX_PER_PAGE",
+    "ApiToken",
     "Attachment",
     "ConsoleSession",
     "Content",
@@ -58,7 +62,9 @@ __all__ = [
     "Party",
     "RateState",
     "ReceiptIn",
+    "StatusBucket",
     "StatusCount",
+    "StatusEntered",
     "StatusEvent",
     "StatusTally",
     "SweepReport",

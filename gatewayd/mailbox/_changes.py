@@ -27,7 +27,7 @@ from gatewayd.mailbox._rows import (
     new_id,
 )
 from gatewayd.mailbox._schema import attachments, message_parts, messages
-from gatewayd.mailbox._status import move_status, refuse
+from gatewayd.mailbox._status import StatusFeed, move_status, refuse
 from gatewayd.mailbox.records import Message
 from gatewayd.model import (
     AttachmentType,
@@ -45,11 +45,19 @@ log = get_logger("gatewayd.mailbox")
 
 
 class Changes:
-    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, lifecycle: Lifecycle) -> None:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        clock: Clock,
+        lifecycle: Lifecycle,
+        feed: StatusFeed,
+    ) -> None:
         self.db = db
         self.blobs = blobs
         self.clock = clock
         self._lifecycle = lifecycle
+        self._feed = feed
 
     async def transition(
         self,
@@ -89,8 +97,12 @@ class Changes:
                 given_up = sorted(part for (part,) in waiting)
                 if given_up:
                     detail = {**(detail or {}), "parts_given_up": given_up}
-            await move_status(conn, row, [to], now=now, reason=reason, detail=detail, values=values)
-            return await fetch_message(conn, message_id)
+            entered = await move_status(
+                conn, row, [to], now=now, reason=reason, detail=detail, values=values
+            )
+            message = await fetch_message(conn, message_id)
+        self._feed.publish(entered)
+        return message
 
     async def add_rendered(
         self,

@@ -21,7 +21,8 @@ from gatewayd.mailbox._commit import GroupCommit
 from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._lifecycle import Lifecycle
 from gatewayd.mailbox._rows import attachment_from_row, event_row, message_from_row, new_id
-from gatewayd.mailbox.records import Attachment, Message, NewMessage
+from gatewayd.mailbox._status import StatusFeed
+from gatewayd.mailbox.records import Attachment, Message, NewMessage, StatusEntered
 from gatewayd.model import (
     Availability,
     MessageStatus,
@@ -42,10 +43,18 @@ def _conversation_id(account_id: int, number_a: str, number_b: str) -> int:
 
 
 class Creator:
-    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, lifecycle: Lifecycle) -> None:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        clock: Clock,
+        lifecycle: Lifecycle,
+        feed: StatusFeed,
+    ) -> None:
         self.blobs = blobs
         self.clock = clock
         self._lifecycle = lifecycle
+        self._feed = feed
         self._commit = GroupCommit(db)
 
     async def close(self) -> None:
@@ -84,6 +93,9 @@ class Creator:
                 origin=message.origin,
                 attachments=len(message.attachments),
             )
+        self._feed.publish(
+            StatusEntered(m.id, m.type, m.direction, m.message_status, "created") for m in created
+        )
         return created
 
     async def _store_bytes(self, batch: Sequence[NewMessage]) -> list[list[BlobRef | None]]:

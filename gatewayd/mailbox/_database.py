@@ -14,6 +14,11 @@ This is where the mailbox touches the database, and so where the database's own
 exceptions become the mailbox's (gatewayd.errors): a lost connection, a locked or
 full database is StoreUnavailable, a unique key collision StoreConflict, anything else
 StoreError, each naming the database and what went wrong, never the driver's class.
+
+Opening a mailbox already at the newest schema (``HEAD``, which a test keeps equal to
+the newest migration) reads its revision with one query and does not load Alembic:
+every operator command opens the mailbox, and Alembic with its migration scripts is a
+tenth of a second of a command's start. Anything else goes through Alembic's upgrade.
 """
 
 from __future__ import annotations
@@ -21,14 +26,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -38,6 +39,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from gatewayd.config.settings import MailboxSettings
 from gatewayd.errors import StartupError, StoreConflict, StoreError, StoreUnavailable
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+HEAD = "0006"  # the newest migration (tests/integration/test_migrations.py checks)
 BUSY_TIMEOUT_SECONDS = 30.0
 MIGRATION_LOCK = 0x6761746577617964  # "gatewayd"
 
@@ -155,6 +160,9 @@ class Database:
     async def migrate(self) -> str:
         """Bring the schema to the newest revision; returns that revision."""
         try:
+            async with self.read() as conn:
+                if await conn.run_sync(_stored_revision) == HEAD:
+                    return HEAD
             async with self.write() as conn:
                 if not self.is_sqlite:
                     # Instances starting together take turns (SQLite's BEGIN IMMEDIATE
@@ -176,7 +184,17 @@ class Database:
         return sa.make_url(self.settings.url).render_as_string(hide_password=True)
 
 
+def _stored_revision(connection: sa.Connection) -> str | None:
+    """The schema's revision as the database records it (None: no schema yet)."""
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    found = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    return found[0][0] if len(found) == 1 else None
+
+
 def alembic_config(connection: sa.Connection | None = None) -> Config:
+    from alembic.config import Config  # noqa: PLC0415 (only when the schema must change)
+
     config = Config()
     location = resources.files("gatewayd.mailbox") / "migrations"
     config.set_main_option("script_location", str(location))
@@ -186,13 +204,20 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
 
 
 def _upgrade(connection: sa.Connection) -> None:
+    from alembic import command  # noqa: PLC0415 (only when the schema must change)
+
     command.upgrade(alembic_config(connection), "head")
 
 
 def _current_revision(connection: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415 (as above)
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
 def head_revision() -> str:
+    """The newest migration, as Alembic reads the scripts."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 (as above)
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     return head or ""

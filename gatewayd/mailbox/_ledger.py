@@ -33,8 +33,10 @@ from gatewayd.mailbox._batch import Batcher
 from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._rows import event_row
 from gatewayd.mailbox._schema import message_events, message_parts, messages
-from gatewayd.mailbox.records import Outcome, PartAccepted, PartRefused, ReceiptIn
+from gatewayd.mailbox._status import FAILED, StatusFeed, log_status
+from gatewayd.mailbox.records import Outcome, PartAccepted, PartRefused, ReceiptIn, StatusEntered
 from gatewayd.model import (
+    Direction,
     MessageStatus,
     MessageType,
     PartStatus,
@@ -93,7 +95,7 @@ class _Group:
     new_parts: set[tuple[int, int]] = field(default_factory=set)
     changed_parts: set[tuple[int, int]] = field(default_factory=set)
     events: list[dict[str, Any]] = field(default_factory=list)
-    logs: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[tuple[int, MessageStatus, MessageStatus, str]] = field(default_factory=list)
     accepted: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
 
     def ensure_parts(self, message_id: int, count: int) -> None:
@@ -175,14 +177,7 @@ class _Group:
                     detail=detail,
                 )
             )
-            self.logs.append(
-                {
-                    "message_id": message_id,
-                    "previous": message.status.value,
-                    "status": step.value,
-                    "reason": reason,
-                }
-            )
+            self.logs.append((message_id, message.status, step, reason))
             if message.status is MessageStatus.QUEUED:
                 message.columns.update(next_attempt_at=None, lease_owner=None)
             message.status = step
@@ -393,9 +388,10 @@ Result = Outcome | None
 class Ledger:
     """Takes items from many callers; writes each gathering in one transaction."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, feed: StatusFeed) -> None:
         self._db = db
         self._clock = clock
+        self._feed = feed
         self._batcher: Batcher[Item, Result] = Batcher(self.apply, name="sms-ledger")
 
     async def record(self, item: Item) -> Outcome | None:
@@ -413,6 +409,19 @@ class Ledger:
             by_carrier = await _load(conn, group, items)
             results = [_apply(group, item, by_carrier) for item in items]
             await _write(conn, group)
-        for line in group.logs:
-            log.info("message.status", type=MessageType.SMS.value, **line)
+        entered = []
+        for message_id, previous, status, reason in group.logs:
+            log_status(message_id, MessageType.SMS.value, previous.value, status.value, reason)
+            code = group.messages[message_id].columns.get("delivery_error_code")
+            entered.append(
+                StatusEntered(
+                    message_id,
+                    MessageType.SMS,
+                    Direction.OUTBOUND,
+                    status,
+                    reason,
+                    code if status in FAILED else None,
+                )
+            )
+        self._feed.publish(entered)
         return results

@@ -153,7 +153,7 @@ async def retry_later(
             ],
         )
         message = await fetch_message(conn, message_id)
-    log.info(
+    log.warning(
         "message.retry", message_id=message_id, attempt=row["attempts"], delay=delay, reason=reason
     )
     return message

@@ -1,16 +1,20 @@
-"""Taking back a message not yet sent, and sending a failed one again.
+"""Taking back an outbound message not yet sent (``cancel``), and sending a failed one
+again (``retry``): the operator's actions (``gatewayd messages cancel|retry``, the
+admin API, the web console).
 
-``cancel``: a Queued outbound SMS or fax becomes SendingFailed with the reason
-"cancelled: ...", in one transaction with its event; an SMS's parts not yet accepted
-are given up with it. Whoever holds its lease loses it (their next write is LeaseLost);
-a fax a carrier already has is cancelled there by the fax dispatcher, which sees that
-the message it follows is no longer Queued.
+cancel: a Queued outbound SMS or fax becomes SendingFailed with the reason
+"cancelled: ...", in one transaction with its event; an SMS's parts the SMSC has not
+accepted are given up with it, and the lease is cleared, so the worker holding it
+loses it (its next write is LeaseLost). A fax a carrier already has is cancelled at
+the carrier by the fax dispatcher following it, which sees that it is no longer
+Queued. Anything else is refused (InvalidTransition).
 
-``retry``: the status machine never goes back, so a SendingFailed or DeliveryFailed
-outbound SMS or fax is sent again as a NEW Queued message with the original's
-content: parties, text, a fax's options and its source documents (the same stored
-bytes: attachments are content-addressed, nothing is copied). A "retry" event on each
-names the other (detail ``retry`` on the original, ``retry_of`` on the new one). A
+retry: the status machine never goes back, so a SendingFailed or DeliveryFailed
+outbound SMS or fax is sent again as a NEW Queued message with the same content:
+parties, text, a fax's options and source documents (the attachment rows point at the
+same stored bytes, which are content-addressed: nothing is copied; a fax is rendered
+again, its cover page carries the date). Two events link them: "retried as N" on the
+original (detail ``retry``), "a retry of M" on the new one (detail ``retry_of``). A
 Purged message has no content left and is refused.
 """
 
@@ -23,12 +27,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gatewayd.clock import Clock
+from gatewayd.errors import StoreConflict, StoreError
 from gatewayd.logging import get_logger
 from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._rows import Row, add_events, event_row, fetch_message, message_row, new_id
 from gatewayd.mailbox._schema import attachments, message_parts, messages
-from gatewayd.mailbox._status import FAILED, move_status, refuse
-from gatewayd.mailbox.records import Message
+from gatewayd.mailbox._status import FAILED, StatusFeed, move_status, refuse
+from gatewayd.mailbox.records import Message, StatusEntered
 from gatewayd.model import (
     AttachmentType,
     Availability,
@@ -41,10 +46,11 @@ from gatewayd.model import (
 
 log = get_logger("gatewayd.mailbox")
 
-SENDABLE = (MessageType.SMS.value, MessageType.FAX.value)
 CANCELLED = "cancelled: "
+ID_ATTEMPTS = 5
+_SENDABLE = (MessageType.SMS.value, MessageType.FAX.value)
 
-# The columns a retry copies from the original: what the message is, not how it went.
+# What a retry takes from the original: what the message is, not how it went.
 _CONTENT = (
     "account_id",
     "extension_id",
@@ -60,29 +66,40 @@ _CONTENT = (
     "fax_resolution",
     "cover_index",
     "cover_page_text",
-    "pg_to_department",
     "sender_email",
     "origin",
 )
+# The attachments that are the content: a fax's documents (not its rendered pages),
+# an SMS's text.
+_KEEP = {
+    MessageType.FAX.value: AttachmentType.SOURCE_DOCUMENT.value,
+    MessageType.SMS.value: AttachmentType.TEXT.value,
+}
 
 
-def _outbound(row: Row) -> bool:
-    return row["type"] in SENDABLE and row["direction"] == Direction.OUTBOUND.value
+def _outbound_sendable(row: Row) -> bool:
+    return row["type"] in _SENDABLE and row["direction"] == Direction.OUTBOUND.value
 
 
 async def cancel(
-    db: Database, clock: Clock, message_id: int, *, reason: str, extension_id: int | None
+    db: Database,
+    clock: Clock,
+    feed: StatusFeed,
+    message_id: int,
+    *,
+    reason: str,
+    extension_id: int | None,
 ) -> Message:
     now = clock.now()
-    why = CANCELLED + reason
+    why = reason if reason.startswith(CANCELLED) else CANCELLED + reason
     async with db.write() as conn:
         row = await message_row(conn, message_id, extension_id=extension_id, for_update=True)
-        current = row["message_status"]
-        if not _outbound(row) or current != MessageStatus.QUEUED.value:
+        status = row["message_status"]
+        if not _outbound_sendable(row) or status != MessageStatus.QUEUED.value:
             refuse(
                 message_id,
                 "messageStatus",
-                current,
+                status,
                 MessageStatus.SENDING_FAILED,
                 "only a Queued outbound SMS or fax can be cancelled",
             )
@@ -99,25 +116,60 @@ async def cancel(
                 .values(status=PartStatus.SENDING_FAILED.value, done_at=now)
                 .returning(message_parts.c.part_index)
             )
-            given_up = sorted(part for (part,) in waiting)
+            given_up = sorted(index for (index,) in waiting)
             if given_up:
                 detail["parts_given_up"] = given_up
-        await move_status(
+        entered = await move_status(
             conn, row, [MessageStatus.SENDING_FAILED], now=now, reason=why, detail=detail
         )
         message = await fetch_message(conn, message_id)
-    log.info("message.cancelled", message_id=message_id, reason=reason)
+    feed.publish(entered)
+    log.info("message.cancelled", message_id=message_id, reason=why, carrier_ref=row["carrier_ref"])
     return message
 
 
 async def retry(
-    db: Database, clock: Clock, message_id: int, *, reason: str, extension_id: int | None
+    db: Database,
+    clock: Clock,
+    feed: StatusFeed,
+    message_id: int,
+    *,
+    reason: str,
+    extension_id: int | None,
+) -> Message:
+    conflict: StoreConflict | None = None
+    for _ in range(ID_ATTEMPTS):  # a new id that collides with a stored one: draw again
+        try:
+            message = await _retry_once(db, clock, message_id, reason, extension_id)
+        except StoreConflict as exc:
+            conflict = exc
+            continue
+        feed.publish(
+            [
+                StatusEntered(
+                    message.id, message.type, message.direction, MessageStatus.QUEUED, "created"
+                )
+            ]
+        )
+        log.info(
+            "message.retried",
+            message_id=message.id,
+            retry_of=message_id,
+            type=message.type.value,
+            reason=reason,
+        )
+        return message
+    raise StoreError(f"could not store the retry of message {message_id}: {conflict}")
+
+
+async def _retry_once(
+    db: Database, clock: Clock, message_id: int, reason: str, extension_id: int | None
 ) -> Message:
     now = clock.now()
     async with db.write() as conn:
         row = await message_row(conn, message_id, extension_id=extension_id, for_update=True)
         status = row["message_status"]
-        if not _outbound(row) or status not in {s.value for s in FAILED}:
+        if not _outbound_sendable(row) or status not in {s.value for s in FAILED}:
             refuse(
                 message_id,
                 "messageStatus",
@@ -127,7 +179,11 @@ async def retry(
             )
         if row["availability"] == Availability.PURGED.value:
             refuse(
-                message_id, "availability", row["availability"], "retry", "its content is erased"
+                message_id,
+                "availability",
+                row["availability"],
+                "retry",
+                "it is Purged: its content is erased",
             )
         new = new_id()
         await conn.execute(messages.insert().values(_copy(row, new, now)))
@@ -147,7 +203,7 @@ async def retry(
                     new,
                     now,
                     "retry",
-                    f"retry of {message_id}: {reason}",
+                    f"a retry of {message_id}: {reason}",
                     detail={"retry_of": message_id},
                 ),
                 event_row(
@@ -155,15 +211,7 @@ async def retry(
                 ),
             ],
         )
-        message = await fetch_message(conn, new)
-    log.info(
-        "message.retried",
-        message_id=new,
-        retry_of=message_id,
-        type=message.type.value,
-        reason=reason,
-    )
-    return message
+        return await fetch_message(conn, new)
 
 
 def _copy(row: Row, new: int, now: datetime) -> dict[str, Any]:
@@ -183,16 +231,11 @@ def _copy(row: Row, new: int, now: datetime) -> dict[str, Any]:
 
 
 async def _copy_attachments(conn: AsyncConnection, row: Row, new: int) -> None:
-    """The original's content: a fax's source documents (it is rendered again: the
-    cover page carries the date), an SMS's text."""
-    keep = (
-        AttachmentType.SOURCE_DOCUMENT.value
-        if row["type"] == MessageType.FAX.value
-        else AttachmentType.TEXT.value
-    )
     a = attachments.c
     found = await conn.execute(
-        sa.select(attachments).where(a.message_id == row["id"], a.type == keep).order_by(a.position)
+        sa.select(attachments)
+        .where(a.message_id == row["id"], a.type == _KEEP[row["type"]])
+        .order_by(a.position)
     )
     copies = [
         {**dict(item), "id": new_id(), "message_id": new, "position": position}

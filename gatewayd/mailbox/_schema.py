@@ -190,9 +190,15 @@ message_events = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("detail", sa.JSON),
     sa.Index("ix_message_events_message_id", "message_id", "id"),
-    # What happened when, across every message: the console's charts and its list of
-    # the last failures read status events by time.
-    sa.Index("ix_message_events_kind_at", "kind", "at"),
+    # Status changes by the status entered and when (``gatewayd status``: what happened
+    # in the last hour, the latest failures); only status events are in it.
+    sa.Index(
+        "ix_message_events_status",
+        "to_value",
+        "at",
+        sqlite_where=sa.text("kind = 'status'"),
+        postgresql_where=sa.text("kind = 'status'"),
+    ),
 )
 
 # Parts of a concatenated inbound SMS, kept until the last one arrives (or the wait
@@ -314,4 +320,22 @@ console_sessions = sa.Table(
     sa.Column("created_at", UtcTimestamp, nullable=False),
     sa.Column("expires_at", UtcTimestamp, nullable=False),
     sa.Index("ix_console_sessions_expires_at", "expires_at"),
+)
+
+# API tokens made by ``gatewayd token create``: only the token's SHA-256 is kept (in the
+# config's ``sha256$<hex>`` form). A token belongs to the user of the config with its
+# extension; ``email`` is the address it was made for (shown by ``token list``).
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", _KEY, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(80), nullable=False),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("extension_id", sa.BigInteger, nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("expires_at", UtcTimestamp),
+    sa.Column("revoked_at", UtcTimestamp),
+    sa.UniqueConstraint("token_hash"),
 )

@@ -465,6 +465,12 @@ class Node:
         """Seconds since the last heartbeat."""
         return (now - self.heartbeat_at).total_seconds()
 
+    def state(self, now: datetime, stale_after: float) -> str:
+        """live, gone (no heartbeat for ``stale_after`` seconds) or stopped."""
+        if self.stopped_at is not None:
+            return "stopped"
+        return "gone" if self.age(now) >= stale_after else "live"
+
 
 @dataclass(frozen=True, slots=True)
 class RateState:
@@ -476,7 +482,20 @@ class RateState:
 
 
 @dataclass(frozen=True, slots=True)
-class StatusTally:
+class StatusEntered:
+    """A message entered ``status`` (handed to status watchers once committed).
+    ``code`` is the failure's faxErrorCode or deliveryErrorCode, when it has one."""
+
+    message_id: int
+    type: MessageType
+    direction: Direction
+    status: MessageStatus
+    reason: str
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusBucket:
     """How many messages entered ``status`` in the bucket that begins at ``start``."""
 
     start: datetime
@@ -485,8 +504,19 @@ class StatusTally:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusTally:
+    """How many messages of a type and direction entered ``status`` in a window."""
+
+    type: MessageType
+    direction: Direction
+    status: MessageStatus
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class Failure:
-    """A message that failed: the status event and what the message is."""
+    """A message that failed: the status event, its reason and code, and what the
+    message is."""
 
     message_id: int
     at: datetime
@@ -495,6 +525,43 @@ class Failure:
     type: MessageType
     extension_id: int
     to_number: str | None
+    code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An API token kept in the mailbox (its hash only) for the user of ``extension_id``."""
+
+    id: int
+    account_id: int
+    extension_id: int
+    email: str
+    name: str
+    token_hash: str = field(repr=False)
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        """active, expired or revoked."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "accountId": str(self.account_id),
+            "extensionId": str(self.extension_id),
+            "email": self.email,
+            "name": self.name,
+            "state": self.state(now),
+            "createdAt": iso(self.created_at),
+            "expiresAt": iso(self.expires_at),
+            "revokedAt": iso(self.revoked_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,12 @@ what it does, and each part is given only the database, clock and blob store it 
 - _lifecycle.py: the sweeper and blob erasure
 - _fragments.py, _notifications.py: parts of inbound SMS; the notifier's cursor and queue
 - _resend.py: cancelling a Queued message, sending a failed one again
-- _activity.py, _sessions.py: what the web console shows and who is signed in to it
+- _activity.py, _sessions.py: status changes by time and who is signed in (the web console)
+- _overview.py: the queue, recent statuses and failures at a glance
+- _tokens.py: API tokens (their hashes)
+
+Every status a message enters is told, once committed, to the watchers given to
+``watch_status`` (the daemon's metrics count them there).
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ from gatewayd.mailbox import (
     _fragments,
     _nodes,
     _notifications,
+    _overview,
     _queries,
     _queue,
     _resend,
     _sessions,
+    _tokens,
 )
 from gatewayd.mailbox._blobs import BlobStore, DatabaseBlobStore, FileBlobStore
 from gatewayd.mailbox._changes import Changes
@@ -60,7 +67,9 @@ from gatewayd.mailbox._rows import (
     select_messages,
 )
 from gatewayd.mailbox._schema import message_events, messages, parked_receipts
+from gatewayd.mailbox._status import StatusFeed, StatusWatcher
 from gatewayd.mailbox.records import (
+    ApiToken,
     Attachment,
     ConsoleSession,
     Content,
@@ -77,6 +86,7 @@ from gatewayd.mailbox.records import (
     PartRefused,
     RateState,
     ReceiptIn,
+    StatusBucket,
     StatusCount,
     StatusTally,
     SweepReport,
@@ -101,10 +111,11 @@ class Mailbox:
         self.clock = clock
         self._db = db
         self._blobs = blobs
+        self._feed = StatusFeed()
         self._lifecycle = Lifecycle(settings, db, blobs, clock)
-        self._creator = Creator(db, blobs, clock, self._lifecycle)
-        self._changes = Changes(db, blobs, clock, self._lifecycle)
-        self._ledger = Ledger(db, clock)
+        self._creator = Creator(db, blobs, clock, self._lifecycle, self._feed)
+        self._changes = Changes(db, blobs, clock, self._lifecycle, self._feed)
+        self._ledger = Ledger(db, clock, self._feed)
         self._roles = Roles(db)
         self._rates: Rates = MemoryRates(clock) if db.is_sqlite else DatabaseRates(db, clock)
 
@@ -155,6 +166,15 @@ class Mailbox:
     def describe(self) -> str:
         """Where the mailbox is (its database URL without a password), for people."""
         return self._db.describe()
+
+    def watch_status(self, watcher: StatusWatcher) -> None:
+        """Call ``watcher`` with every status a message enters through this Mailbox
+        (created, sent, failed, ...), once it is committed."""
+        self._feed.watchers.append(watcher)
+
+    async def ping(self) -> None:
+        """One round trip to the database; StoreUnavailable when it cannot be reached."""
+        await _overview.ping(self._db)
 
     # -- creating ---------------------------------------------------------------------
 
@@ -222,9 +242,15 @@ class Mailbox:
         ]
 
     async def queue(self) -> list[StatusCount]:
-        """Queued messages per type, with the creation time of the oldest (one read of
-        the queue's index, unlike ``counts``)."""
-        return await _activity.queue(self._db)
+        """Queued messages per type, with the creation time of the oldest (from the
+        queue's index, unlike ``counts``)."""
+        return await _overview.queue(self._db)
+
+    async def status_tallies(self, *, since: datetime) -> list[StatusTally]:
+        """How many messages of each type and direction entered each status since
+        ``since`` (creation counts as entering the first one), from the status events:
+        every node's, kept across restarts."""
+        return await _overview.tallies(self._db, since)
 
     async def status_history(
         self,
@@ -233,11 +259,11 @@ class Mailbox:
         bucket: timedelta,
         until: datetime | None = None,
         account_id: int | None = None,
-    ) -> list[StatusTally]:
+    ) -> list[StatusBucket]:
         """How many messages entered each status in each ``bucket`` from ``since`` to
         ``until`` (default now), from the status events (every node's, kept across
-        restarts); creation counts as entering the first status. Buckets with nothing
-        are left out. ``account_id``: that account's messages only."""
+        restarts). Buckets with nothing are left out. ``account_id``: that account's
+        messages only."""
         return await _activity.status_history(
             self._db,
             since=since,
@@ -250,8 +276,8 @@ class Mailbox:
         self, *, limit: int = 10, account_id: int | None = None
     ) -> list[Failure]:
         """The latest moves to SendingFailed or DeliveryFailed, newest first, with
-        their reasons."""
-        return await _activity.failures(self._db, limit=limit, account_id=account_id)
+        their reasons and codes."""
+        return await _overview.failures(self._db, limit=limit, account_id=account_id)
 
     async def attachment(
         self, message_id: int, attachment_id: int, *, extension_id: int | None = None
@@ -336,27 +362,21 @@ class Mailbox:
     async def cancel(
         self, message_id: int, *, reason: str, extension_id: int | None = None
     ) -> Message:
-        """Take back a Queued outbound SMS or fax: SendingFailed with the reason
-        ``"cancelled: " + reason`` (no faxErrorCode), its SMS parts not yet at the SMSC
-        given up. A fax a carrier already has is cancelled there by the fax dispatcher
-        when it sees the change; an SMS part already at the SMSC cannot be recalled.
-        MessageNotFound outside ``extension_id`` (when given); InvalidTransition for a
-        message that is not a Queued outbound SMS or fax."""
+        """A Queued outbound SMS or fax becomes SendingFailed with the reason
+        "cancelled: <reason>" (InvalidTransition for anything else); a fax a carrier
+        has is then cancelled there by the fax dispatcher."""
         return await _resend.cancel(
-            self._db, self.clock, message_id, reason=reason, extension_id=extension_id
+            self._db, self.clock, self._feed, message_id, reason=reason, extension_id=extension_id
         )
 
     async def retry(
         self, message_id: int, *, reason: str, extension_id: int | None = None
     ) -> Message:
         """Send a SendingFailed or DeliveryFailed outbound SMS or fax again: a NEW
-        Queued message (returned) with the original's parties, text, fax options and
-        source documents, and a "retry" event on each naming the other. The caller
-        wakes the dispatchers, as after ``create``. MessageNotFound outside
-        ``extension_id`` (when given); InvalidTransition for any other message, or a
-        Purged one (its content is erased)."""
+        Queued message with the same content, linked to the original by an event on
+        each ("retried as N", "a retry of M"). Returns the new message."""
         return await _resend.retry(
-            self._db, self.clock, message_id, reason=reason, extension_id=extension_id
+            self._db, self.clock, self._feed, message_id, reason=reason, extension_id=extension_id
         )
 
     # -- SMS parts at the SMSC (_ledger.py) ---------------------------------------------
@@ -599,6 +619,34 @@ class Mailbox:
         """Sign out (nothing happens for an unknown session)."""
         await _sessions.close_session(self._db, key_hash)
 
+    # -- API tokens (_tokens.py) ----------------------------------------------------------
+
+    async def create_token(
+        self,
+        *,
+        account_id: int,
+        extension_id: int,
+        email: str,
+        name: str,
+        token_hash: str,
+        expires_at: datetime | None = None,
+    ) -> ApiToken:
+        """Keep a new API token's hash for the user of ``extension_id``."""
+        owner = (account_id, extension_id, email)
+        return await _tokens.create(self._db, self.clock, owner, (token_hash, name, expires_at))
+
+    async def tokens(self, *, extension_id: int | None = None) -> list[ApiToken]:
+        """Every token kept (revoked and expired ones too), oldest first."""
+        return await _tokens.listed(self._db, extension_id)
+
+    async def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        """The token with this hash, whatever its state; None when there is none."""
+        return await _tokens.by_hash(self._db, token_hash)
+
+    async def revoke_token(self, token_id: int) -> ApiToken:
+        """Revoke a token (again: nothing changes); MessageNotFound for an unknown id."""
+        return await _tokens.revoke(self._db, self.clock, token_id)
+
     # -- result emails (_notifications.py) ----------------------------------------------
 
     async def collect_notifications(
@@ -648,6 +696,8 @@ def _parked_item(row: Any) -> ReceiptIn:
         done_at=datetime.fromisoformat(done_at) if done_at else None,
         detail=dict(receipt.get("detail") or {}),
     )
+
+
 def _private_files(settings: MailboxSettings) -> None:
     """The data directory (0700) and an SQLite database file (0600, which SQLite gives
     its -wal and -shm files too) made private to the daemon, whatever its umask: they

@@ -57,6 +57,10 @@ class LinkState(StrEnum):
     CLOSED = "closed"
 
 
+_STATE_LEVELS = {LinkState.STOPPED: "error", LinkState.RECONNECTING: "warning"}
+STATES = tuple(state.value for state in LinkState)
+
+
 class Handler(Protocol):
     async def __call__(self, link: SmppLink, request: Pdu) -> int:
         """Handle a deliver_sm or data_sm; returns the command_status to answer with."""
@@ -209,7 +213,7 @@ class Session(asyncio.Protocol):
             self.send(pdu.frame(Command.GENERIC_NACK, Status.RINVCMDID, request.sequence))
 
     async def _deliver(self, request: Pdu) -> None:
-        self.link.counts["deliver_sm"] += 1
+        self.link.counts[request.name] += 1
         try:
             status = await self.link.handler(self.link, request)
         except Exception:  # a bug in the handler: the SMSC retries later
@@ -245,7 +249,10 @@ class SmppLink:
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
         self._concat_reference = random.Random(settings.name).randrange(65536)
-        self.counts: Counter[str] = Counter()  # submit_sm, submit_sm_ok, deliver_sm
+        # PDUs by command: submit_sm sent, deliver_sm and data_sm received
+        self.counts: Counter[str] = Counter({"submit_sm": 0, "deliver_sm": 0})
+        # submit_sm answers by command_status name (ESME_ROK, ESME_RTHROTTLED, ...)
+        self.responses: Counter[str] = Counter({pdu.status_name(Status.ROK): 0})
 
     # -- state ----------------------------------------------------------------------------
 
@@ -257,6 +264,11 @@ class SmppLink:
     def state_name(self) -> str:
         return self.state.value
 
+    @property
+    def states(self) -> tuple[str, ...]:
+        """Every state a link can be in (for the metrics' enum)."""
+        return STATES
+
     async def wait_bound(self, within: float) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._bound.wait(), within)
@@ -266,7 +278,8 @@ class SmppLink:
         if state is self.state:
             return
         previous, self.state = self.state, state
-        level = "error" if state is LinkState.STOPPED else "info"
+        # stopped for good: error; waiting to reconnect (a bind lost or failed): warning
+        level = _STATE_LEVELS.get(state, "info")
         getattr(log, level)(
             "sms.link_state", link=self.name, previous=previous.value, state=state.value, **fields
         )
@@ -346,7 +359,7 @@ class SmppLink:
                 if self._stopping():
                     return
                 self.error = session.close_reason
-                log.warning(
+                log.error(
                     "sms.link_lost", link=self.name, bind=role.name, reason=session.close_reason
                 )
             self._set_state(LinkState.RECONNECTING, reason=self.error, retry_in=round(delay, 1))
@@ -435,6 +448,7 @@ class SmppLink:
             answer = await self._submitter().request(build, self.settings.response_timeout)
         finally:
             self._window.release()
+        self.responses[pdu.status_name(answer.status)] += 1
         if answer.status in THROTTLING:
             self._paused_until = time.monotonic() + self._throttle
             log.info(
@@ -446,7 +460,6 @@ class SmppLink:
             self._throttle = min(self._throttle * 2, THROTTLE_PAUSE_MAX)
         elif answer.status == Status.ROK:
             self._throttle = THROTTLE_PAUSE
-            self.counts["submit_sm_ok"] += 1
         return answer
 
     async def _acquire(self, unless: asyncio.Event | None) -> None:

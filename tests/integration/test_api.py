@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
+from gatewayd import __version__
 from gatewayd.api.app import ApiServer, create_app
 from gatewayd.api.auth import Authenticator
 from gatewayd.api.deps import Context
@@ -23,7 +25,7 @@ from gatewayd.config.settings import ApiSettings, HostPort, Settings, User
 from gatewayd.credentials import hash_token
 from gatewayd.mailbox import Mailbox, Message
 from gatewayd.metrics import Metrics
-from gatewayd.model import Direction, MessageType, ReadStatus
+from gatewayd.model import Direction, FaxErrorCode, MessageStatus, MessageType, ReadStatus
 from tests import documents
 from tests.conftest import ACCOUNT, EXTENSION, OTHER_EXTENSION, OUR_NUMBER, fax, sms
 from tests.smtp_client import free_port
@@ -54,6 +56,7 @@ def app_for(
     """The API app as the daemon builds it, with metrics that read ``mailbox``."""
     metrics = Metrics()
     metrics.watch(mailbox=mailbox)
+    mailbox.watch_status(metrics.status_entered)
     context = Context(mailbox, Authenticator(settings, mailbox), on_queued=on_queued)
     return create_app(context, metrics)
 
@@ -475,14 +478,83 @@ async def test_openapi_describes_every_endpoint(api: httpx.AsyncClient) -> None:
 _ = (MessageType, ReadStatus)
 
 
-async def test_metrics_count_the_mailbox(api: httpx.AsyncClient, mailbox: Mailbox) -> None:
+async def test_metrics_follow_prometheus_conventions(
+    api: httpx.AsyncClient, mailbox: Mailbox
+) -> None:
     await mailbox.create(sms())
     await mailbox.create(sms(to="+4915100000009"))
-    await mailbox.create(fax())
+    busy = await mailbox.create(fax())
+    await mailbox.transition(
+        busy.id, MessageStatus.SENDING_FAILED, reason="busy", fax_error_code=FaxErrorCode.LINE_BUSY
+    )
+    taken_back = await mailbox.create(fax())
+    await mailbox.cancel(taken_back.id, reason="wrong number")
     response = await api.get("/metrics", headers={"Authorization": ""})
     assert response.status_code == 200
     text = response.text
-    assert 'gatewayd_messages{status="Queued",type="SMS"} 2.0' in text
-    assert 'gatewayd_queue_depth{type="Fax"} 1.0' in text
-    assert 'gatewayd_queue_oldest_age_seconds{type="SMS"} 0.0' in text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return samples[name, tuple(sorted(labels.items()))]
+
+    # what the mailbox holds now (gauges), every series there even at 0
+    assert value("gatewayd_mailbox_messages", type="SMS", status="Queued") == 2
+    assert value("gatewayd_mailbox_messages", type="SMS", status="Delivered") == 0
+    assert value("gatewayd_queue_depth", type="SMS") == 2
+    assert value("gatewayd_queue_depth", type="Fax") == 0
+    assert value("gatewayd_queue_oldest_age_seconds", type="SMS") == 0.0
+    assert value("gatewayd_queue_oldest_age_seconds", type="Fax") == 0.0
+    # outcomes counted as they happen; the ones that did not happen yet are 0
+    out = {"direction": "Outbound"}
+    assert value("gatewayd_messages_total", type="SMS", outcome="Queued", **out) == 2
+    assert value("gatewayd_messages_total", type="Fax", outcome="Queued", **out) == 2
+    assert value("gatewayd_messages_total", type="Fax", outcome="SendingFailed", **out) == 2
+    assert value("gatewayd_messages_total", type="SMS", outcome="DeliveryFailed", **out) == 0
+    assert (
+        value("gatewayd_messages_total", type="SMS", outcome="Received", direction="Inbound") == 0
+    )
+    assert value("gatewayd_fax_failures_total", code="LineBusy") == 1
+    assert value("gatewayd_fax_failures_total", code="Cancelled") == 1
+    assert "# TYPE gatewayd_sms_failures_total counter" in text  # no SMS failed yet
+    # the conventions
+    assert value("gatewayd_build_info", version=__version__) == 1
+    assert value("process_cpu_seconds_total") > 0
+    assert value("process_resident_memory_bytes") > 0
     assert "gatewayd_render_seconds_bucket" in text
+    assert "_created" not in text
+    names = {name for name, _ in samples}
+    assert all(n.startswith(("gatewayd_", "process_")) for n in names), names
+    assert all(
+        n.endswith(("_total", "_seconds", "_bytes", "_fds", "_info", "_bucket", "_count", "_sum"))
+        or n
+        in (
+            "gatewayd_mailbox_messages",
+            "gatewayd_queue_depth",
+            "gatewayd_node_held_messages",
+            "gatewayd_smpp_link_up",
+            "gatewayd_smpp_link_state",
+            "gatewayd_smpp_window_in_use",
+        )
+        for n in names
+    ), names
+
+
+async def test_metrics_can_want_a_token(mailbox: Mailbox, settings: Settings) -> None:
+    token = "metrics-scraper-token"
+    guarded = replace(settings, api=replace(settings.api, metrics_token_hash=hash_token(token)))
+    server = ApiServer(app_for(mailbox, guarded), guarded)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            error_of(await client.get("/metrics"), 401, "OAU-149")
+            error_of(await client.get("/metrics", headers=auth("wrong")), 401, "OAU-149")
+            error_of(await client.get("/metrics", headers=auth(ALICE)), 401, "OAU-149")
+            scraped = await client.get("/metrics", headers=auth(token))
+            assert scraped.status_code == 200
+            assert "gatewayd_build_info" in scraped.text
+    finally:
+        await server.stop()

@@ -70,6 +70,7 @@ def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
         '[[users]]\nemail = "alice@example.com"\naccount_id = 1\nextension_id = 101\n'
         'extension_number = "101"\nname = "Alice"\nsms_numbers = ["+4930123456"]\n'
         f'api_token_hash = "{hash_token(TOKEN)}"\n'
+        "api_admin = true\n"  # the operators' routes (/gatewayd/v1) too
     )
     settings = tmp_path / "schemathesis.toml"
     settings.write_text(CONFIG.format(token=TOKEN, examples=os.environ.get("ST_EXAMPLES", "25")))

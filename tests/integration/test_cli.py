@@ -12,7 +12,7 @@ import pytest
 from gatewayd import credentials
 from gatewayd.config.settings import LogSettings, MailboxSettings
 from gatewayd.logging import bound_message, configure_logging, get_logger
-from gatewayd.mailbox import Mailbox, Message, PartAccepted, ReceiptIn
+from gatewayd.mailbox import Mailbox, Message, PartAccepted, ReceiptIn, iso
 from gatewayd.model import MessageStatus, MessageType, PartStatus
 from gatewayd.render import pdf_fonts
 from gatewayd.render.fonts import DEJAVU, find
@@ -132,15 +132,22 @@ def test_messages_list_table_and_json(populated: tuple[Path, dict[str, Message]]
         "DIRECTION",
         "STATUS",
         "AVAILABILITY",
-        "READ",
         "EXT",
         "FROM",
         "TO",
         "CREATED",
+        "ATTEMPTS",
+        "NEXT",
+        "ATTEMPT",
+        "REASON",
         "SUBJECT",
     ]
     assert len(rows) == 3
     assert rows[0].split()[:4] == [str(made["failed"].id), "Fax", "Outbound", "SendingFailed"]
+    assert "no answer after 3 tries" in rows[0]  # the reason
+    queued = made["queued"]
+    assert queued.next_attempt_at is not None
+    assert f" 0         {iso(queued.next_attempt_at)}" in rows[1]  # attempts, next attempt
     listed = json.loads(
         gatewayd(
             "messages",
@@ -296,9 +303,11 @@ def test_hash_secret_reads_stdin_never_argv() -> None:
     assert empty.returncode == 1
 
 
-def test_a_token_is_created_for_a_user_in_the_config(tmp_path: Path) -> None:
+def test_a_token_for_the_config_is_still_possible(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    result = gatewayd("token", "create", "--user", "ALICE@example.com", "--config", str(config))
+    result = gatewayd(
+        "token", "create", "--config-hash", "--user", "ALICE@example.com", "--config", str(config)
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     token = lines[0].removeprefix("token: ")
@@ -319,6 +328,13 @@ def test_every_command_has_help() -> None:
         ["purge"],
         ["hash-secret"],
         ["token", "create"],
+        ["token", "list"],
+        ["token", "revoke"],
+        ["status"],
+        ["messages", "cancel"],
+        ["messages", "retry"],
+        ["messages", "delete"],
+        ["messages", "restore"],
         ["render"],
     ):
         result = gatewayd(*command, "--help")
@@ -330,3 +346,207 @@ def test_message_types_in_the_cli_match_the_model() -> None:
     result = gatewayd("messages", "list", "--type", "Carrier-pigeon")
     assert result.returncode == 2
     assert all(t.value in result.stderr for t in MessageType)
+
+
+def test_messages_list_since_and_several_statuses(
+    populated: tuple[Path, dict[str, Message]],
+) -> None:
+    config, made = populated
+    listed = json.loads(
+        gatewayd(
+            "messages",
+            "list",
+            "--json",
+            "--status",
+            "Queued,SendingFailed",
+            "--since",
+            "1h",
+            "--config",
+            str(config),
+        ).stdout
+    )
+    assert {m["id"] for m in listed} == {made["queued"].id, made["failed"].id}
+    assert listed[0]["gatewayd"]["failureReason"] == "no answer after 3 tries"
+    later = gatewayd(
+        "messages", "list", "--json", "--since", "2099-01-01T00:00:00Z", "--config", str(config)
+    )
+    assert json.loads(later.stdout) == []
+    wrong = gatewayd("messages", "list", "--status", "Queued,Lost", "--config", str(config))
+    assert wrong.returncode == 2
+    assert "'Lost' is not one of Queued, Sent, Delivered" in wrong.stderr
+    bad_time = gatewayd("messages", "list", "--since", "yesterday", "--config", str(config))
+    assert (bad_time.returncode, bad_time.stderr.count("\n")) == (1, 1)
+    assert "--since 'yesterday' is neither a duration" in bad_time.stderr
+
+
+def test_cancel_retry_delete_restore_from_the_command_line(
+    populated: tuple[Path, dict[str, Message]],
+) -> None:
+    config, made = populated
+    queued, failed, delivered = made["queued"], made["failed"], made["sms"]
+    cancel = gatewayd(
+        "messages",
+        "cancel",
+        str(queued.id),
+        str(delivered.id),
+        "4242",
+        "--reason",
+        "wrong number",
+        "--config",
+        str(config),
+    )
+    assert cancel.returncode == 1  # one of the three was done
+    assert cancel.stdout == (f"{queued.id}: cancelled (SendingFailed: cancelled: wrong number)\n")
+    assert cancel.stderr.splitlines() == [
+        f"gatewayd: {delivered.id}: refused, it is Delivered: only a Queued outbound SMS "
+        "or fax can be cancelled",
+        "gatewayd: 4242: no such message",
+    ]
+    retry = gatewayd("messages", "retry", str(failed.id), "--json", "--config", str(config))
+    assert retry.returncode == 0, retry.stderr
+    (result,) = json.loads(retry.stdout)
+    new = result["message"]
+    assert (result["id"], result["ok"], new["messageStatus"]) == (failed.id, True, "Queued")
+    assert new["id"] != failed.id
+    shown = gatewayd("messages", "show", str(failed.id), "--config", str(config)).stdout
+    assert f"retried as:   {new['id']}" in shown
+    shown_new = json.loads(
+        gatewayd("messages", "show", str(new["id"]), "--json", "--config", str(config)).stdout
+    )
+    assert shown_new["gatewayd"]["retryOf"] == failed.id
+    trace = gatewayd("trace", str(new["id"]), "--config", str(config)).stdout
+    assert f"a retry of {failed.id}: asked by an operator" in trace
+    deleted = gatewayd("messages", "delete", str(failed.id), "--config", str(config))
+    assert (deleted.returncode, deleted.stdout) == (0, f"{failed.id}: Deleted\n")
+    restored = gatewayd("messages", "restore", str(failed.id), "--config", str(config))
+    assert (restored.returncode, restored.stdout) == (0, f"{failed.id}: Alive\n")
+    purged = gatewayd("messages", "delete", "--purge", str(failed.id), "--config", str(config))
+    assert purged.stdout == f"{failed.id}: Purged\n"
+    again = gatewayd("messages", "restore", str(failed.id), "--config", str(config))
+    assert again.returncode == 1
+    assert "a Purged message cannot be restored" in again.stderr
+
+
+def test_show_names_the_carrier_and_its_reference(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+
+    async def fill() -> tuple[int, int]:
+        box = await Mailbox.open(MailboxSettings(data_dir=tmp_path / "data"))
+        try:
+            document = await box.create(fax())
+            await box.lease("fax@test", types=[MessageType.FAX], limit=1)
+            await box.set_carrier(
+                document.id, "fax@test", carrier="hylafax", ref="417", reason="submitted"
+            )
+            text = await box.create(sms())
+            await box.record_acceptance(PartAccepted(text.id, 0, 2, "smsc1", "9F00A1"))
+            return document.id, text.id
+        finally:
+            await box.close()
+
+    fax_id, sms_id = asyncio.run(fill())
+    shown = gatewayd("messages", "show", str(fax_id), "--config", str(config)).stdout
+    assert "carrier:      hylafax, reference 417" in shown
+    shown = gatewayd("messages", "show", str(sms_id), "--config", str(config)).stdout
+    assert "carrier:      smsc1 9F00A1" in shown
+
+
+def test_tokens_kept_in_the_mailbox(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    before = gatewayd("token", "create", "--user", "alice@example.com", "--config", str(config))
+    assert before.returncode == 1
+    assert "has gatewayd run with this config?" in before.stderr  # no mailbox yet
+    asyncio.run(_make_mailbox(tmp_path / "data"))
+    made = gatewayd(
+        "token",
+        "create",
+        "--user",
+        "Alice@Example.com",
+        "--name",
+        "ci",
+        "--expires",
+        "90d",
+        "--config",
+        str(config),
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith(credentials.TOKEN_PREFIX)
+    assert made.stdout == token + "\n"  # alone: TOKEN=$(gatewayd token create ...)
+    assert "API token 1 for alice@example.com (extension 101), 'ci': in effect now" in (made.stderr)
+    second = gatewayd(
+        "token", "create", "--user", "alice@example.com", "--json", "--config", str(config)
+    )
+    assert json.loads(second.stdout)["id"] == 2
+    listed = json.loads(gatewayd("token", "list", "--json", "--config", str(config)).stdout)
+    assert [(t["id"], t["name"], t["state"]) for t in listed] == [
+        (1, "ci", "active"),
+        (2, "", "active"),
+    ]
+    assert listed[0]["expiresAt"] is not None
+    assert listed[1]["expiresAt"] is None
+    assert token not in json.dumps(listed)
+    revoked = gatewayd("token", "revoke", "1", "7", "--config", str(config))
+    assert revoked.returncode == 1
+    assert revoked.stdout.startswith("1: revoked at ")
+    assert revoked.stderr == "gatewayd: 7: no such token\n"
+    table = gatewayd("token", "list", "--config", str(config)).stdout.splitlines()
+    assert table[0].split() == [
+        "ID",
+        "USER",
+        "EXT",
+        "NAME",
+        "STATE",
+        "CREATED",
+        "EXPIRES",
+        "REVOKED",
+    ]
+    assert table[1].split()[:5] == ["1", "alice@example.com", "101", "ci", "revoked"]
+    bad = gatewayd(
+        "token",
+        "create",
+        "--user",
+        "alice@example.com",
+        "--expires",
+        "soon",
+        "--config",
+        str(config),
+    )
+    assert (bad.returncode, bad.stderr) == (
+        1,
+        "gatewayd: --expires 'soon': not a duration (12h, 30d, 90d)\n",
+    )
+
+
+async def _make_mailbox(data_dir: Path) -> None:
+    box = await Mailbox.open(MailboxSettings(data_dir=data_dir))
+    await box.close()
+
+
+def test_status_without_a_daemon_reads_the_mailbox(
+    populated: tuple[Path, dict[str, Message]],
+) -> None:
+    config, made = populated
+    text = gatewayd("status", "--config", str(config))
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].endswith(": NOT RUNNING")
+    assert "does not exist" in lines[1]
+    assert "  What follows is from the mailbox alone." in lines
+    assert "no answer after 3 tries" in text.stdout  # the latest failure
+    document = json.loads(gatewayd("status", "--json", "--config", str(config)).stdout)
+    assert (document["source"], document["daemon"]["running"], document["ready"]) == (
+        "mailbox",
+        False,
+        False,
+    )
+    assert {q["type"]: q["depth"] for q in document["queue"]} == {"SMS": 0, "Fax": 1}
+    counts = {(c["type"], c["status"]): c["count"] for c in document["lastHour"]["counts"]}
+    assert counts[("Fax", "SendingFailed")] == 1
+    assert counts[("SMS", "Delivered")] == 1
+    assert [f["id"] for f in document["failures"]] == [made["failed"].id]
+    assert document["links"][0]["state"] == "unknown"
+    (config.parent / "empty").mkdir()
+    nothing = gatewayd("status", "--config", str(write_config(config.parent / "empty")))
+    assert nothing.returncode == 1
+    assert "has gatewayd run with this config?" in nothing.stderr

@@ -226,6 +226,36 @@ async def test_deleting_a_queued_fax_cancels_it_at_the_carrier(
     assert list(settings.fax.spool.outbox.iterdir()) == []  # taken back before the sender
 
 
+async def test_a_fax_cancelled_by_an_operator_is_taken_back_from_the_carrier(
+    mailbox: Mailbox, settings: Settings, renderer: Renderer
+) -> None:
+    """``gatewayd messages cancel`` runs in a process of its own: another Mailbox on the
+    same database. The dispatcher following the job sees the fax is no longer Queued
+    and stops the job at the carrier."""
+    message_id = await queue_fax(mailbox, pages=1)
+    async with running(mailbox, settings, renderer) as dispatcher:
+        await job_file(settings, f"{message_id}-1")
+        await with_ref(mailbox, message_id)
+        operator = await Mailbox.open(mailbox.settings)
+        try:
+            cancelled = await operator.cancel(message_id, reason="wrong number")
+        finally:
+            await operator.close()
+        outbox = settings.fax.spool.outbox
+
+        async def taken_back() -> bool:  # the job file and its TIFF
+            return not dispatcher.tracked and not any(outbox.iterdir())
+
+        await until(taken_back)
+    assert cancelled.failure_reason == "cancelled: wrong number"
+    stored = await mailbox.get(message_id)
+    assert (stored.message_status, stored.failure_reason) == (
+        MessageStatus.SENDING_FAILED,
+        "cancelled: wrong number",
+    )
+    assert dispatcher.carrier_state == ("ok", None)
+
+
 async def test_a_job_the_sender_already_took_is_asked_to_stop(
     mailbox: Mailbox, settings: Settings, renderer: Renderer
 ) -> None:

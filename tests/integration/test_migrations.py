@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 
 from gatewayd.config.settings import MailboxSettings
 from gatewayd.mailbox import Mailbox
-from gatewayd.mailbox._database import alembic_config, head_revision
+from gatewayd.mailbox._database import HEAD, alembic_config, head_revision
 from gatewayd.mailbox._schema import metadata
 
 
@@ -28,7 +28,7 @@ async def test_a_new_mailbox_is_migrated_to_head(tmp_path: Path) -> None:
             revision = await conn.run_sync(
                 lambda c: MigrationContext.configure(c).get_current_revision()
             )
-        assert revision == head_revision() == "0005"
+        assert revision == head_revision() == HEAD == "0006"
     finally:
         await box.close()
     reopened = await Mailbox.open(MailboxSettings(data_dir=tmp_path))  # idempotent
@@ -55,5 +55,20 @@ async def test_wal_and_pragmas(tmp_path: Path) -> None:
             sync = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
             fks = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar()
         assert (mode, sync, fks) == ("wal", 2, 1)  # synchronous 2 = FULL
+    finally:
+        await box.close()
+
+
+async def test_an_older_mailbox_is_upgraded_on_opening(tmp_path: Path) -> None:
+    """A mailbox at an older revision is not taken for the newest by the quick check."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'mailbox.sqlite3'}")
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0004")
+    engine.dispose()
+    box = await Mailbox.open(MailboxSettings(data_dir=tmp_path))
+    try:
+        async with box._db.read() as conn:
+            assert await conn.run_sync(_diff) == []
+        assert await box.tokens() == []  # a table of 0005
     finally:
         await box.close()

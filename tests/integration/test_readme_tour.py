@@ -136,6 +136,8 @@ def test_the_readme_tour_runs_as_printed(tmp_path: Path) -> None:
     out = stdout.splitlines()
     assert "tour: outcomes reached" in out
     assert "config/gatewayd.toml: OK, 1 warning" in out  # check-config
+    assert any(": ready, up " in line for line in out)  # status: the daemon answers, ready
+    assert any(re.match(r"^simulator\s+127\.0\.0\.1:\d+\s+bound\s", line) for line in out)
     assert " -> RCPT TO:<+4915112345678@sms.example.com>" in out  # swaks, with its +
     assert any(line.startswith("scrypt$") for line in out)  # hash-secret read the password
     assert "fax.tif: 5 pages, " in "\n".join(out)  # render: cover, three pages, the photo
@@ -145,3 +147,6 @@ def test_the_readme_tour_runs_as_printed(tmp_path: Path) -> None:
         ("SMS", "Delivered"),
         ("SMS", "Delivered"),
     ]
+    # token create: the token alone on stdout (into $TOKEN), in effect at once; token list
+    assert "in effect now, until revoked" in stderr
+    assert any(re.match(r"^1\s+alice@example\.com\s+101\s+tour\s+active\s", line) for line in out)

@@ -104,9 +104,21 @@ def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
         assert failure["Subject"] == "SMS to +4915112340001 not delivered"
         assert "Code: UNDELIV:001" in failure.get_body(("plain",)).get_content()
         scraped = httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=30).text
-        assert 'gatewayd_smpp_link_up{link="simulator",state="bound"} 1.0' in scraped
+        assert 'gatewayd_smpp_link_up{link="simulator"} 1.0' in scraped
+        assert 'gatewayd_smpp_link_state{link="simulator",state="bound"} 1.0' in scraped
+        assert 'gatewayd_smpp_link_state{link="simulator",state="reconnecting"} 0.0' in scraped
         assert 'gatewayd_smpp_pdus_total{link="simulator",pdu="submit_sm"} 2.0' in scraped
+        assert 'gatewayd_smpp_pdus_total{link="simulator",pdu="deliver_sm"} 2.0' in scraped
+        assert 'gatewayd_smpp_submit_responses_total{link="simulator",status="ESME_ROK"} 2.0' in (
+            scraped
+        )
         assert 'gatewayd_smtp_replies_total{code="250"}' in scraped
+        # counted where the outcomes happened: the SMS of the mail and of the API
+        out = 'direction="Outbound",outcome="{}",type="SMS"'
+        assert f"gatewayd_messages_total{{{out.format('Queued')}}} 2.0" in scraped
+        assert f"gatewayd_messages_total{{{out.format('Delivered')}}} 1.0" in scraped
+        assert f"gatewayd_messages_total{{{out.format('DeliveryFailed')}}} 1.0" in scraped
+        assert 'gatewayd_sms_failures_total{code="UNDELIV:001"} 1.0' in scraped
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)

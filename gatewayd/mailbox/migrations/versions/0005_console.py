@@ -1,4 +1,4 @@
-"""The web console: its sessions, and status events found by time.
+"""The web console: its sessions.
 
 Revision ID: 0005
 Revises: 0004
@@ -26,10 +26,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key_hash", name="pk_console_sessions"),
     )
     op.create_index("ix_console_sessions_expires_at", "console_sessions", ["expires_at"])
-    op.create_index("ix_message_events_kind_at", "message_events", ["kind", "at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_message_events_kind_at", table_name="message_events")
     op.drop_index("ix_console_sessions_expires_at", table_name="console_sessions")
     op.drop_table("console_sessions")
