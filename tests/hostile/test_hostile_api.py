@@ -74,7 +74,7 @@ async def make_api(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Api]
         if mailbox is None:
             data = MailboxSettings(data_dir=tmp_path / f"data{len(running)}")
             mailbox = await Mailbox.open(data, clock=ManualClock())
-        server = ApiServer(create_app(Context(mailbox, Authenticator(settings))), settings)
+        server = ApiServer(create_app(Context(mailbox, Authenticator(settings, mailbox))), settings)
         await server.start()
         made = Api(server, mailbox)
         running.append(made)
