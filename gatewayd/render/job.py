@@ -10,11 +10,13 @@ over its budget kills itself (see worker.py).
 
 Starting the pool costs about a second (a fork server, and every worker imports the
 renderer), more than a short job takes to draw. A Renderer made with ``in_process=S``
-makes its calls in its own process, one after the other, until they have taken S
-seconds; only then does it start the pool, for the rest. That is for a process with
-nothing else to do meanwhile (``gatewayd render``): such a call blocks the event loop,
-and a document over its processor-time budget ends the process (RLIMIT_CPU). The
-daemon keeps the default, 0: every call in the pool.
+makes its calls, one after the other, in one worker forked from its own process (a
+few milliseconds; it has what this process imported), until they have taken S
+seconds; only then does it start the pool, for the rest. The forked worker has the
+same limits as the pool's, and its death is told apart the same way (over memory,
+over its processor time, crashed), so the process that renders stays up to say why.
+That is for a process that runs no threads (``gatewayd render``): forking one that
+does can copy a held lock. The daemon keeps the default, 0: every call in the pool.
 """
 
 from __future__ import annotations
@@ -103,8 +105,9 @@ class Renderer:
         self.memory = memory or MemoryLimits()
         self._recycling = limits.Recycling(self.memory)
         self._pool: ProcessPoolExecutor | None = None
-        self._in_process_left = in_process  # seconds of calls still made in this process
-        self._in_process_used = False
+        self._forked_left = in_process  # seconds of calls still made in the forked worker
+        self._forked: ProcessPoolExecutor | None = None
+        self._forked_turn = asyncio.Lock()
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -132,29 +135,55 @@ class Renderer:
         call starts a new pool. A pool already replaced is left to its successor."""
         if self._pool is pool:
             self._pool = None
+        if self._forked is pool:
+            self._forked = None
         for process in list(getattr(pool, "_processes", {}).values()):  # no public way
             process.kill()
         pool.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
-        if self._in_process_used:
-            worker.close_documents()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+        pools = (self._forked, self._pool)
+        self._forked = self._pool = None
+        for pool in pools:
+            if pool is not None:
+                await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+
+    def _forked_worker(self) -> ProcessPoolExecutor:
+        if self._forked is None:
+            self._forked = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=worker.initialize,
+                initargs=(self.memory.address_space,),
+            )
+        return self._forked
 
     async def _call(self, call: Call, function: Callable[..., T], *args: Any) -> T:
-        if self._pool is None and self._in_process_left > 0:
-            self._in_process_used = True
-            started = time.perf_counter()
-            try:
-                return function(*args)
-            finally:
-                self._in_process_left -= time.perf_counter() - started
+        if self._forked_left > 0:
+            async with self._forked_turn:  # one call at a time, while the budget lasts
+                if self._forked_left > 0:
+                    started = time.perf_counter()
+                    try:
+                        return await self._in(self._forked_worker, call, function, *args)
+                    finally:
+                        self._forked_left -= time.perf_counter() - started
+                        if self._forked_left <= 0 and self._forked is not None:
+                            self._forked.shutdown(wait=False)
+                            self._forked = None
+        return await self._in(self._executor, call, function, *args)
+
+    async def _in(
+        self,
+        executor: Callable[[], ProcessPoolExecutor],
+        call: Call,
+        function: Callable[..., T],
+        *args: Any,
+    ) -> T:
         deadline = call.limits.cpu_seconds * 2 + 10
         for attempt in (1, 2):
-            pool = self._executor()
-            self._recycling.called()
+            pool = executor()
+            if pool is self._pool:
+                self._recycling.called()
             future = asyncio.get_running_loop().run_in_executor(pool, function, *args)
             try:
                 return await asyncio.wait_for(future, deadline)
