@@ -174,6 +174,11 @@ class Mailbox:
         """A page of a mailbox, with the message store's filters and defaults."""
         return await _queries.list_messages(self._db, self.clock, query)
 
+    async def find_json(self, query: _queries.MessageQuery, base_url: str) -> _queries.JsonPage:
+        """The same page as ``find``, its records already the message store's JSON
+        (each ``Message.to_json(base_url)``), written by the database: the API's list."""
+        return await _queries.list_json(self._db, self.clock, query, base_url)
+
     async def sync(self, query: _queries.SyncQuery) -> list[Message]:
         """A mailbox's messages for a full or an incremental message sync."""
         return await _queries.sync_messages(self._db, query)
