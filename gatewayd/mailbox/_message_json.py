@@ -160,7 +160,7 @@ class _Json:
                 sa.literal_column("'[]'::json"),
             )
             return sa.select(aggregate).select_from(party).scalar_subquery()
-        party = sa.func.json_each(c.to_parties).table_valued("value")
+        party = sa.func.json_each(c.to_parties).table_valued("value").alias("party")
         added = self.object(("messageStatus", c.message_status), ("faxErrorCode", error))
         patched = sa.func.json_patch(party.c.value, added)
         return sa.select(sa.func.json_group_array(patched)).select_from(party).scalar_subquery()

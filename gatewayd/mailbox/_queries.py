@@ -13,10 +13,11 @@ since a moment, oldest change first.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -126,7 +127,7 @@ class JsonPage:
 # A list's SQL depends only on which filters are given and how many values each has (its
 # shape); the values are bind parameters. So each shape's statements are built (and, for
 # the JSON page, compiled) once per dialect and reused: building and compiling them cost
-# more than running them.
+# more than running them. The caches are bounded (a caller chooses the shape).
 
 _MULTI = ("availability", "direction", "type", "read_status", "message_status")
 
@@ -164,12 +165,15 @@ def _plan(query: MessageQuery, clock: Clock) -> _Plan:
         values["extension_id"] = query.extension_id
     if query.account_id is not None:
         values["account_id"] = query.account_id
-    chosen = (
-        query.availability,
-        query.direction,
-        query.message_type,
-        query.read_status,
-        query.message_status,
+    chosen = tuple(  # each value once: a list repeating one is the same list
+        tuple(dict.fromkeys(members))
+        for members in (
+            query.availability,
+            query.direction,
+            query.message_type,
+            query.read_status,
+            query.message_status,
+        )
     )
     for name, members in zip(_MULTI, chosen, strict=True):
         for number, member in enumerate(members):
@@ -221,6 +225,7 @@ class _Statements:
     total: sa.ColumnElement[int]  # every message the list matches
 
 
+@functools.lru_cache(maxsize=256)
 def _statements(shape: _Shape) -> _Statements:
     """The page's ids and the list's total, for a shape. With distinctConversations a
     message counts when it is outside any conversation or the newest (then the highest
@@ -308,8 +313,7 @@ class _Compiled:
 
     @classmethod
     def of(cls, statement: sa.ClauseElement, dialect: sa.Dialect) -> _Compiled:
-        compiled = statement.compile(dialect=dialect)
-        assert isinstance(compiled, SQLCompiler)
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         return cls(compiled.string, tuple(compiled.positiontup or ()), dict(compiled.params))
 
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...]:
@@ -317,24 +321,26 @@ class _Compiled:
         return tuple(values[n] if n in values else fixed[n] for n in self.names)
 
 
-_JSON_STATEMENTS: dict[tuple[str, _Shape], tuple[_Compiled, _Compiled]] = {}
+_DIALECTS: dict[str, sa.Dialect] = {}
 
 
 def _json_statements(dialect: sa.Dialect, shape: _Shape) -> tuple[_Compiled, _Compiled]:
     """(each message of the page as its JSON text, with the total; the total alone)."""
-    key = (dialect.name, shape)
-    found = _JSON_STATEMENTS.get(key)
-    if found is None:
-        built = _statements(shape)
-        page = built.page
-        rows = (
-            sa.select(document(dialect.name), built.total.label("total"))
-            .select_from(page.join(messages, messages.c.id == page.c.id))
-            .order_by(page.c.creation_time.desc(), page.c.id.desc())
-        )
-        found = (_Compiled.of(rows, dialect), _Compiled.of(sa.select(built.total), dialect))
-        _JSON_STATEMENTS[key] = found
-    return found
+    _DIALECTS.setdefault(dialect.name, dialect)  # one compiles as well as another
+    return _json_compiled(dialect.name, shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _json_compiled(dialect_name: str, shape: _Shape) -> tuple[_Compiled, _Compiled]:
+    dialect = _DIALECTS[dialect_name]
+    built = _statements(shape)
+    page = built.page
+    rows = (
+        sa.select(document(dialect_name), built.total.label("total"))
+        .select_from(page.join(messages, messages.c.id == page.c.id))
+        .order_by(page.c.creation_time.desc(), page.c.id.desc())
+    )
+    return _Compiled.of(rows, dialect), _Compiled.of(sa.select(built.total), dialect)
 
 
 async def list_json(db: Database, clock: Clock, query: MessageQuery, base_url: str) -> JsonPage:

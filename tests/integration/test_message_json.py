@@ -277,6 +277,7 @@ async def test_every_kind_of_message_is_written_as_to_json(
         {"distinct_conversations": True},
         {"distinct_conversations": True, "per_page": 2, "page": 2},
         {"message_type": (MessageType.FAX, MessageType.PAGER)},
+        {"message_type": (MessageType.SMS, MessageType.SMS)},
         {"direction": (Direction.INBOUND,), "read_status": (ReadStatus.UNREAD,)},
         {"phone_number": "+4915100000009"},
         {"availability": (Availability.DELETED,)},
