@@ -166,8 +166,8 @@ class _Json:
         return sa.select(sa.func.json_group_array(patched)).select_from(party).scalar_subquery()
 
 
-def document(dialect_name: str) -> sa.ColumnElement[str]:
-    """The JSON text of the ``messages`` row in scope, as ``Message.to_json(base)``."""
+def document(dialect_name: str) -> sa.ColumnElement[bytes]:
+    """The JSON of the ``messages`` row in scope, as ``Message.to_json(base)``, UTF-8."""
     j = _Json(dialect_name)
     c = messages.c
     base = sa.bindparam(BASE, type_=sa.String)
@@ -227,7 +227,11 @@ def document(dialect_name: str) -> sa.ColumnElement[str]:
         ("vmTranscriptionStatus", c.vm_transcription_status),
         ("pgToDepartment", j.boolean(c.pg_to_department)),
     )
+    # As UTF-8 bytes, not text: the caller joins them into the answer's bytes, and the
+    # drivers need not decode each document into a str only to have it encoded again.
     out = j.without_nulls(doc)
     if j.postgresql:
-        out = sa.cast(out, sa.Text)
-    return sa.type_coerce(out, sa.Text).label("document")
+        out = sa.func.convert_to(sa.cast(out, sa.Text), _text("UTF8"))
+    else:
+        out = sa.cast(out, sa.LargeBinary)
+    return sa.type_coerce(out, sa.LargeBinary).label("document")

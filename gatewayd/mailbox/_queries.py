@@ -356,7 +356,7 @@ async def list_json(db: Database, clock: Clock, query: MessageQuery, base_url: s
         else:  # past the end: still say how many there are
             total = (await fetch_plain(conn, total_sql.sql, total_sql.parameters(values)))[0][0]
     return JsonPage(
-        records=("[" + ",".join([row[0] for row in rows]) + "]").encode(),
+        records=b"[" + b",".join([row[0] for row in rows]) + b"]",
         size=len(rows),
         total=total,
         page=query.page,
