@@ -6,12 +6,17 @@ Builds the mailbox of bench/mailbox.py (N messages over 100 extensions and 30 da
 reused from --keep DIR when it is there), starts ``gatewayd run`` on it as its own
 process (rate limits off, logs at warning, loopback only) with one API token per
 extension, and sends GET message-store requests at a steady RATE a second for SECONDS,
-from four paced client threads over keep-alive connections, each request for a random
-extension and one of the typical lists: the last week (100 a page), SMS only, unread
-inbound, page 3. Latency is from the request's scheduled time to the last byte of the
-answer (a late answer delays the next request: that delay is counted). Reports p50 and
-p99 per list and overall; the target is p99 under 15 ms. Writes
-bench/results/api.{json,md}.
+from four paced client processes (http.client) over keep-alive connections, each
+request for a random extension and one of the typical lists: the last week (100 a
+page), SMS only, unread inbound, page 3. Each client first sends one unrecorded
+request of each list (statements compiled, connection open), then the four start
+together. Latency is from the request's scheduled time to the last byte of the answer
+(a late answer delays the next request: that delay is counted). Reports p50 and p99
+per list and overall; the target is p99 under 15 ms. Writes bench/results/api.{json,md}.
+
+Until 2026-11-30 the clients were four threads of one process with httpx: they shared
+one GIL, so a thread reading an 80 kB answer held up another's for up to the 5 ms
+switch interval, which the latency then counted.
 """
 
 from __future__ import annotations

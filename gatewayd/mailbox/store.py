@@ -9,7 +9,8 @@ what it does, and each part is given only the database, clock and blob store it 
 - _changes.py: one message's status, rendered pages, notes, read state, availability
 - _ledger.py: what SMSCs say of SMS parts, written in bulk
 - _queue.py: leases of due Queued messages, retries, carrier jobs
-- _queries.py: the message-store list and message sync
+- _queries.py: the message-store list and message sync; _message_json.py: the list's
+  JSON, written by the database (``find_json``)
 - _lifecycle.py: the sweeper and blob erasure
 - _fragments.py, _notifications.py: parts of inbound SMS; the notifier's cursor and queue
 """
