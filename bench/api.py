@@ -5,10 +5,11 @@
 Builds the mailbox of bench/mailbox.py (N messages over 100 extensions and 30 days;
 reused from --keep DIR when it is there), starts ``gatewayd run`` on it as its own
 process (rate limits off, logs at warning, loopback only) with one API token per
-extension, and sends GET message-store requests at a steady RATE a second for SECONDS,
-from four paced client processes (http.client) over keep-alive connections, each
-request for a random extension and one of the typical lists: the last week (100 a
-page), SMS only, unread inbound, page 3. Each client first sends one unrecorded
+extension, its dispatchers and sweeper idle (the mailbox's Queued messages are made
+not due, Deleted ones are kept), and sends GET message-store requests at a steady RATE
+a second for SECONDS, from four paced client processes (http.client) over keep-alive
+connections, each request for a random extension and one of the typical lists: the
+last week (100 a page), SMS only, unread inbound, page 3. Each client first sends one unrecorded
 request of each list (statements compiled, connection open), then the four start
 together. Latency is from the request's scheduled time to the last byte of the answer
 (a late answer delays the next request: that delay is counted). Reports p50 and p99
@@ -16,13 +17,15 @@ per list and overall; the target is p99 under 15 ms. Writes bench/results/api.{j
 
 Until 2026-11-30 the clients were four threads of one process with httpx: they shared
 one GIL, so a thread reading an 80 kB answer held up another's for up to the 5 ms
-switch interval, which the latency then counted.
+switch interval, which the latency then counted; and the daemon meanwhile dispatched
+the mailbox's 50,000 Queued messages (rendering and failing its faxes).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -30,6 +33,7 @@ import random
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -51,11 +55,13 @@ from gatewayd.clock import ManualClock  # noqa: E402
 from gatewayd.config.settings import MailboxSettings  # noqa: E402
 from gatewayd.credentials import hash_token  # noqa: E402
 from gatewayd.mailbox import Mailbox  # noqa: E402
+from gatewayd.mailbox._schema import to_micros  # noqa: E402
 
 EXTENSIONS = 100
 WEEK_TO = mailbox_bench.NOW
 WEEK_FROM = WEEK_TO - timedelta(days=7)
 PATH = "/restapi/v1.0/account/~/extension/~/message-store"
+NOT_DUE = datetime(2100, 1, 1, tzinfo=UTC)
 LISTS: dict[str, dict[str, Any]] = {
     "last week, 100 a page": {},
     "SMS only": {"messageType": "SMS"},
@@ -75,16 +81,23 @@ def token(extension: int) -> str:
 
 
 async def build(workdir: Path, messages: int) -> None:
-    if (workdir / "mailbox.sqlite3").exists():
-        return
-    print(f"populating {messages:,} messages in {workdir}", file=sys.stderr)
-    box = await Mailbox.open(
-        MailboxSettings(data_dir=workdir, max_messages=0), clock=ManualClock(mailbox_bench.NOW)
-    )
-    try:
-        await mailbox_bench.populate(box, messages, EXTENSIONS)
-    finally:
-        await box.close()
+    if not (workdir / "mailbox.sqlite3").exists():
+        print(f"populating {messages:,} messages in {workdir}", file=sys.stderr)
+        box = await Mailbox.open(
+            MailboxSettings(data_dir=workdir, max_messages=0),
+            clock=ManualClock(mailbox_bench.NOW),
+        )
+        try:
+            await mailbox_bench.populate(box, messages, EXTENSIONS)
+        finally:
+            await box.close()
+    # The bench mailbox's Queued messages are not due while we measure (population only):
+    # the daemon's dispatchers would otherwise render and fail its faxes meanwhile.
+    with contextlib.closing(sqlite3.connect(workdir / "mailbox.sqlite3")) as db, db:
+        db.execute(
+            "UPDATE messages SET next_attempt_at = ? WHERE message_status = 'Queued'",
+            (to_micros(NOT_DUE),),
+        )
 
 
 def config(workdir: Path, port: int) -> Path:
@@ -95,7 +108,7 @@ def config(workdir: Path, port: int) -> Path:
     )
     path = workdir / "gatewayd.toml"
     path.write_text(
-        f'[mailbox]\ndata_dir = "{workdir}"\nmax_messages = 0\n'
+        f'[mailbox]\ndata_dir = "{workdir}"\nmax_messages = 0\nretention_deleted_days = 3650\n'
         f'[smtp]\nlisten = "127.0.0.1:{free_port()}"\n'
         f'[api]\nlisten = "127.0.0.1:{port}"\nrate_limits = false\n'
         f'[fax.spool]\noutbox = "{workdir / "out"}"\nresults = "{workdir / "res"}"\n'
