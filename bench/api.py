@@ -160,6 +160,12 @@ def client(port: int, rate: float, seconds: float, seed: int, *, ready: Any, res
     results.put((out, errors))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system time of a process and its threads so far (/proc, Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -186,6 +192,7 @@ def main() -> None:
     )
     samples: list[tuple[str, float]] = []
     errors: list[str] = []
+    cpu = 0.0
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -198,7 +205,7 @@ def main() -> None:
                 time.sleep(0.2)
         workers = 4
         spawn = multiprocessing.get_context("spawn")
-        ready, results = spawn.Barrier(workers), spawn.Queue()
+        ready, results = spawn.Barrier(workers + 1), spawn.Queue()
         clients = [
             spawn.Process(
                 target=client,
@@ -209,10 +216,13 @@ def main() -> None:
         ]
         for process in clients:
             process.start()
+        ready.wait(timeout=300)  # every client warmed up: the measured run begins
+        cpu_before = cpu_seconds(daemon.pid)
         for _ in clients:
             got, failed = results.get(timeout=args.seconds + 300)
             samples += got
             errors += failed
+        cpu = cpu_seconds(daemon.pid) - cpu_before
         for process in clients:
             process.join()
     finally:
@@ -243,6 +253,8 @@ def main() -> None:
             "p50_ms": round(statistics.median(everything), 2),
             "p99_ms": round(percentile(everything, 99), 2),
         },
+        "daemon_cpu_ms_per_request": round(cpu * 1000 / len(samples), 2),
+        "load_average": os.getloadavg()[0],
     }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
@@ -261,6 +273,9 @@ def main() -> None:
             for n, v in report["lists"].items()
         ],
         f"| all | {report['all']['p50_ms']} | {report['all']['p99_ms']} | {len(samples)} |",
+        "",
+        f"The daemon's CPU time: {report['daemon_cpu_ms_per_request']} ms a request (all its "
+        f"threads, while measured). Load average at the end: {report['load_average']:.2f}.",
     ]
     (out / "api.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
