@@ -33,7 +33,7 @@ from gatewayd.clock import ManualClock  # noqa: E402
 from gatewayd.config.settings import MailboxSettings  # noqa: E402
 from gatewayd.mailbox import Mailbox, MessageQuery  # noqa: E402
 from gatewayd.mailbox._message_json import BASE  # noqa: E402
-from gatewayd.mailbox._queries import _json_statements, _plan  # noqa: E402
+from gatewayd.mailbox._queries import _json_statement, _plan  # noqa: E402
 from tests.postgres import create_database, postgres_server  # noqa: E402
 
 EXTENSION = 1005
@@ -60,7 +60,7 @@ def sqlite_plans(path: Path, dialect: Any) -> list[tuple[str, str]]:
     out = []
     for name, query in queries(conversations_in(db)):
         plan = _plan(query, clock)
-        rows, _total = _json_statements(dialect, plan.shape)
+        rows = _json_statement(dialect, plan.shape)
         found = db.execute(
             "EXPLAIN QUERY PLAN " + rows.sql, rows.parameters({**plan.values, BASE: ""})
         ).fetchall()
@@ -92,7 +92,7 @@ async def postgres_plans(path: Path, url: str) -> list[tuple[str, str]]:
     try:
         for name, query in queries(conversations):
             plan = _plan(query, clock)
-            rows, _total = _json_statements(dialect, plan.shape)
+            rows = _json_statement(dialect, plan.shape)
             parameters = rows.parameters({**plan.values, BASE: ""})
             for _ in range(2):  # warm: the second run's plan and times are shown
                 found = await conn.fetch(

@@ -166,8 +166,8 @@ class _Json:
         return sa.select(sa.func.json_group_array(patched)).select_from(party).scalar_subquery()
 
 
-def document(dialect_name: str) -> sa.ColumnElement[bytes]:
-    """The JSON of the ``messages`` row in scope, as ``Message.to_json(base)``, UTF-8."""
+def document(dialect_name: str) -> sa.ColumnElement[str]:
+    """The JSON text of the ``messages`` row in scope, as ``Message.to_json(base)``."""
     j = _Json(dialect_name)
     c = messages.c
     base = sa.bindparam(BASE, type_=sa.String)
@@ -227,11 +227,29 @@ def document(dialect_name: str) -> sa.ColumnElement[bytes]:
         ("vmTranscriptionStatus", c.vm_transcription_status),
         ("pgToDepartment", j.boolean(c.pg_to_department)),
     )
-    # As UTF-8 bytes, not text: the caller joins them into the answer's bytes, and the
-    # drivers need not decode each document into a str only to have it encoded again.
     out = j.without_nulls(doc)
     if j.postgresql:
-        out = sa.func.convert_to(sa.cast(out, sa.Text), _text("UTF8"))
+        out = sa.cast(out, sa.Text)
+    return sa.type_coerce(out, sa.Text)
+
+
+def array(
+    dialect_name: str, rows: sa.FromClause, newest_first: tuple[sa.ColumnElement[Any], ...]
+) -> sa.ColumnElement[bytes]:
+    """The JSON array of the ``document``s of ``rows`` (a FROM clause with the messages
+    table in it), newest first, as UTF-8 bytes: one value, so the driver hands over one
+    row rather than a row per message (on SQLite, each row is a trip through the GIL),
+    and nothing is decoded into a str only to be encoded again.
+
+    ``rows`` must be ordered by ``newest_first`` for SQLite (a subquery with that ORDER
+    BY: SQLite 3.40 has no ORDER BY inside an aggregate, and keeps a subquery's order
+    for an aggregate over it, as for the attachments); PostgreSQL orders the aggregate."""
+    if dialect_name == "postgresql":
+        # string_agg(document, ',' ORDER BY ...): the order goes with the last argument
+        joined = sa.func.string_agg(rows.c.document, aggregate_order_by(_text(","), *newest_first))
     else:
-        out = sa.cast(out, sa.LargeBinary)
-    return sa.type_coerce(out, sa.LargeBinary).label("document")
+        joined = sa.func.group_concat(rows.c.document, _text(","))
+    text = _text("[") + sa.func.coalesce(joined, _text("")) + _text("]")
+    if dialect_name == "postgresql":
+        return sa.func.convert_to(text, _text("UTF8"))
+    return sa.cast(text, sa.LargeBinary)

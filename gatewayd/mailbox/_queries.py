@@ -24,7 +24,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from gatewayd.clock import Clock
 from gatewayd.mailbox._database import Database
-from gatewayd.mailbox._message_json import BASE, document
+from gatewayd.mailbox._message_json import BASE, array, document
 from gatewayd.mailbox._rows import fetch_plain, load_messages, select_messages
 from gatewayd.mailbox._schema import messages, to_micros
 from gatewayd.mailbox.records import Message
@@ -324,40 +324,40 @@ class _Compiled:
 _DIALECTS: dict[str, sa.Dialect] = {}
 
 
-def _json_statements(dialect: sa.Dialect, shape: _Shape) -> tuple[_Compiled, _Compiled]:
-    """(each message of the page as its JSON text, with the total; the total alone)."""
+def _json_statement(dialect: sa.Dialect, shape: _Shape) -> _Compiled:
+    """One row: the page's messages as a JSON array (bytes), how many, and the total."""
     _DIALECTS.setdefault(dialect.name, dialect)  # one compiles as well as another
     return _json_compiled(dialect.name, shape)
 
 
 @functools.lru_cache(maxsize=256)
-def _json_compiled(dialect_name: str, shape: _Shape) -> tuple[_Compiled, _Compiled]:
-    dialect = _DIALECTS[dialect_name]
+def _json_compiled(dialect_name: str, shape: _Shape) -> _Compiled:
     built = _statements(shape)
     page = built.page
-    rows = (
-        sa.select(document(dialect_name), built.total.label("total"))
+    docs = (
+        sa.select(document(dialect_name).label("document"), page.c.creation_time, page.c.id)
         .select_from(page.join(messages, messages.c.id == page.c.id))
         .order_by(page.c.creation_time.desc(), page.c.id.desc())
+        .subquery("docs")
     )
-    return _Compiled.of(rows, dialect), _Compiled.of(sa.select(built.total), dialect)
+    newest_first = (docs.c.creation_time.desc(), docs.c.id.desc())
+    statement = sa.select(
+        array(dialect_name, docs, newest_first), sa.func.count(), built.total
+    ).select_from(docs)
+    return _Compiled.of(statement, _DIALECTS[dialect_name])
 
 
 async def list_json(db: Database, clock: Clock, query: MessageQuery, base_url: str) -> JsonPage:
     plan = _plan(query, clock)
     values = {**plan.values, BASE: base_url.rstrip("/")}
     async with db.read() as conn:
-        rows_sql, total_sql = _json_statements(conn.dialect, plan.shape)
-        rows = await fetch_plain(conn, rows_sql.sql, rows_sql.parameters(values))
-        if rows:
-            total = rows[0][1]
-        elif query.page == 1:
-            total = 0
-        else:  # past the end: still say how many there are
-            total = (await fetch_plain(conn, total_sql.sql, total_sql.parameters(values)))[0][0]
+        statement = _json_statement(conn.dialect, plan.shape)
+        ((records, size, total),) = await fetch_plain(
+            conn, statement.sql, statement.parameters(values)
+        )
     return JsonPage(
-        records=b"[" + b",".join([row[0] for row in rows]) + b"]",
-        size=len(rows),
+        records=bytes(records),
+        size=size,
         total=total,
         page=query.page,
         per_page=plan.per_page,

@@ -4,6 +4,7 @@ order, the same keys left out, for every kind of message, on SQLite and PostgreS
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -318,6 +319,23 @@ async def test_distinct_conversations_break_ties_by_id(
     assert sorted(m.id for m in page.records[1:]) == sorted(newest)
     assert page.total == 3
     await _both(mailbox, query, BASES[0])
+
+
+async def test_a_long_page_keeps_its_order(mailbox: Mailbox, clock: ManualClock) -> None:
+    """Newest first, then the highest id, for messages made out of time order and in
+    the same microsecond (the page is one aggregate on SQLite: its order matters)."""
+    start = clock.now()
+    rng = random.Random(5)
+    batch = []
+    for number in range(240):
+        made = start - timedelta(seconds=rng.randrange(60))  # about four a second
+        batch.append(sms(f"+49151000{number % 7:05d}", text=f"n{number}", creation_time=made))
+        if len(batch) == 40:
+            await mailbox.create_many(batch)
+            batch = []
+    for query in ({"per_page": 1000}, {"per_page": 100, "page": 2}):
+        fast = await _both(mailbox, _everything(**query), BASES[0])
+        assert fast.size == {1000: 240, 100: 100}[query["per_page"]]
 
 
 async def test_a_database_error_is_a_store_error(mailbox: Mailbox) -> None:
