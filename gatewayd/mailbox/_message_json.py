@@ -1,10 +1,10 @@
 """The message-store JSON of a message, written by the database itself.
 
 A list page is the API's hottest read. Reading 100 rows into records and writing each
-record's JSON in Python cost ten times what the SQL did, so the list's SELECT returns
-each message already as the text of its JSON: ``document(dialect)`` is that column,
-built with SQLite's ``json_object`` or PostgreSQL's ``json_build_object``, and the
-caller only joins the texts.
+record's JSON in Python cost ten times what the SQL did, so the list's SELECT writes
+each message's JSON itself: ``document(dialect)`` is that column, built with SQLite's
+``json_object`` or PostgreSQL's ``json_build_object``, and ``array`` joins a page of
+them into the JSON array the API splices into its answer.
 
 The contract: the document is exactly ``Message.to_json(base)`` (records.py), with the
 same keys in the same order and the same keys left out; ``base`` is the bind parameter
