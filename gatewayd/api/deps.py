@@ -99,6 +99,12 @@ def context(request: Request) -> Context:
     return found
 
 
+async def _context(request: Request) -> Context:
+    """``context`` as a dependency: async, so that FastAPI calls it in the loop
+    (a plain function dependency is run in its thread pool: a thread hop a request)."""
+    return context(request)
+
+
 def _caller(
     group: str, *, write: bool
 ) -> Callable[[Request, Response, str, str], Awaitable[Caller]]:
@@ -111,7 +117,7 @@ def _caller(
     return dependency
 
 
-Ctx = Annotated[Context, Depends(context)]
+Ctx = Annotated[Context, Depends(_context)]
 LightReader = Annotated[Caller, Depends(_caller("Light", write=False))]
 MediumWriter = Annotated[Caller, Depends(_caller("Medium", write=True))]
 HeavyWriter = Annotated[Caller, Depends(_caller("Heavy", write=True))]

@@ -31,9 +31,9 @@ from gatewayd.api.params import MAX_CONVERSATION, message_id, when
 from gatewayd.errors import MessageNotFound
 from gatewayd.mailbox import (
     MAX_PER_PAGE,
+    JsonPage,
     Mailbox,
     Message,
-    MessagePage,
     MessageQuery,
     SyncQuery,
     iso,
@@ -107,17 +107,17 @@ async def list_messages(
         page=page,
         per_page=min(perPage, MAX_PER_PAGE),
     )
-    found = await ctx.mailbox.find(query)
     base = base_url(request)
+    found = await ctx.mailbox.find_json(query, base)
     body = {
         **_page_links(f"{base}{request.url.path}", query, found),
-        "records": [m.to_json(base) for m in found.records],
+        "records": orjson.Fragment(found.records),  # the database wrote them
         "paging": found.paging(),
     }
     return FastJSON(body, headers=_headers(response))
 
 
-def _page_links(path: str, query: MessageQuery, found: MessagePage) -> dict[str, Any]:
+def _page_links(path: str, query: MessageQuery, found: JsonPage) -> dict[str, Any]:
     """``uri`` and ``navigation`` of a list page: canonical links with every filter."""
     canonical: dict[str, Any] = {
         "availability": [a.value for a in query.availability],

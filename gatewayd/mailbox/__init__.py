@@ -5,7 +5,13 @@ The rest of gatewayd uses ``Mailbox`` (store.py) and the records it takes and re
 mailbox's own; nothing outside this package imports them.
 """
 
-from gatewayd.mailbox._queries import MAX_PER_PAGE, MessagePage, MessageQuery, SyncQuery
+from gatewayd.mailbox._queries import (
+    MAX_PER_PAGE,
+    JsonPage,
+    MessagePage,
+    MessageQuery,
+    SyncQuery,
+)
 from gatewayd.mailbox._schema import EPOCH
 from gatewayd.mailbox.records import (
     ApiToken,
@@ -47,6 +53,7 @@ __all__ = [
     "Event",
     "Failure",
     "Fragment",
+    "JsonPage",
     "Mailbox",
     "Message",
     "MessagePage",

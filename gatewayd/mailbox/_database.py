@@ -42,7 +42,7 @@ from gatewayd.errors import StartupError, StoreConflict, StoreError, StoreUnavai
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "0006"  # the newest migration (tests/integration/test_migrations.py checks)
+HEAD = "0007"  # the newest migration (tests/integration/test_migrations.py checks)
 BUSY_TIMEOUT_SECONDS = 30.0
 MIGRATION_LOCK = 0x6761746577617964  # "gatewayd"
 

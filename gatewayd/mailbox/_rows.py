@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -239,9 +241,27 @@ async def add_events(conn: AsyncConnection, rows: Sequence[Row]) -> None:
         await conn.execute(message_events.insert(), list(rows))
 
 
-async def load_messages(conn: AsyncConnection, query: sa.Select[Any]) -> list[Message]:
+async def load_messages(
+    conn: AsyncConnection, query: sa.Select[Any], values: Mapping[str, Any] | None = None
+) -> list[Message]:
     """Run a query built on ``select_messages`` and return its records."""
-    return [message_from_row(row) for row in (await conn.execute(query)).mappings()]
+    return [message_from_row(row) for row in (await conn.execute(query, values)).mappings()]
+
+
+async def fetch_plain(
+    conn: AsyncConnection, sql: str, parameters: Sequence[Any]
+) -> list[Sequence[Any]]:
+    """The rows of a statement in the driver's own SQL and parameter style, as plain
+    tuples: no result processing. On SQLite it is one call into aiosqlite's thread (a
+    statement through SQLAlchemy takes three or four: cursor, execute, fetch, close);
+    the driver's error becomes SQLAlchemy's, as ``Database`` translates them."""
+    if conn.dialect.name == "sqlite":
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        try:
+            return list(await driver.execute_fetchall(sql, parameters))
+        except sqlite3.Error as exc:
+            raise sa_exc.DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+    return list((await conn.exec_driver_sql(sql, tuple(parameters))).all())
 
 
 def _scoped(message_id: int, extension_id: int | None) -> sa.ColumnElement[bool]:

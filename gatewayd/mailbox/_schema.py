@@ -102,8 +102,9 @@ messages = sa.Table(
     sa.Column("failure_reason", sa.Text),
     sa.Column("sender_email", sa.String(320)),
     sa.Column("origin", sa.String(16), nullable=False),
-    # Listing: one mailbox, newest first, within a date window; the common filters ride
-    # along so that counting a filtered window reads only the index.
+    # Listing: one mailbox, newest first, within a date window; the common filters and
+    # the conversation ride along so that counting a filtered window, and finding the
+    # newest message of each conversation in it, read only the index (docs/mailbox.md).
     sa.Index(
         "ix_messages_mailbox",
         "extension_id",
@@ -112,6 +113,7 @@ messages = sa.Table(
         "type",
         "direction",
         "read_status",
+        "conversation_id",
     ),
     sa.Index("ix_messages_conversation", "extension_id", "conversation_id", "creation_time"),
     # The phoneNumber filter: messages from or to one number.

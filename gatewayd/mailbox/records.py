@@ -236,7 +236,8 @@ class Message:
 
     def to_json(self, base_url: str = "", *, internal: bool = False) -> dict[str, Any]:
         """The message as the message-store API returns it; ``internal`` adds a
-        ``gatewayd`` block with the dispatcher's state (for operators)."""
+        ``gatewayd`` block with the dispatcher's state (for operators). The list writes
+        the same JSON in SQL (_message_json.py): change both together."""
         uri = base_url.rstrip("/") + self.path
         to = [p.to_json() for p in self.to]
         if self.type is MessageType.FAX and self.direction is Direction.OUTBOUND:

@@ -9,7 +9,8 @@ what it does, and each part is given only the database, clock and blob store it 
 - _changes.py: one message's status, rendered pages, notes, read state, availability
 - _ledger.py: what SMSCs say of SMS parts, written in bulk
 - _queue.py: leases of due Queued messages, retries, carrier jobs
-- _queries.py: the message-store list and message sync
+- _queries.py: the message-store list and message sync; _message_json.py: the list's
+  JSON, written by the database (``find_json``)
 - _lifecycle.py: the sweeper and blob erasure
 - _fragments.py, _notifications.py: parts of inbound SMS; the notifier's cursor and queue
 - _resend.py: cancelling a Queued message, sending a failed one again
@@ -208,6 +209,11 @@ class Mailbox:
     async def find(self, query: _queries.MessageQuery) -> _queries.MessagePage:
         """A page of a mailbox, with the message store's filters and defaults."""
         return await _queries.list_messages(self._db, self.clock, query)
+
+    async def find_json(self, query: _queries.MessageQuery, base_url: str) -> _queries.JsonPage:
+        """The same page as ``find``, its records already the message store's JSON
+        (each ``Message.to_json(base_url)``), written by the database: the API's list."""
+        return await _queries.list_json(self._db, self.clock, query, base_url)
 
     async def sync(self, query: _queries.SyncQuery) -> list[Message]:
         """A mailbox's messages for a full or an incremental message sync."""

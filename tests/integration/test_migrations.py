@@ -28,7 +28,7 @@ async def test_a_new_mailbox_is_migrated_to_head(tmp_path: Path) -> None:
             revision = await conn.run_sync(
                 lambda c: MigrationContext.configure(c).get_current_revision()
             )
-        assert revision == head_revision() == HEAD == "0006"
+        assert revision == head_revision() == HEAD == "0007"
     finally:
         await box.close()
     reopened = await Mailbox.open(MailboxSettings(data_dir=tmp_path))  # idempotent
