@@ -648,6 +648,58 @@ static PyObject *add_strokes(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Stamp glyphs black (0) onto a grey page: glyph g's black pixels are the offsets
+ * rows[starts[g]..starts[g+1]), cols[...] from its origin; character i is glyph
+ * glyph[i] with its origin at (x[i], y[i]). Pixels outside the box x0..x1, y0..y1
+ * (exclusive) are left alone. All arrays are int32. */
+static PyObject *stamp(PyObject *self, PyObject *args) {
+    Py_buffer page, rows, cols, starts, glyph, xs, ys;
+    int width, height, x0, y0, x1, y1;
+    Py_ssize_t stride;
+    if (!PyArg_ParseTuple(args, "w*iiniiiiy*y*y*y*y*y*", &page, &width, &height, &stride, &x0,
+                          &y0, &x1, &y1, &rows, &cols, &starts, &glyph, &xs, &ys))
+        return NULL;
+    Py_ssize_t offsets = rows.len / 4, glyphs = starts.len / 4 - 1, chars = glyph.len / 4;
+    int ok = width >= 1 && height >= 0 && stride >= width &&
+             page.len >= stride * (Py_ssize_t)height && x0 >= 0 && y0 >= 0 && x1 <= width &&
+             y1 <= height && rows.len % 4 == 0 && cols.len == rows.len && starts.len % 4 == 0 &&
+             glyphs >= 0 && glyph.len % 4 == 0 && xs.len == glyph.len && ys.len == glyph.len;
+    const int32_t *start = starts.buf, *which = glyph.buf;
+    for (Py_ssize_t g = 0; ok && g <= glyphs; g++)
+        ok = start[g] >= 0 && start[g] <= offsets && (g == 0 || start[g] >= start[g - 1]);
+    for (Py_ssize_t i = 0; ok && i < chars; i++) ok = which[i] >= 0 && which[i] < glyphs;
+    if (!ok) {
+        PyBuffer_Release(&page);
+        PyBuffer_Release(&rows);
+        PyBuffer_Release(&cols);
+        PyBuffer_Release(&starts);
+        PyBuffer_Release(&glyph);
+        PyBuffer_Release(&xs);
+        PyBuffer_Release(&ys);
+        PyErr_SetString(PyExc_ValueError, "bad arguments");
+        return NULL;
+    }
+    uint8_t *out = page.buf;
+    const int32_t *dy = rows.buf, *dx = cols.buf, *x = xs.buf, *y = ys.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < chars; i++) {
+        int32_t g = which[i];
+        for (int32_t k = start[g]; k < start[g + 1]; k++) {
+            int64_t r = (int64_t)y[i] + dy[k], c = (int64_t)x[i] + dx[k];
+            if (r >= y0 && r < y1 && c >= x0 && c < x1) out[r * stride + c] = 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&page);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&cols);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&glyph);
+    PyBuffer_Release(&xs);
+    PyBuffer_Release(&ys);
+    Py_RETURN_NONE;
+}
+
 /* How many pixels of a rectangle lie strictly between ``low`` and ``high``. */
 static PyObject *count_midtones(PyObject *self, PyObject *args) {
     Py_buffer view;
@@ -691,6 +743,10 @@ static PyMethodDef methods[] = {
      "make black, in place, the middle of every black run (no pixel above low) of the "
      "columns of fine (the page drawn at twice the vertical resolution) that page shows "
      "nowhere within slack rows."},
+    {"stamp", stamp, METH_VARARGS,
+     "stamp(page, width, height, stride, x0, y0, x1, y1, rows, cols, starts, glyph, x, y): "
+     "make black, in place, the pixels of each character's glyph (offsets rows/cols "
+     "from starts[g] to starts[g+1], int32) at its origin (x, y), inside the box."},
     {"count_midtones", count_midtones, METH_VARARGS,
      "count_midtones(grey, width, height, stride, x0, y0, x1, y1, low, high) -> int: the "
      "pixels of the rectangle strictly between low and high."},

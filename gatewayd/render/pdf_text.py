@@ -43,6 +43,7 @@ import numpy as np
 import pypdfium2.raw as pdfium_c
 from numpy.typing import NDArray
 
+from gatewayd.render import _fax
 from gatewayd.render.raster import Grey, Placement
 
 _TEXT = pdfium_c.FPDF_PAGEOBJ_TEXT
@@ -131,28 +132,22 @@ class Glyphs:
         # one integer a glyph: face (4 bits), code point (21), size across and down (16 each)
         keys = ((self.face << 21 | self.code) << 16 | ems[:, 0]) << 16 | ems[:, 1]
         unique, which = np.unique(keys, return_inverse=True)
-        order = np.argsort(which, kind="stable")
-        starts = np.searchsorted(which[order], np.arange(len(unique) + 1))
-        ys, xs = [], []
-        for k, key in enumerate(unique.tolist()):
-            rows, columns = _FACES.glyph(
+        offsets = [
+            _FACES.glyph(
                 self.faces[key >> 53], key >> 32 & 0x1FFFFF, key >> 16 & 0xFFFF, key & 0xFFFF
             )
-            if not rows.size:
-                continue
-            chars = order[starts[k] : starts[k + 1]]
-            ys.append((y[chars, None] + rows[None, :]).ravel())
-            xs.append((x[chars, None] + columns[None, :]).ravel())
-        if not ys:
-            return
-        yy, xx = np.concatenate(ys), np.concatenate(xs)
-        inside = (
-            (xx >= where.x)
-            & (xx < where.x + where.width)
-            & (yy >= where.y)
-            & (yy < where.y + where.height)
-        )
-        pixels[yy[inside], xx[inside]] = 0
+            for key in unique.tolist()
+        ]
+        starts = np.zeros(len(offsets) + 1, np.int32)
+        np.cumsum([rows.size for rows, _ in offsets], out=starts[1:])
+        rows = np.concatenate([r for r, _ in offsets]).astype(np.int32)
+        columns = np.concatenate([c for _, c in offsets]).astype(np.int32)
+        height, width = pixels.shape
+        box = (where.x, where.y, where.x + where.width, where.y + where.height)
+        glyph = which.reshape(-1).astype(np.int32)
+        origin = (x.astype(np.int32), y.astype(np.int32))
+        geometry = (width, height, pixels.strides[0], *box)
+        _fax.stamp(pixels, *geometry, rows, columns, starts, glyph, *origin)
 
 
 def collect(raw: Any, paths: dict[str, Path], where: Placement) -> Glyphs | None:
