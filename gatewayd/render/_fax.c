@@ -648,6 +648,48 @@ static PyObject *add_strokes(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The characters of a PDFium text page, read through PDFium's own functions (their
+ * addresses, from pypdfium2): per character its code point (uint32), the address of
+ * its text object and its origin in page space (doubles). One call instead of four
+ * ctypes calls a character. */
+typedef unsigned int (*get_unicode_fn)(void *, int);
+typedef void *(*get_object_fn)(void *, int);
+typedef int (*get_origin_fn)(void *, int, double *, double *);
+
+static PyObject *text_chars(PyObject *self, PyObject *args) {
+    unsigned long long page, unicode_fn, object_fn, origin_fn;
+    int count;
+    if (!PyArg_ParseTuple(args, "KiKKK", &page, &count, &unicode_fn, &object_fn, &origin_fn))
+        return NULL;
+    if (!page || count < 0 || !unicode_fn || !object_fn || !origin_fn) {
+        PyErr_SetString(PyExc_ValueError, "bad arguments");
+        return NULL;
+    }
+    PyObject *codes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)count * 4);
+    PyObject *objects = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)count * 8);
+    PyObject *origins = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)count * 16);
+    if (!codes || !objects || !origins) {
+        Py_XDECREF(codes);
+        Py_XDECREF(objects);
+        Py_XDECREF(origins);
+        return NULL;
+    }
+    uint32_t *code = (uint32_t *)PyBytes_AS_STRING(codes);
+    uint64_t *object = (uint64_t *)PyBytes_AS_STRING(objects);
+    double *origin = (double *)PyBytes_AS_STRING(origins);
+    void *text_page = (void *)(uintptr_t)page;
+    get_unicode_fn get_unicode = (get_unicode_fn)(uintptr_t)unicode_fn;
+    get_object_fn get_object = (get_object_fn)(uintptr_t)object_fn;
+    get_origin_fn get_origin = (get_origin_fn)(uintptr_t)origin_fn;
+    for (int i = 0; i < count; i++) {
+        code[i] = get_unicode(text_page, i);
+        object[i] = (uint64_t)(uintptr_t)get_object(text_page, i);
+        if (!get_origin(text_page, i, &origin[2 * i], &origin[2 * i + 1]))
+            origin[2 * i] = origin[2 * i + 1] = 0.0;
+    }
+    return Py_BuildValue("NNN", codes, objects, origins);
+}
+
 /* Stamp glyphs black (0) onto a grey page: glyph g's black pixels are the offsets
  * rows[starts[g]..starts[g+1]), cols[...] from its origin; character i is glyph
  * glyph[i] with its origin at (x[i], y[i]). Pixels outside the box x0..x1, y0..y1
@@ -743,6 +785,11 @@ static PyMethodDef methods[] = {
      "make black, in place, the middle of every black run (no pixel above low) of the "
      "columns of fine (the page drawn at twice the vertical resolution) that page shows "
      "nowhere within slack rows."},
+    {"text_chars", text_chars, METH_VARARGS,
+     "text_chars(text_page, count, get_unicode, get_text_object, get_char_origin) -> "
+     "(codes, objects, origins): a PDFium text page's characters through the addresses "
+     "of its FPDFText_GetUnicode, FPDFText_GetTextObject and FPDFText_GetCharOrigin: "
+     "uint32 code points, uint64 object addresses, float64 x, y pairs."},
     {"stamp", stamp, METH_VARARGS,
      "stamp(page, width, height, stride, x0, y0, x1, y1, rows, cols, starts, glyph, x, y): "
      "make black, in place, the pixels of each character's glyph (offsets rows/cols "

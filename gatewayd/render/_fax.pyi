@@ -74,3 +74,6 @@ def stamp(
     x: bytes | np.ndarray[Any, Any],
     y: bytes | np.ndarray[Any, Any],
 ) -> None: ...
+def text_chars(
+    text_page: int, count: int, get_unicode: int, get_text_object: int, get_char_origin: int
+) -> tuple[bytes, bytes, bytes]: ...

@@ -51,6 +51,15 @@ _FILL, _INVISIBLE = pdfium_c.FPDF_TEXTRENDERMODE_FILL, pdfium_c.FPDF_TEXTRENDERM
 _BLANK = frozenset({0x20, 0xA0, 0x09, 0x0A, 0x0D})  # no glyph to draw
 _LOAD = freetype.FT_LOAD_NO_BITMAP | freetype.FT_LOAD_NO_HINTING
 _BLACK = 128  # luminance below which a colour prints black (raster.THRESHOLD)
+# PDFium's functions that _fax.text_chars calls for each character
+_TEXT_CHARS = tuple(
+    ctypes.cast(function, ctypes.c_void_p).value or 0
+    for function in (
+        pdfium_c.FPDFText_GetUnicode,
+        pdfium_c.FPDFText_GetTextObject,
+        pdfium_c.FPDFText_GetCharOrigin,
+    )
+)
 _LARGEST = 200.0  # points: larger print is PDFium's (no stroke of it is thin at 98 lpi)
 
 Offsets = tuple[NDArray[np.intp], NDArray[np.intp]]  # a glyph's black pixels: rows, columns
@@ -172,38 +181,40 @@ def collect(raw: Any, paths: dict[str, Path], where: Placement) -> Glyphs | None
     text_page = pdfium_c.FPDFText_LoadPage(raw)
     if not text_page:
         return None
-    chars: list[tuple[int, int, float, float]] = []  # object index, code point, origin
-    x, y = ctypes.c_double(), ctypes.c_double()
-    get_unicode, get_object = pdfium_c.FPDFText_GetUnicode, pdfium_c.FPDFText_GetTextObject
-    is_generated, get_origin = pdfium_c.FPDFText_IsGenerated, pdfium_c.FPDFText_GetCharOrigin
     try:
-        for i in range(pdfium_c.FPDFText_CountChars(text_page)):
-            code = get_unicode(text_page, i)
-            if code in _BLANK:  # PDFium's own spaces and line ends among them
-                continue
-            # a text object inside a form XObject is not among them: PDFium draws it
-            info = taken.get(_address(get_object(text_page, i)))
-            if info is None or is_generated(text_page, i) == 1:
-                continue
-            get_origin(text_page, i, x, y)
-            chars.append((info[0], code, x.value, y.value))
+        count = pdfium_c.FPDFText_CountChars(text_page)
+        codes_, objects_, origins_ = _fax.text_chars(_address(text_page), count, *_TEXT_CHARS)
     finally:
         pdfium_c.FPDFText_ClosePage(text_page)
-    by_index = {info[0]: info for info in taken.values()}
-    missing = {i for i, code, _, _ in chars if not _FACES.has(faces[by_index[i][1]], code)}
-    drawn = {i for i, _, _, _ in chars} - missing  # nothing is left out
+    codes = np.frombuffer(codes_, np.uint32).astype(np.int64)
+    owners = np.frombuffer(objects_, np.uint64)
+    origins = np.frombuffer(origins_, np.float64).reshape(-1, 2)
+    # the characters of the objects drawn here, blanks left out (PDFium's own spaces and
+    # line ends among them); a text object inside a form XObject is not among the
+    # objects: PDFium draws it
+    keys = np.fromiter(taken, np.uint64, len(taken))
+    info = np.array(list(taken.values()), np.float64)  # index, face, across, down
+    sorter = np.argsort(keys)
+    at = sorter[np.minimum(np.searchsorted(keys, owners, sorter=sorter), len(keys) - 1)]
+    ours = (keys[at] == owners) & ~np.isin(codes, list(_BLANK))
+    at, codes, origins = at[ours], codes[ours], origins[ours]
+    index, face = info[at, 0].astype(np.int64), info[at, 1].astype(np.int64)
+    # an object with a character its face has no glyph for is PDFium's: nothing is left out
+    pairs = np.unique(np.stack([face, codes], axis=1), axis=0)
+    lacking = [(f, c) for f, c in pairs.tolist() if not _FACES.has(faces[f], c)]
+    missing = {int(i) for f, c in lacking for i in index[(face == f) & (codes == c)]}
+    drawn = set(np.unique(index).tolist()) - missing
     drawn -= _covered(objects, drawn)
     if not drawn:
         return None
-    kept = [c for c in chars if c[0] in drawn]
-    sized = [by_index[c[0]] for c in kept]
+    kept = np.isin(index, sorted(drawn))
     return Glyphs(
         objects=tuple(objects[i] for i in sorted(drawn)),
         faces=tuple(faces),
-        face=np.array([f for _, f, _, _ in sized], np.int64),
-        code=np.array([c[1] for c in kept], np.int64),
-        size=np.array([(a, d) for _, _, a, d in sized], np.float64),
-        origin=np.array([(c[2], c[3]) for c in kept], np.float64),
+        face=face[kept],
+        code=codes[kept],
+        size=info[at[kept], 2:4],
+        origin=origins[kept],
         page=_page_box(raw, where),
     )
 

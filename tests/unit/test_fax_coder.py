@@ -263,3 +263,12 @@ def test_glyphs_are_stamped_black_inside_the_box_only() -> None:
         _fax.stamp(page, 30, 20, 30, 0, 0, 30, 20, rows, cols, starts, glyph + 2, x, y)
     with pytest.raises(ValueError, match="bad arguments"):  # a box beyond the page
         _fax.stamp(page, 30, 20, 30, 0, 0, 31, 20, rows, cols, starts, glyph, x, y)
+
+
+def test_text_chars_refuses_null_handles() -> None:
+    """(Read through PDFium's own functions; tests/integration/test_pdf_text.py reads
+    real pages with it.)"""
+    with pytest.raises(ValueError, match="bad arguments"):
+        _fax.text_chars(0, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="bad arguments"):
+        _fax.text_chars(1, 1, 0, 1, 1)
