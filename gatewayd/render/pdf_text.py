@@ -19,7 +19,8 @@ look of is taken, an object at a time:
   no transparency, upright (no rotation or skew), on a page that is neither rotated
   nor turned to fit;
 - whose every character has a glyph in the face (nothing is ever left out);
-- that nothing drawn after it overlaps (a white box over text keeps hiding it).
+- that nothing drawn after it overlaps, an annotation neither (a white box over
+  text keeps hiding it).
 
 Everything else (embedded fonts, other fonts, rotated or clipped text, fine
 resolution) PDFium draws, as before.
@@ -204,7 +205,7 @@ def collect(raw: Any, paths: dict[str, Path], where: Placement) -> Glyphs | None
     lacking = [(f, c) for f, c in pairs.tolist() if not _FACES.has(faces[f], c)]
     missing = {int(i) for f, c in lacking for i in index[(face == f) & (codes == c)]}
     drawn = set(np.unique(index).tolist()) - missing
-    drawn -= _covered(objects, drawn)
+    drawn -= _covered(objects, drawn, _annotations(raw))
     if not drawn:
         return None
     kept = np.isin(index, sorted(drawn))
@@ -286,19 +287,23 @@ def _bounds(obj: Any) -> tuple[float, float, float, float] | None:
     return left, bottom, right, top
 
 
-def _covered(objects: list[Any], drawn: set[int]) -> set[int]:
-    """The text objects among ``drawn`` (indices) that an object drawn after them
-    overlaps (an object whose bounds are unknown overlaps everything before it)."""
+def _covered(
+    objects: list[Any], drawn: set[int], over: list[tuple[float, float, float, float]]
+) -> set[int]:
+    """The text objects among ``drawn`` (indices) that an object drawn after them, or a
+    box of ``over`` (drawn after all of them), overlaps; an object whose bounds are
+    unknown overlaps everything before it."""
     if not drawn:
         return set()
     candidates = sorted(drawn)
     boxes = np.array([_bounds(objects[i]) or (0.0, 0.0, 0.0, 0.0) for i in candidates])
     index = np.array(candidates)
     covered = np.zeros(len(candidates), bool)
-    for j in range(candidates[0] + 1, len(objects)):
-        if j in drawn:
-            continue
-        box = _bounds(objects[j])
+    later: list[tuple[int, tuple[float, float, float, float] | None]] = [
+        (j, _bounds(objects[j])) for j in range(candidates[0] + 1, len(objects)) if j not in drawn
+    ]
+    later += [(len(objects), box) for box in over]
+    for j, box in later:
         earlier = index < j
         if box is None:
             covered |= earlier
@@ -312,6 +317,22 @@ def _covered(objects: list[Any], drawn: set[int]) -> set[int]:
             & (boxes[:, 3] >= bottom)
         )
     return {i for i, hit in zip(candidates, covered, strict=True) if hit}
+
+
+def _annotations(raw: Any) -> list[tuple[float, float, float, float]]:
+    """The boxes of the page's annotations (drawn over the page's content, as printed)."""
+    boxes = []
+    for i in range(pdfium_c.FPDFPage_GetAnnotCount(raw)):
+        annot = pdfium_c.FPDFPage_GetAnnot(raw, i)
+        if not annot:
+            continue
+        rect = pdfium_c.FS_RECTF()
+        if pdfium_c.FPDFAnnot_GetRect(annot, rect):
+            left, right = sorted((rect.left, rect.right))
+            bottom, top = sorted((rect.bottom, rect.top))
+            boxes.append((left, bottom, right, top))
+        pdfium_c.FPDFPage_CloseAnnot(annot)
+    return boxes
 
 
 def _page_box(raw: Any, where: Placement) -> tuple[float, float, float, float]:

@@ -9,6 +9,7 @@ import io
 from collections.abc import Callable
 
 import numpy as np
+import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 import pytest
 from numpy.typing import NDArray
@@ -123,6 +124,36 @@ def test_text_under_a_white_box_stays_hidden() -> None:
     hidden = slice(where.y + round((842 - 715) * down), where.y + round((842 - 690) * down))
     assert not page[hidden].any()
     assert page.any()
+
+
+def test_text_under_an_annotation_is_left_to_pdfium() -> None:
+    """An annotation is drawn over the page's content (here a square with a white
+    inside, over the first line): the text beneath stays PDFium's, hidden as printed."""
+
+    def draw(canvas: Canvas) -> None:
+        canvas.setFont("Helvetica", 10)
+        canvas.drawString(60, 700, LINE)
+        canvas.drawString(60, 600, LINE)
+
+    document = pdfium.PdfDocument(pdf_of(draw))
+    page = document[0]
+    annot = pdfium_c.FPDFPage_CreateAnnot(page.raw, pdfium_c.FPDF_ANNOT_SQUARE)
+    assert pdfium_c.FPDFAnnot_SetRect(annot, pdfium_c.FS_RECTF(50, 715, 450, 690))
+    assert pdfium_c.FPDFAnnot_SetColor(
+        annot, pdfium_c.FPDFANNOT_COLORTYPE_InteriorColor, 255, 255, 255, 255
+    )
+    pdfium_c.FPDFPage_CloseAnnot(annot)
+    assert pdfium_c.FPDFPage_GenerateContent(page.raw)
+    page.close()
+    out = io.BytesIO()
+    document.save(out)
+    document.close()
+    data = out.getvalue()
+    found = collected(data)
+    assert found is not None
+    assert len(found.objects) == 1  # the second line only
+    first = slice(0, 250)  # down to 650 pt, above the second line
+    assert np.array_equal(drawn(data)[first], pdfium_alone(data)[first])
 
 
 def test_white_text_on_black_is_left_to_pdfium() -> None:
