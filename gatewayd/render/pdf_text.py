@@ -44,6 +44,7 @@ import numpy as np
 import pypdfium2.raw as pdfium_c
 from numpy.typing import NDArray
 
+from gatewayd.errors import RenderError
 from gatewayd.render import _fax
 from gatewayd.render.raster import Grey, Placement
 
@@ -79,7 +80,10 @@ class _Faces:
     def face(self, path: Path) -> freetype.Face:
         face = self.faces.get(path)
         if face is None:
-            face = self.faces[path] = freetype.Face(str(path))
+            try:
+                face = self.faces[path] = freetype.Face(str(path))
+            except (OSError, freetype.FT_Exception) as exc:
+                raise RenderError(f"the font file {path} cannot be read") from exc
         return face
 
     def has(self, path: Path, code: int) -> bool:
@@ -98,8 +102,11 @@ class _Faces:
         if self.sized != (path, across, down):
             face.set_char_size(across, down, 72, 72)  # 72 dpi: sizes are in pixels
             self.sized = (path, across, down)
-        face.load_glyph(face.get_char_index(code), _LOAD)
-        face.glyph.render(freetype.FT_RENDER_MODE_MONO)
+        try:
+            face.load_glyph(face.get_char_index(code), _LOAD)
+            face.glyph.render(freetype.FT_RENDER_MODE_MONO)
+        except freetype.FT_Exception as exc:
+            raise RenderError(f"the font file {path} cannot draw U+{code:04X}") from exc
         bitmap = face.glyph.bitmap
         rows = columns = np.zeros(0, np.intp)
         if bitmap.rows and bitmap.width:
@@ -184,6 +191,8 @@ def collect(raw: Any, paths: dict[str, Path], where: Placement) -> Glyphs | None
         return None
     try:
         count = pdfium_c.FPDFText_CountChars(text_page)
+        if count <= 0:
+            return None
         codes_, objects_, origins_ = _fax.text_chars(_address(text_page), count, *_TEXT_CHARS)
     finally:
         pdfium_c.FPDFText_ClosePage(text_page)

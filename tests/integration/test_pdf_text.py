@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pypdfium2 as pdfium
@@ -16,6 +17,7 @@ from numpy.typing import NDArray
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
+from gatewayd.errors import RenderError
 from gatewayd.render import pdf_fonts, pdf_text
 from gatewayd.render.pdf import PdfPages
 from gatewayd.render.raster import FaxFormat, place
@@ -214,3 +216,11 @@ def test_the_font_handle_is_per_object() -> None:
     assert found is not None
     faces = {found.faces[i].name for i in found.face}
     assert len(faces) == 2, faces
+
+
+def test_a_font_file_that_cannot_be_read_is_a_render_error(tmp_path: Path) -> None:
+    broken = tmp_path / "Broken.otf"
+    broken.write_bytes(b"not a font")
+    faces = pdf_text._Faces()
+    with pytest.raises(RenderError, match="cannot be read"):
+        faces.face(broken)
