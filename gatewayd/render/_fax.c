@@ -648,6 +648,100 @@ static PyObject *add_strokes(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The characters of a PDFium text page, read through PDFium's own functions (their
+ * addresses, from pypdfium2): per character its code point (uint32), the address of
+ * its text object and its origin in page space (doubles). One call instead of four
+ * ctypes calls a character. */
+typedef unsigned int (*get_unicode_fn)(void *, int);
+typedef void *(*get_object_fn)(void *, int);
+typedef int (*get_origin_fn)(void *, int, double *, double *);
+
+static PyObject *text_chars(PyObject *self, PyObject *args) {
+    unsigned long long page, unicode_fn, object_fn, origin_fn;
+    int count;
+    if (!PyArg_ParseTuple(args, "KiKKK", &page, &count, &unicode_fn, &object_fn, &origin_fn))
+        return NULL;
+    if (!page || count < 0 || !unicode_fn || !object_fn || !origin_fn) {
+        PyErr_SetString(PyExc_ValueError, "bad arguments");
+        return NULL;
+    }
+    PyObject *codes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)count * 4);
+    PyObject *objects = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)count * 8);
+    PyObject *origins = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)count * 16);
+    if (!codes || !objects || !origins) {
+        Py_XDECREF(codes);
+        Py_XDECREF(objects);
+        Py_XDECREF(origins);
+        return NULL;
+    }
+    uint32_t *code = (uint32_t *)PyBytes_AS_STRING(codes);
+    uint64_t *object = (uint64_t *)PyBytes_AS_STRING(objects);
+    double *origin = (double *)PyBytes_AS_STRING(origins);
+    void *text_page = (void *)(uintptr_t)page;
+    get_unicode_fn get_unicode = (get_unicode_fn)(uintptr_t)unicode_fn;
+    get_object_fn get_object = (get_object_fn)(uintptr_t)object_fn;
+    get_origin_fn get_origin = (get_origin_fn)(uintptr_t)origin_fn;
+    for (int i = 0; i < count; i++) {
+        code[i] = get_unicode(text_page, i);
+        object[i] = (uint64_t)(uintptr_t)get_object(text_page, i);
+        if (!get_origin(text_page, i, &origin[2 * i], &origin[2 * i + 1]))
+            origin[2 * i] = origin[2 * i + 1] = 0.0;
+    }
+    return Py_BuildValue("NNN", codes, objects, origins);
+}
+
+/* Stamp glyphs black (0) onto a grey page: glyph g's black pixels are the offsets
+ * rows[starts[g]..starts[g+1]), cols[...] from its origin; character i is glyph
+ * glyph[i] with its origin at (x[i], y[i]). Pixels outside the box x0..x1, y0..y1
+ * (exclusive) are left alone. All arrays are int32. */
+static PyObject *stamp(PyObject *self, PyObject *args) {
+    Py_buffer page, rows, cols, starts, glyph, xs, ys;
+    int width, height, x0, y0, x1, y1;
+    Py_ssize_t stride;
+    if (!PyArg_ParseTuple(args, "w*iiniiiiy*y*y*y*y*y*", &page, &width, &height, &stride, &x0,
+                          &y0, &x1, &y1, &rows, &cols, &starts, &glyph, &xs, &ys))
+        return NULL;
+    Py_ssize_t offsets = rows.len / 4, glyphs = starts.len / 4 - 1, chars = glyph.len / 4;
+    int ok = width >= 1 && height >= 0 && stride >= width &&
+             page.len >= stride * (Py_ssize_t)height && x0 >= 0 && y0 >= 0 && x1 <= width &&
+             y1 <= height && rows.len % 4 == 0 && cols.len == rows.len && starts.len % 4 == 0 &&
+             glyphs >= 0 && glyph.len % 4 == 0 && xs.len == glyph.len && ys.len == glyph.len;
+    const int32_t *start = starts.buf, *which = glyph.buf;
+    for (Py_ssize_t g = 0; ok && g <= glyphs; g++)
+        ok = start[g] >= 0 && start[g] <= offsets && (g == 0 || start[g] >= start[g - 1]);
+    for (Py_ssize_t i = 0; ok && i < chars; i++) ok = which[i] >= 0 && which[i] < glyphs;
+    if (!ok) {
+        PyBuffer_Release(&page);
+        PyBuffer_Release(&rows);
+        PyBuffer_Release(&cols);
+        PyBuffer_Release(&starts);
+        PyBuffer_Release(&glyph);
+        PyBuffer_Release(&xs);
+        PyBuffer_Release(&ys);
+        PyErr_SetString(PyExc_ValueError, "bad arguments");
+        return NULL;
+    }
+    uint8_t *out = page.buf;
+    const int32_t *dy = rows.buf, *dx = cols.buf, *x = xs.buf, *y = ys.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < chars; i++) {
+        int32_t g = which[i];
+        for (int32_t k = start[g]; k < start[g + 1]; k++) {
+            int64_t r = (int64_t)y[i] + dy[k], c = (int64_t)x[i] + dx[k];
+            if (r >= y0 && r < y1 && c >= x0 && c < x1) out[r * stride + c] = 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&page);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&cols);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&glyph);
+    PyBuffer_Release(&xs);
+    PyBuffer_Release(&ys);
+    Py_RETURN_NONE;
+}
+
 /* How many pixels of a rectangle lie strictly between ``low`` and ``high``. */
 static PyObject *count_midtones(PyObject *self, PyObject *args) {
     Py_buffer view;
@@ -691,6 +785,15 @@ static PyMethodDef methods[] = {
      "make black, in place, the middle of every black run (no pixel above low) of the "
      "columns of fine (the page drawn at twice the vertical resolution) that page shows "
      "nowhere within slack rows."},
+    {"text_chars", text_chars, METH_VARARGS,
+     "text_chars(text_page, count, get_unicode, get_text_object, get_char_origin) -> "
+     "(codes, objects, origins): a PDFium text page's characters through the addresses "
+     "of its FPDFText_GetUnicode, FPDFText_GetTextObject and FPDFText_GetCharOrigin: "
+     "uint32 code points, uint64 object addresses, float64 x, y pairs."},
+    {"stamp", stamp, METH_VARARGS,
+     "stamp(page, width, height, stride, x0, y0, x1, y1, rows, cols, starts, glyph, x, y): "
+     "make black, in place, the pixels of each character's glyph (offsets rows/cols "
+     "from starts[g] to starts[g+1], int32) at its origin (x, y), inside the box."},
     {"count_midtones", count_midtones, METH_VARARGS,
      "count_midtones(grey, width, height, stride, x0, y0, x1, y1, low, high) -> int: the "
      "pixels of the rectangle strictly between low and high."},

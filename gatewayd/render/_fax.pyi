@@ -58,3 +58,22 @@ def count_midtones(
     low: int,
     high: int,
 ) -> int: ...
+def stamp(
+    page: bytearray | memoryview | np.ndarray[Any, Any],
+    width: int,
+    height: int,
+    stride: int,
+    x0: int,
+    y0: int,
+    x1: int,
+    y1: int,
+    rows: bytes | np.ndarray[Any, Any],
+    cols: bytes | np.ndarray[Any, Any],
+    starts: bytes | np.ndarray[Any, Any],
+    glyph: bytes | np.ndarray[Any, Any],
+    x: bytes | np.ndarray[Any, Any],
+    y: bytes | np.ndarray[Any, Any],
+) -> None: ...
+def text_chars(
+    text_page: int, count: int, get_unicode: int, get_text_object: int, get_char_origin: int
+) -> tuple[bytes, bytes, bytes]: ...

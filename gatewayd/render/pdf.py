@@ -19,6 +19,11 @@ come back, while the gaps and counters of the normal drawing stay open. (Folding
 fine drawing two rows into one, by any rule, read far worse: it closes the gap over an
 i and inside an e.)
 
+At normal resolution the text in Helvetica that the PDF does not embed is drawn
+by FreeType at its true size, as Ghostscript draws it (``pdf_text``): PDFium draws
+the page without it, at normal and at fine, the glyphs are drawn onto both, and then
+the strokes are put back.
+
 Images on the page that are photographs (by the share of mid-grey they are drawn
 with, as for image files) are given to the coder as regions to screen whole; the rest
 of the page is judged block by block.
@@ -42,7 +47,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from gatewayd.errors import RenderError
-from gatewayd.render import pdf_sysfonts
+from gatewayd.render import pdf_sysfonts, pdf_text
 from gatewayd.render.raster import (
     PHOTO_REGION,
     FaxFormat,
@@ -161,12 +166,20 @@ class PdfPages:
             close = partial(pdfium_c.FPDF_ClosePage, raw)
         try:
             size = pdfium_c.FPDF_GetPageWidthF(raw) / 72, pdfium_c.FPDF_GetPageHeightF(raw) / 72
-            self._draw(raw, canvas, size)
+            where = place(*size, fax)
             if fax.y_dpi < FINE_DPI:
                 fine = self._canvas(replace(fax, y_dpi=FINE_DPI), buffer)
-                self._draw(raw, fine, size)
+                text = pdf_text.collect(raw, pdf_sysfonts.install().true_size, where)
+                with pdf_text.hidden(text):
+                    self._draw(raw, canvas, size)
+                    self._draw(raw, fine, size)
+                if text is not None:
+                    text.draw(canvas.pixels, where)
+                    text.draw(fine.pixels, place(*size, fine.fax))
                 add_strokes(canvas.pixels, fine.pixels, slack=STROKE_SLACK)
-            photos = _photographs(raw, canvas.pixels, place(*size, fax))
+            else:
+                self._draw(raw, canvas, size)
+            photos = _photographs(raw, canvas.pixels, where)
         finally:
             close()
         return Drawn(canvas.pixels, photos)

@@ -3,9 +3,10 @@ halftoned whole, and pages that survive a real T.30 call.
 
 Legibility is measured as bench/legibility.py measures it (tests/legibility.py):
 tesseract reading generated pages in the standard PDF fonts, not embedded, drawn by
-gatewayd and by Ghostscript's fax device in the same run; gatewayd's character
-accuracy may be at most 0.2 points, its word accuracy 1 point, below Ghostscript's
-(page-to-page noise). Needs Debian tesseract-ocr, tesseract-ocr-eng and ghostscript.
+gatewayd and by Ghostscript's fax device in the same run, on the mean of several pages
+of each kind; gatewayd's character accuracy may be at most 0.2 points, its word
+accuracy 1 point, below Ghostscript's. Needs Debian tesseract-ocr, tesseract-ocr-eng
+and ghostscript.
 
 The T.30 call goes through libspandsp (Debian libspandsp2, the fax engine inside
 Asterisk and FreeSWITCH), by ctypes (tests/spandsp.py); it is skipped, saying so, only
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from PIL import Image
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.utils import ImageReader
@@ -51,18 +53,15 @@ async def render(renderer: Renderer, out: Path, pdf: Path, fax: FaxFormat | None
 # -- legibility -----------------------------------------------------------------------
 
 
-HELVETICA_6_NORMAL = pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 17, partial): about 0.9 points of characters below "
-    "Ghostscript, whose hinting snaps Nimbus Sans' stems to the 98 lpi grid",
-)
+PAGES = 6  # pages of each case: one page's figure at 6 pt swings by a point or two
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("font", "size", "resolution"),
     [
-        pytest.param("Helvetica", 6, "normal", marks=HELVETICA_6_NORMAL),
+        ("Helvetica", 6, "normal"),
+        ("Helvetica", 8, "normal"),
         ("Courier", 9, "normal"),
         ("Times-Roman", 8, "fine"),
     ],
@@ -71,8 +70,11 @@ async def test_text_reads_as_well_as_ghostscripts(
     renderer: Renderer, tmp_path: Path, font: str, size: int, resolution: str
 ) -> None:
     """The smallest print where gatewayd read worse than Ghostscript: Helvetica 6 at
-    normal (strokes half a row tall dropped out), Courier 9 at normal (PDFium's own
-    Courier), Times 8 at fine."""
+    normal (strokes half a row tall dropped out), Helvetica 8 at normal (PDFium's
+    glyphs, made at 64 pixels per em: now FreeType's at the true size), Courier 9 at
+    normal (PDFium's own Courier), Times 8 at fine. Each renderer is scored on the mean
+    of PAGES pages of the same kind (tests/legibility.py says why one page is not
+    enough)."""
     for tool in (legibility.TESSERACT, legibility.GHOSTSCRIPT):
         if tool is None:
             pytest.fail(
@@ -80,20 +82,28 @@ async def test_text_reads_as_well_as_ghostscripts(
                 "tesseract-ocr-eng ghostscript"
             )
     y_dpi = 98 if resolution == "normal" else 196
-    page = legibility.text_page(font, size)
-    pdf = tmp_path / "text.pdf"
-    pdf.write_bytes(page.pdf)
-    out = tmp_path / "out.tif"
-    await render(renderer, out, pdf, FaxFormat(y_dpi=y_dpi))  # the worker processes' path
-    assert_fax(out, count=1, resolution=y_dpi)
-    ours_page, gs_page = pages(out)[0], legibility.ghostscript(page.pdf, y_dpi)[0]
-    ours, gs = await asyncio.gather(
-        asyncio.to_thread(legibility.read, ours_page, y_dpi),
-        asyncio.to_thread(legibility.read, gs_page, y_dpi),
-    )
-    ours_score, gs_score = legibility.score(ours, page.text), legibility.score(gs, page.text)
-    assert ours_score.chars >= gs_score.chars - CHAR_NOISE, (ours_score, gs_score)
-    assert ours_score.words >= gs_score.words - WORD_NOISE, (ours_score, gs_score)
+    readers = asyncio.Semaphore(2)
+
+    async def read(page: NDArray[np.bool_]) -> str:
+        async with readers:
+            return await asyncio.to_thread(legibility.read, page, y_dpi)
+
+    async def both(seed: int) -> tuple[legibility.Score, legibility.Score]:
+        page = legibility.text_page(font, size, seed=seed)
+        pdf = tmp_path / f"text-{seed}.pdf"
+        pdf.write_bytes(page.pdf)
+        out = tmp_path / f"out-{seed}.tif"
+        await render(renderer, out, pdf, FaxFormat(y_dpi=y_dpi))  # the worker processes' path
+        assert_fax(out, count=1, resolution=y_dpi)
+        gs_page = (await asyncio.to_thread(legibility.ghostscript, page.pdf, y_dpi))[0]
+        ours, gs = await asyncio.gather(read(pages(out)[0]), read(gs_page))
+        return legibility.score(ours, page.text), legibility.score(gs, page.text)
+
+    scored = await asyncio.gather(*(both(seed) for seed in range(1, PAGES + 1)))
+    ours_score = legibility.mean([ours for ours, _ in scored])
+    gs_score = legibility.mean([gs for _, gs in scored])
+    assert ours_score.chars >= gs_score.chars - CHAR_NOISE, (ours_score, gs_score, scored)
+    assert ours_score.words >= gs_score.words - WORD_NOISE, (ours_score, gs_score, scored)
 
 
 def test_the_scorer_tells_good_reading_from_bad() -> None:
@@ -108,6 +118,12 @@ def test_the_scorer_tells_good_reading_from_bad() -> None:
     codes = legibility.codes_page("Courier", 9)
     assert legibility.codes_read(codes.text, codes) == 100.0
     assert legibility.codes_read(codes.text.replace("0", "O"), codes) < 100.0
+    two = [legibility.Score(94.0, 70.0), legibility.Score(96.0, 75.0)]
+    assert legibility.mean(two) == legibility.Score(95.0, 72.5)
+    assert (
+        legibility.text_page("Helvetica", 6, seed=2).text
+        != legibility.text_page("Helvetica", 6).text
+    )
 
 
 # -- photographs inside PDFs ---------------------------------------------------------------

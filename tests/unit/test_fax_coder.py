@@ -242,3 +242,33 @@ def test_midtones_are_counted_in_a_rectangle() -> None:
     assert _fax.count_midtones(grey, 1728, 50, 1728, 15, 10, 35, 15, 40, 215) == 75
     with pytest.raises(ValueError, match="bad arguments"):
         _fax.count_midtones(grey, 1728, 50, 1728, 0, 0, 1729, 50, 40, 215)
+
+
+def test_glyphs_are_stamped_black_inside_the_box_only() -> None:
+    page = np.full((20, 30), 255, np.uint8)
+    # glyph 0: a 2x2 square; glyph 1: one pixel left of and above its origin
+    rows = np.array([0, 0, 1, 1, -1], np.int32)
+    cols = np.array([0, 1, 0, 1, -1], np.int32)
+    starts = np.array([0, 4, 5], np.int32)
+    glyph = np.array([0, 1, 0], np.int32)
+    x, y = np.array([5, 10, 28], np.int32), np.array([5, 10, 18], np.int32)
+    _fax.stamp(page, 30, 20, 30, 0, 0, 29, 20, rows, cols, starts, glyph, x, y)
+    black = page == 0
+    assert black[5:7, 5:7].all()
+    assert black[9, 9]
+    assert black[18:20, 28].all()  # the third square is cut at the box's right edge
+    assert not black[:, 29].any()
+    assert black.sum() == 4 + 1 + 2
+    with pytest.raises(ValueError, match="bad arguments"):  # a glyph index out of range
+        _fax.stamp(page, 30, 20, 30, 0, 0, 30, 20, rows, cols, starts, glyph + 2, x, y)
+    with pytest.raises(ValueError, match="bad arguments"):  # a box beyond the page
+        _fax.stamp(page, 30, 20, 30, 0, 0, 31, 20, rows, cols, starts, glyph, x, y)
+
+
+def test_text_chars_refuses_null_handles() -> None:
+    """(Read through PDFium's own functions; tests/integration/test_pdf_text.py reads
+    real pages with it.)"""
+    with pytest.raises(ValueError, match="bad arguments"):
+        _fax.text_chars(0, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="bad arguments"):
+        _fax.text_chars(1, 1, 0, 1, 1)
