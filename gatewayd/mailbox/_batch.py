@@ -37,7 +37,7 @@ class Batcher(Generic[Item, Result]):
         self._waiting.append((item, future))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(), name=self._name)
-        return await asyncio.shield(future)
+        return await future  # a caller that gives up cancels only its own future
 
     async def close(self) -> None:
         """Wait for what is being written."""

@@ -63,6 +63,7 @@ from gatewayd.mailbox.records import (
     PartRefused,
     RateState,
     ReceiptIn,
+    SmsToSend,
     StatusCount,
     SweepReport,
 )
@@ -381,6 +382,11 @@ class Mailbox:
         return await _queue.lease(
             self._db, self.clock, owner, types=types, limit=limit, lease_for=seconds
         )
+
+    async def lease_sms(self, owner: str, *, limit: int, lease_for: float) -> list[SmsToSend]:
+        """``lease`` for SMS, lean: up to ``limit`` due Queued SMS as the dispatcher
+        needs them (oldest due first), each counting an attempt."""
+        return await _queue.lease_sms(self._db, self.clock, owner, limit=limit, lease_for=lease_for)
 
     async def retry_later(
         self,
