@@ -146,7 +146,7 @@ class Inbound:
                 "sms.receipt_unreadable", link=link.name, esm_class=request.fields.get("esm_class")
             )
             return Status.ROK
-        fmt = receipts.IdFormat(link.settings.smsc_id_format)
+        fmt = link.id_format
         ids = tuple(receipts.candidates(receipt.message_id, fmt))
         if receipt.id_mismatch:
             ids += tuple(c for c in receipts.candidates(receipt.id_mismatch, fmt) if c not in ids)

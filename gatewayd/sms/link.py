@@ -28,7 +28,7 @@ import contextlib
 import random
 import ssl
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,6 +39,7 @@ from gatewayd.errors import BindRefused, LinkDown, ResponseTimeout
 from gatewayd.logging import get_logger
 from gatewayd.sms import pdu
 from gatewayd.sms.pdu import Command, Pdu, Status
+from gatewayd.sms.receipts import IdFormat
 
 log = get_logger("gatewayd.sms")
 
@@ -85,17 +86,35 @@ class TokenBucket:
         self.tokens = self.capacity
         self.stamp = time.monotonic()
 
-    async def take(self) -> None:
+    def try_take(self) -> float:
+        """Take a token: 0.0, or (none there) the seconds until there is one."""
         if self.rate <= 0:
-            return
-        while True:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            await asyncio.sleep((1 - self.tokens) / self.rate)
+            return 0.0
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+@dataclass(slots=True, eq=False)
+class _Submit:
+    """A submit_sm waiting for its place in the window, then for its answer."""
+
+    build: Callable[[int], bytes]
+    answer: asyncio.Future[Pdu]
+    unless: asyncio.Event | None
+
+
+@dataclass(slots=True, eq=False)
+class _Outstanding:
+    """A request sent and not yet answered."""
+
+    answer: asyncio.Future[Pdu]
+    timer: asyncio.TimerHandle
+    submit: bool  # a submit_sm: it holds a place in the link's window
 
 
 class Session(asyncio.Protocol):
@@ -106,12 +125,13 @@ class Session(asyncio.Protocol):
         self.role = role
         self.transport: asyncio.Transport | None = None
         self.framer = pdu.Framer()
-        self.pending: dict[int, asyncio.Future[Pdu]] = {}
+        self.pending: dict[int, _Outstanding] = {}
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.bound = False
         self.last_heard = time.monotonic()
         self.tasks: set[asyncio.Task[None]] = set()
         self.close_reason = "the SMSC closed the connection"
+        self._outbox: list[bytes] = []  # PDUs to write at the end of this loop turn
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -127,40 +147,85 @@ class Session(asyncio.Protocol):
             return
         for frame in frames:
             self._handle(frame)
+        self.flush()  # the submit_sm that took the places answers freed go out now
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.bound = False
         reason = self.close_reason if exc is None else f"connection lost ({exc})"
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(LinkDown(f"link {self.link.name}: {reason}"))
-        self.pending.clear()
+        for sequence in list(self.pending):
+            item = self._settle(sequence)
+            if item is not None and not item.answer.done():
+                item.answer.set_exception(LinkDown(f"link {self.link.name}: {reason}"))
         if not self.closed.done():
             self.closed.set_result(None)
 
     # -- sending ------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
+        """Queue a PDU; everything queued in one turn of the event loop goes out in one
+        write (one system call for many submit_sm and deliver_sm_resp, not one each)."""
         if self.transport is None or self.transport.is_closing():
             raise LinkDown(f"link {self.link.name} is not connected")
-        self.transport.write(data)
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._outbox.append(data)
+
+    def flush(self) -> None:
+        if not self._outbox:
+            return
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _expect(
+        self, sequence: int, answer: asyncio.Future[Pdu], within: float, *, submit: bool
+    ) -> None:
+        timer = asyncio.get_running_loop().call_later(within, self._expire, sequence, within)
+        self.pending[sequence] = _Outstanding(answer, timer, submit)
+
+    def _settle(self, sequence: int) -> _Outstanding | None:
+        """Take a request off the books (answered, timed out, or the connection gone),
+        giving its place in the window back."""
+        item = self.pending.pop(sequence, None)
+        if item is not None:
+            item.timer.cancel()
+            if item.submit:
+                self.link.place_freed()
+        return item
+
+    def _expire(self, sequence: int, within: float) -> None:
+        item = self._settle(sequence)
+        if item is not None and not item.answer.done():
+            item.answer.set_exception(
+                ResponseTimeout(f"link {self.link.name}: no response within {within:g} s")
+            )
 
     async def request(self, build: Callable[[int], bytes], within: float) -> Pdu:
-        """Send a request made by ``build(sequence)``; its response."""
+        """Send a request made by ``build(sequence)`` (bind, unbind, enquire_link); its
+        response, or ResponseTimeout after ``within`` seconds."""
         sequence = self.link.next_sequence()
-        future: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
-        self.pending[sequence] = future
+        answer: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+        self._expect(sequence, answer, within, submit=False)
         try:
             self.send(build(sequence))
-            return await asyncio.wait_for(future, within)
-        except TimeoutError:
-            raise ResponseTimeout(
-                f"link {self.link.name}: no response within {within:g} s"
-            ) from None
+            return await answer
         finally:
-            self.pending.pop(sequence, None)
+            self._settle(sequence)
+
+    def submit(self, job: _Submit) -> None:
+        """Send a submit_sm that has its place in the window (the link's pump)."""
+        sequence = self.link.next_sequence()
+        self._expect(sequence, job.answer, self.link.settings.response_timeout, submit=True)
+        try:
+            self.send(job.build(sequence))
+        except LinkDown as exc:
+            self._settle(sequence)
+            if not job.answer.done():
+                job.answer.set_exception(exc)
 
     def close(self, reason: str) -> None:
+        self.flush()  # an unbind_resp, say, goes out before the connection closes
         self.bound = False
         self.close_reason = reason
         if self.transport is not None and not self.transport.is_closing():
@@ -180,9 +245,9 @@ class Session(asyncio.Protocol):
                 self.send(pdu.frame(Command.GENERIC_NACK, exc.status, sequence))
             return
         if request.is_response:
-            future = self.pending.get(request.sequence)
-            if future is not None and not future.done():
-                future.set_result(request)
+            item = self._settle(request.sequence)
+            if item is not None and not item.answer.done():
+                item.answer.set_result(request)
             elif request.command != Command.GENERIC_NACK or request.status:
                 log.info(
                     "sms.unexpected_response",
@@ -231,12 +296,15 @@ class SmppLink:
         self.settings = settings
         self.name = settings.name
         self.handler = handler
+        self.id_format = IdFormat(settings.smsc_id_format)  # how its SMSC writes ids
         self.state = LinkState.IDLE
         self.error: str | None = None  # why it is stopped, or the last failure
         roles = [TRANSCEIVER] if settings.bind == "transceiver" else [TRANSMITTER, RECEIVER]
         self._roles = roles
         self._sessions: dict[str, Session | None] = {role.name: None for role in roles}
-        self._window = asyncio.Semaphore(settings.window)
+        self._places = settings.window  # free places in the window
+        self._waiting: deque[_Submit] = deque()  # submit_sm waiting for a place
+        self._pump_later: asyncio.TimerHandle | None = None  # a pause or the tps cap
         self._bucket = TokenBucket(settings.tps)
         self._sequence = 0
         self._paused_until = 0.0
@@ -422,19 +490,16 @@ class SmppLink:
         generic_nack). LinkDown when the link is down or goes down meanwhile, or when
         ``unless`` is set while the submit_sm still waits for its turn (once sent, its
         answer is always awaited); ResponseTimeout when the SMSC does not answer in
-        time."""
-        await self._acquire(unless)
-        try:
-            await self._bucket.take()
-            pause = self._paused_until - time.monotonic()
-            if pause > 0:
-                await asyncio.sleep(pause)
-            if unless is not None and unless.is_set():
-                raise LinkDown(f"link {self.name}: stopping")
-            self.counts["submit_sm"] += 1
-            answer = await self._submitter().request(build, self.settings.response_timeout)
-        finally:
-            self._window.release()
+        time.
+
+        The window is a queue here, not a lock: the submit_sm waiting for a place are
+        sent by the link itself as soon as places come free (an answer read, a timeout,
+        the connection lost), in the same turn of the event loop that freed them, and
+        in the order they came. The tps cap and a throttling pause hold the queue."""
+        job = _Submit(build, asyncio.get_running_loop().create_future(), unless)
+        self._waiting.append(job)
+        self._pump()
+        answer = await job.answer
         if answer.status in THROTTLING:
             self._paused_until = time.monotonic() + self._throttle
             log.info(
@@ -449,23 +514,52 @@ class SmppLink:
             self.counts["submit_sm_ok"] += 1
         return answer
 
-    async def _acquire(self, unless: asyncio.Event | None) -> None:
-        """A place in the window, or LinkDown once ``unless`` is set."""
-        if unless is None or not self._window.locked():
-            await self._window.acquire()
-            return
-        acquire = asyncio.ensure_future(self._window.acquire())
-        stopped = asyncio.ensure_future(unless.wait())
-        await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if acquire.done() and not acquire.cancelled():
-            if not unless.is_set():
+    def place_freed(self) -> None:
+        self._places += 1
+        if self._waiting:
+            self._pump()
+
+    def abandon_waiting(self) -> None:
+        """Fail the submit_sm still waiting for a place whose ``unless`` is set (the
+        dispatcher stops): LinkDown, as the SMSC never saw them."""
+        for job in [j for j in self._waiting if j.unless is not None and j.unless.is_set()]:
+            self._waiting.remove(job)
+            if not job.answer.done():
+                job.answer.set_exception(LinkDown(f"link {self.name}: stopping"))
+
+    def _pump(self) -> None:
+        """Send waiting submit_sm while there are places, tokens and no pause."""
+        while self._waiting and self._places > 0:
+            job = self._waiting[0]
+            if job.answer.done():  # its caller gave up
+                self._waiting.popleft()
+                continue
+            if job.unless is not None and job.unless.is_set():
+                self._waiting.popleft()
+                job.answer.set_exception(LinkDown(f"link {self.name}: stopping"))
+                continue
+            wait = self._paused_until - time.monotonic()
+            if wait <= 0:
+                wait = self._bucket.try_take()
+            if wait > 0:
+                if self._pump_later is None:
+                    self._pump_later = asyncio.get_running_loop().call_later(wait, self._pump_again)
                 return
-            self._window.release()
-        acquire.cancel()
-        raise LinkDown(f"link {self.name}: stopping")
+            self._waiting.popleft()
+            try:
+                session = self._submitter()
+            except LinkDown as exc:
+                job.answer.set_exception(exc)
+                continue
+            self._places -= 1
+            self.counts["submit_sm"] += 1
+            session.submit(job)
+
+    def _pump_again(self) -> None:
+        self._pump_later = None
+        self._pump()
 
     @property
     def window_in_use(self) -> int:
         """submit_sm sent and not yet answered, on every bind of the link."""
-        return sum(len(s.pending) for s in self._sessions.values() if s is not None)
+        return self.settings.window - self._places
