@@ -4,6 +4,12 @@ startup -> serve -> shutdown, as uvicorn's server does it. SIGTERM or SIGINT ask
 for a graceful stop: background tasks are told to stop and get ``grace`` seconds to
 finish; whatever is left is cancelled and counted in the log. A second signal stops
 at once. A startup failure is one log line and exit code EXIT_STARTUP.
+
+The SMS service (links, dispatcher, receipts) runs in a process of its own, the SMS
+process, which this daemon starts, watches, starts again when it dies and stops with
+itself (gatewayd/sms/supervisor.py and process.py): the front doors and the SMPP hot
+path each get a processor core, and the mailbox is what they share. The daemon wakes
+it when SMS are queued and reads its links' state for /metrics and the heartbeat.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -37,7 +44,7 @@ from gatewayd.metrics import Metrics
 from gatewayd.model import MessageType
 from gatewayd.notify import Notifications
 from gatewayd.render.office import find_soffice
-from gatewayd.sms.service import SmsService
+from gatewayd.sms.supervisor import SmsSupervisor
 from gatewayd.systemd import Notifier
 
 log = get_logger("gatewayd.daemon")
@@ -49,6 +56,10 @@ EXIT_STARTUP = 4  # a part could not start (database, port, directory)
 
 DEFAULT_GRACE = 30.0
 ORPHAN_SCAN_INTERVAL = 24 * 3600.0
+# The mailbox writes from a thread of its own (mailbox/_driver.py). A thread waiting
+# for Python's lock while the event loop runs gets it after at most this long (the
+# interpreter's default is 5 ms, which a busy loop makes every database trip wait).
+SWITCH_INTERVAL = 0.001
 
 
 class Daemon:
@@ -68,7 +79,7 @@ class Daemon:
         self.exit_code = EXIT_OK
         self.mailbox: Mailbox | None = None
         self.smtp: SmtpListeners | None = None
-        self.sms: SmsService | None = None
+        self.sms: SmsSupervisor | None = None
         self.fax: FaxService | None = None
         self.api: ApiServer | None = None
         self.notifications: Notifications | None = None
@@ -79,6 +90,7 @@ class Daemon:
         self.metrics = Metrics()
 
     async def run(self) -> int:
+        sys.setswitchinterval(SWITCH_INTERVAL)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
@@ -121,11 +133,11 @@ class Daemon:
         )
         await self.cluster.join()
         self.spawn("heartbeat", self._heartbeat)
-        # In order: SMPP links, fax carrier, dispatchers, sweeper, API, SMTP listeners.
-        self.sms = SmsService(self.mailbox, self.settings, cluster=self.cluster)
-        self.sms.start()
-        self.metrics.watch(links=self.sms.links.links)
-        self.spawn("sms-dispatcher", self.sms.dispatcher.run)
+        # In order: the SMS process, fax carrier, dispatchers, sweeper, API, SMTP listeners.
+        self.sms = SmsSupervisor(self.settings, grace=self.grace, cluster=self.cluster)
+        await self.sms.start()
+        self.metrics.watch(links=self.sms.links)
+        self.spawn("sms-process", self.sms.run)
         self.fax = FaxService(
             self.mailbox,
             self.settings,
@@ -157,7 +169,7 @@ class Daemon:
 
     def _node_info(self) -> dict[str, Any]:
         """What this node tells the others in its heartbeat (``gatewayd nodes``)."""
-        links = self.sms.links.links if self.sms is not None else []
+        links = self.sms.links if self.sms is not None else []
         return {
             "links": {link.name: link.state_name for link in links},
             "smtp": [str(listener.address) for listener in self.settings.smtp.listen],
@@ -166,7 +178,7 @@ class Daemon:
 
     def _queued(self, messages: Sequence[Message]) -> None:
         if self.sms is not None and any(m.type is MessageType.SMS for m in messages):
-            self.sms.dispatcher.wake()
+            self.sms.wake()
         if self.fax is not None and any(m.type is MessageType.FAX for m in messages):
             self.fax.dispatcher.wake()
 
@@ -231,7 +243,8 @@ class Daemon:
     def _status(self) -> str:
         api = f"API on {self.api.host}:{self.api.port}" if self.api else "no API"
         smtp = ", ".join(str(listener.address) for listener in self.settings.smtp.listen)
-        return f"gatewayd {__version__}: SMTP on {smtp}; {api}"
+        sms = f"; SMS process {self.sms.pid}" if self.sms is not None and self.sms.pid else ""
+        return f"gatewayd {__version__}: SMTP on {smtp}; {api}{sms}"
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 from the event loop itself: if the loop is stuck, no pings."""
@@ -258,7 +271,7 @@ class Daemon:
             await self.api.stop(min(self.grace, 5.0))
             self.api = None
         if self.sms is not None:
-            self.sms.dispatcher.stop()  # lease no more; what is in flight gets the grace
+            self.sms.stop()  # it leases no more; what is in flight gets the grace
         if self.fax is not None:
             self.fax.dispatcher.stop()  # jobs at the carrier are followed after a restart
         if self.notifications is not None:
@@ -276,7 +289,7 @@ class Daemon:
                     names=sorted(t.get_name() for t in pending),
                 )
         if self.sms is not None:
-            await self.sms.close()
+            await self.sms.wait_stopped()
             self.sms = None
         if self.fax is not None:
             await self.fax.close()
