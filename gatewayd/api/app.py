@@ -25,6 +25,7 @@ from gatewayd.api.auth import Authenticator
 from gatewayd.api.deps import Context
 from gatewayd.api.errors import ErrorCode, FastJSON, error_body, install
 from gatewayd.api.models import ERRORS
+from gatewayd.api.sms_route import SmsRoute
 from gatewayd.config.settings import Settings
 from gatewayd.logging import get_logger
 from gatewayd.metrics import Metrics
@@ -114,7 +115,8 @@ def create_app(context: Context, metrics: Metrics | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(BodyLimit)
+    app.add_middleware(SmsRoute, context=context)  # POST …/sms the short way (sms_route.py)
+    app.add_middleware(BodyLimit)  # added last: outside SmsRoute, so it counts that body too
     return app
 
 
