@@ -2,7 +2,10 @@
 
 ``create_app`` builds the app from the parts the daemon made (``Context``, and the
 ``Metrics`` it serves at /metrics); ``ApiServer`` serves it on ``[api] listen`` (TLS
-when ``tls_cert`` and ``tls_key`` are set) and stops it within the daemon's grace.
+when ``tls_cert`` and ``tls_key`` are set) and stops it within the daemon's grace. In
+front of the app it puts the short way for ``POST …/sms`` (sms_route.py), and each
+connection writes what one turn of the event loop answered in one system call (an
+answer's head and body are two writes in uvicorn; one is enough).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gatewayd import __version__
 from gatewayd.api import send, store
@@ -115,9 +119,44 @@ def create_app(context: Context, metrics: Metrics | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(SmsRoute, context=context)  # POST …/sms the short way (sms_route.py)
-    app.add_middleware(BodyLimit)  # added last: outside SmsRoute, so it counts that body too
+    app.add_middleware(BodyLimit)
     return app
+
+
+class _CoalescingTransport:
+    """A connection's transport that writes what one turn of the event loop wrote in
+    one system call; closing writes what is waiting first. Everything else is the
+    transport's own."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._waiting: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._waiting.append(bytes(data))
+
+    def _flush(self) -> None:
+        if self._waiting:
+            data = b"".join(self._waiting)
+            self._waiting.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol over a _CoalescingTransport."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -132,13 +171,14 @@ class ApiServer:
     def __init__(self, app: FastAPI, settings: Settings) -> None:
         api = settings.api
         self.host, self.port = api.listen.host, api.listen.port
+        context: Context = app.state.context
         config = uvicorn.Config(
-            app,
+            SmsRoute(app, context),
             host=self.host,
             port=self.port,
             lifespan="off",
             log_config=None,
-            http="httptools",
+            http=_HttpProtocol,
             access_log=False,
             server_header=False,
             proxy_headers=False,
@@ -146,7 +186,6 @@ class ApiServer:
             ssl_keyfile=str(api.tls_key) if api.tls_key else None,
         )
         self.server = _EmbeddedServer(config)
-        context: Context = app.state.context
         self.auth: Authenticator = context.auth
         self._task: asyncio.Task[None] | None = None
 

@@ -1,5 +1,6 @@
-"""``POST …/sms`` the short way: a plain ASGI handler in front of FastAPI for the one
-request that comes thousands of times a second from an integration.
+"""``POST …/sms`` the short way: a plain ASGI handler in front of FastAPI (the app uvicorn
+serves, app.py) for the one request that comes thousands of times a second from an
+integration.
 
 FastAPI spends about a third of a millisecond of processor time on each request
 (dependency resolution, the pydantic model, its response machinery): more than the
@@ -7,7 +8,8 @@ rest of the work together. This handler takes a request only when everything abo
 is plainly right, and does exactly what the FastAPI route (send.py) does with it:
 
 - ``POST /restapi/v1.0/account/{accountId}/extension/{extensionId}/sms`` with a JSON
-  body (``Content-Type: application/json``), read whole (BodyLimit still counts it);
+  body (``Content-Type: application/json``) of a declared length within BODY_LIMIT,
+  read whole;
 - a bearer token of a user, and ``accountId`` and ``extensionId`` that are ``~`` or
   that user's own;
 - no rate limit counts this user (``[api] rate_limits = false``, or the user's
@@ -46,6 +48,7 @@ log = get_logger("gatewayd.api")
 ORIGIN = "api"  # as send.py
 SMS_UNIT_LIMIT = 1000  # as send.py
 GROUP = "Medium"  # the route's rate-limit group (deps.MediumWriter)
+BODY_LIMIT = 1_000_000  # as app.BodyLimit for JSON bodies
 _PATH = re.compile(r"/restapi/v1\.0/account/([^/]+)/extension/([^/]+)/sms")
 _UNAVAILABLE = orjson.dumps(
     error_body(ErrorCode.INTERNAL, "Service temporarily unavailable; retry later")
@@ -53,7 +56,7 @@ _UNAVAILABLE = orjson.dumps(
 
 
 class SmsRoute:
-    """ASGI middleware: the plainly right ``POST …/sms`` here, everything else to ``app``."""
+    """ASGI app: the plainly right ``POST …/sms`` here, everything else to ``app``."""
 
     def __init__(self, app: ASGIApp, context: Context) -> None:
         self.app = app
@@ -73,12 +76,16 @@ class SmsRoute:
         ):
             await self.app(scope, receive, send)
             return
-        body, more = await _read(receive)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if not length.isdigit() or int(length) > BODY_LIMIT:
+            await self.app(scope, receive, send)  # BodyLimit words it
+            return
+        body, more = await _read(receive, BODY_LIMIT)
         if more is None:
             return  # the client went away
-        batch = self._admitted(scope, where.group(1), where.group(2), body)
+        batch = None if more else self._admitted(scope, where.group(1), where.group(2), body)
         if batch is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, _replay(body, more, receive), send)
             return
         try:
             made = await asyncio.shield(self.context.mailbox.create_many(batch))
@@ -165,27 +172,31 @@ def _sms_body(data: Any) -> tuple[str, list[str], str] | None:
     return sender, [n for n in numbers if n is not None], text
 
 
-async def _read(receive: Receive) -> tuple[bytes, bool | None]:
-    """The whole body; (b"", None) when the client disconnected."""
-    chunks = []
+async def _read(receive: Receive, limit: int) -> tuple[bytes, bool | None]:
+    """The body, and whether more of it is still to come (it grew past ``limit``);
+    (b"", None) when the client went away."""
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             return b"", None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        more = bool(message.get("more_body", False))
+        if not more or size > limit:
+            return b"".join(chunks), more
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """``receive`` as if the body had not been read yet."""
+def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
+    """``receive`` as if what was read of the body had not been read yet."""
     given = False
 
     async def again() -> Message:
         nonlocal given
         if not given:
             given = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": more}
         return await receive()
 
     return again

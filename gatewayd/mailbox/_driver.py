@@ -10,13 +10,18 @@ commit of new messages, the SMS ledger, the SMS lease). Those are written here a
 form (times as microseconds, JSON as text). ``Database.transact`` runs a body:
 
 - SQLite: in a thread of its own with its own connection (the same pragmas as the
-  engines'), BEGIN IMMEDIATE to COMMIT in one trip from the event loop. Many rows go
-  in one statement, ``json_each`` over one JSON parameter (SQLite 3.33 or newer;
-  older: executemany), so the thread steps the statement once and needs Python's
-  lock once, not once a row: a thread that must win that lock back from a busy event
-  loop for every row (executemany) waits up to the interpreter's switch interval each
-  time. This process's SQLAlchemy writers and these transactions take turns on one
-  asyncio lock (Database), so they never wait for each other inside SQLite.
+  engines'), BEGIN IMMEDIATE to COMMIT in one trip from the event loop. Many rows of
+  a narrow table go in one statement, ``json_each`` over one JSON parameter (UPDATE
+  ... FROM needs SQLite 3.33), so the thread steps the statement once and needs
+  Python's lock once, not once a row: a thread that must win that lock back from a
+  busy event loop for every row (executemany) waits up to the interpreter's switch
+  interval each time. A wide table's rows (messages: 36 columns) go by executemany,
+  since json_extract parses a row's JSON once per column. This process's SQLAlchemy
+  writers and these transactions take turns on one asyncio lock (Database), so they
+  never wait for each other inside SQLite; and the writer threads of the daemon's
+  processes (the daemon and its SMS process) take turns on a lock file beside the
+  database (``flock``): a writer waiting there is woken the moment the other is done,
+  where SQLite's own busy handler would poll, sleeping 1, 2, 5, 10 ms ...
 - PostgreSQL: on SQLAlchemy's pooled writer connection, straight to asyncpg
   (executemany for many rows), ``?`` placeholders numbered ``$1``, ``$2``, ...
 
@@ -31,6 +36,8 @@ database StoreUnavailable, the rest StoreError.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +54,9 @@ Kind = Literal["bigint", "text"]
 
 # SQLite learnt UPDATE ... FROM in 3.33.0.
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+# json_extract parses a row's JSON once per column: past this many columns, executemany
+# (a step a row) costs less than one statement over json_each.
+_JSON_COLUMNS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +173,7 @@ class SqliteWriter:
         self._pragmas = tuple(pragmas)
         self._busy_timeout = busy_timeout
         self._connection: sqlite3.Connection | None = None
+        self._turn: int | None = None  # the lock file's descriptor
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbox-writer")
         self.spelling = SqliteSpelling()
 
@@ -183,23 +194,34 @@ class SqliteWriter:
             for pragma in self._pragmas:
                 connection.execute(pragma)
             self._connection = connection
+        if self._turn is None and self._path not in ("", ":memory:"):
+            self._turn = os.open(f"{self._path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
         return self._connection
 
     def _close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        if self._turn is not None:
+            os.close(self._turn)
+            self._turn = None
 
     def _transaction(self, body: Body[T]) -> T:
         connection = self._connect()
-        connection.execute("BEGIN IMMEDIATE")
+        if self._turn is not None:
+            fcntl.flock(self._turn, fcntl.LOCK_EX)
         try:
-            result = _drive(body, lambda op: _sqlite_op(connection, op))
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = _drive(body, lambda op: _sqlite_op(connection, op))
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        finally:
+            if self._turn is not None:
+                fcntl.flock(self._turn, fcntl.LOCK_UN)
         return result
 
 
@@ -222,11 +244,12 @@ def _sqlite_op(connection: sqlite3.Connection, op: Op) -> Any:
         return connection.execute(op.sql, op.params).rowcount
     if not op.rows:
         return 0
-    rows = _as_json(op.rows)
     if isinstance(op, Insert):
+        rows = _as_json(op.rows) if len(op.columns) <= _JSON_COLUMNS else None
         if rows is not None:
             return connection.execute(_sqlite_insert(op.table, op.columns), (rows,)).rowcount
         return connection.executemany(_insert(op.table, op.columns), op.rows).rowcount
+    rows = _as_json(op.rows) if len(op.columns) + len(op.keys) <= _JSON_COLUMNS else None
     if rows is not None and _UPDATE_FROM:
         sql = _sqlite_update(op.table, op.columns, op.keys)
         return connection.execute(sql, (rows,)).rowcount

@@ -26,6 +26,7 @@ audit trail; ``gatewayd trace`` shows them) and info for the failures.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -400,8 +401,11 @@ class Ledger:
         """Apply ``items`` in one transaction, in order."""
         group = _Group(to_micros(self._clock.now()))
         results = await self._db.transact(lambda sql: _transaction(sql, group, items))
+        debug = log.isEnabledFor(logging.DEBUG)  # the lines below are debug but failures
         for message_id, previous, status, reason in group.logs:
             final = _STATUS[status] in _FAILED
+            if not (final or debug):
+                continue
             (log.info if final else log.debug)(
                 "message.status",
                 message_id=message_id,

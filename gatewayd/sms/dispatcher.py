@@ -55,7 +55,7 @@ IDLE_POLL = 0.5
 MAX_RETRY_DELAY = 3600.0
 LEASE_SECONDS = 300.0
 LEASE_BATCH = 500
-LEASE_INTERVAL = 0.01  # at most a hundred short leases a second
+LEASE_INTERVAL = 0.05  # at most twenty short leases a second
 IN_FLIGHT_PER_WINDOW = 16  # messages leased per place in the links' windows
 CRASH_REASON = (
     "in flight when the gateway stopped unexpectedly: parts not recorded as accepted are "

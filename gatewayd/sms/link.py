@@ -113,7 +113,8 @@ class _Outstanding:
     """A request sent and not yet answered."""
 
     answer: asyncio.Future[Pdu]
-    timer: asyncio.TimerHandle
+    deadline: float  # loop time
+    within: float
     submit: bool  # a submit_sm: it holds a place in the link's window
 
 
@@ -132,6 +133,9 @@ class Session(asyncio.Protocol):
         self.tasks: set[asyncio.Task[None]] = set()
         self.close_reason = "the SMSC closed the connection"
         self._outbox: list[bytes] = []  # PDUs to write at the end of this loop turn
+        # One timer for the soonest deadline of what is pending, not one per request.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -151,6 +155,9 @@ class Session(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.bound = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         reason = self.close_reason if exc is None else f"connection lost ({exc})"
         for sequence in list(self.pending):
             item = self._settle(sequence)
@@ -181,25 +188,49 @@ class Session(asyncio.Protocol):
     def _expect(
         self, sequence: int, answer: asyncio.Future[Pdu], within: float, *, submit: bool
     ) -> None:
-        timer = asyncio.get_running_loop().call_later(within, self._expire, sequence, within)
-        self.pending[sequence] = _Outstanding(answer, timer, submit)
+        deadline = asyncio.get_running_loop().time() + within
+        self.pending[sequence] = _Outstanding(answer, deadline, within, submit)
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(at, self._expire_due)
+        self._timer_at = at
 
     def _settle(self, sequence: int) -> _Outstanding | None:
         """Take a request off the books (answered, timed out, or the connection gone),
         giving its place in the window back."""
         item = self.pending.pop(sequence, None)
-        if item is not None:
-            item.timer.cancel()
-            if item.submit:
-                self.link.place_freed()
+        if item is not None and item.submit:
+            self.link.place_freed()
         return item
 
-    def _expire(self, sequence: int, within: float) -> None:
-        item = self._settle(sequence)
-        if item is not None and not item.answer.done():
-            item.answer.set_exception(
-                ResponseTimeout(f"link {self.link.name}: no response within {within:g} s")
-            )
+    def _expire_due(self) -> None:
+        """ResponseTimeout for every request past its deadline; the timer again for the
+        soonest deadline left."""
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        soonest: float | None = None
+        for sequence, item in list(self.pending.items()):
+            if item.deadline <= now:
+                self._settle(sequence)
+                if not item.answer.done():
+                    item.answer.set_exception(
+                        ResponseTimeout(
+                            f"link {self.link.name}: no response within {item.within:g} s"
+                        )
+                    )
+            elif soonest is None or item.deadline < soonest:
+                soonest = item.deadline
+        if soonest is not None and not self._armed_by(soonest):
+            self._arm(soonest)
+
+    def _armed_by(self, at: float) -> bool:
+        """Whether the timer fires by ``at`` (a submit_sm sent while expiring others may
+        have armed it, for its own later deadline)."""
+        return self._timer is not None and self._timer_at <= at
 
     async def request(self, build: Callable[[int], bytes], within: float) -> Pdu:
         """Send a request made by ``build(sequence)`` (bind, unbind, enquire_link); its

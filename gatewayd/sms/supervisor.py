@@ -5,8 +5,9 @@ know, keeps what it says of its links, starts it again when it dies, stops it.
   with the daemon's stdout, stderr, working directory and environment (less
   NOTIFY_SOCKET and WATCHDOG_*: only the daemon speaks to systemd), and ``Start``
   (the settings, the grace period) as its first message.
-- ``wake``: SMS were queued. At most one Wake waits to be sent at a time, so a burst
-  of new messages is one wake, not one each.
+- ``wake``: SMS were queued. A Wake goes WAKE_DELAY later, and at most one waits at a
+  time, so a stream of new messages is a wake every few milliseconds, not one each
+  (the SMS process leases at most every 10 ms while they keep coming anyway).
 - ``reload``: new settings after SIGHUP (``Reload``).
 - every second while it runs: ``Beat`` with the node's last heartbeat, so that the SMS
   process, like the daemon's own workers, leases nothing while the heartbeat is stale.
@@ -50,6 +51,7 @@ RESTART_DELAY = 1.0
 RESTART_DELAY_MAX = 30.0
 STABLE_AFTER = 60.0
 BEAT_INTERVAL = 1.0
+WAKE_DELAY = 0.005
 STOP_MARGIN = 5.0
 MAX_BACKLOG = 1 << 20  # bytes unread by the SMS process before wakes are dropped
 _PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -85,7 +87,7 @@ class SmsSupervisor:
         if self._wake_waiting or self._channel is None:
             return
         self._wake_waiting = True
-        asyncio.get_running_loop().call_soon(self._send_wake)
+        asyncio.get_running_loop().call_later(WAKE_DELAY, self._send_wake)
 
     def reload(self, settings: Settings) -> None:
         self.settings = settings
