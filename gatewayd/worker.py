@@ -116,8 +116,12 @@ class LeaseLoop(Generic[Work]):
 
     @property
     def busy(self) -> int:
-        """Tasks started and not yet done."""
-        return len(self._tasks)
+        """Messages started and not yet done (tasks, and ``in_flight``)."""
+        return len(self._tasks) + self.in_flight()
+
+    def in_flight(self) -> int:
+        """Messages a subclass works on without a task of their own (callbacks)."""
+        return 0
 
     def spawn(self, body: Coroutine[Any, Any, None], name: str | None = None) -> None:
         task = asyncio.create_task(body, name=name)
@@ -166,8 +170,11 @@ class LeaseLoop(Generic[Work]):
                 else:
                     await asyncio.sleep(0)  # let what was started begin
         finally:
-            if self._tasks:
-                await asyncio.wait(set(self._tasks))
+            while self._tasks or self.in_flight():  # callbacks may start tasks yet
+                if self._tasks:
+                    await asyncio.wait(set(self._tasks))
+                else:
+                    await asyncio.sleep(0.01)
 
     async def lease(self, limit: int) -> list[Message]:
         """``take`` as most workers do it: ``Mailbox.lease`` for their types."""

@@ -33,11 +33,16 @@ class Batcher(Generic[Item, Result]):
 
     async def submit(self, item: Item) -> Result:
         """``item``'s result once its batch is written; its exception raised here."""
+        return await self.submit_nowait(item)  # giving up cancels only the caller's future
+
+    def submit_nowait(self, item: Item) -> asyncio.Future[Result]:
+        """Queue ``item``; the future of its result (for callers that chain callbacks
+        rather than await: the SMS hot path)."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(), name=self._name)
-        return await future  # a caller that gives up cancels only its own future
+        return future
 
     async def close(self) -> None:
         """Wait for what is being written."""

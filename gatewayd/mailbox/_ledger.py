@@ -26,6 +26,7 @@ audit trail; ``gatewayd trace`` shows them) and info for the failures.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Generator, Sequence
@@ -393,6 +394,10 @@ class Ledger:
         """Write ``item``; its outcome once committed (None: a receipt for no known
         part). A failure of the item alone is raised here; so is the transaction's."""
         return await self._batcher.submit(item)
+
+    def record_nowait(self, item: Item) -> asyncio.Future[Outcome | None]:
+        """``record`` as a future (its exception is the future's)."""
+        return self._batcher.submit_nowait(item)
 
     async def close(self) -> None:
         await self._batcher.close()

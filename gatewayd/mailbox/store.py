@@ -306,6 +306,14 @@ class Mailbox:
         """A delivery receipt; None when no part has one of its ids (yet)."""
         return await self._ledger.record(item)
 
+    def recording(
+        self, item: PartAccepted | PartRefused | ReceiptIn
+    ) -> asyncio.Future[Outcome | None]:
+        """``record_acceptance``, ``record_refusal`` or ``record_receipt`` as a future
+        of the outcome (None: a receipt for no known part), for the SMS hot path, which
+        chains callbacks instead of awaiting in a task per message."""
+        return self._ledger.record_nowait(item)
+
     async def park_receipt(self, item: ReceiptIn) -> None:
         """Keep a receipt no part is known for yet (it came before its part was
         recorded, maybe on another node's bind); ``apply_parked`` tries it again."""

@@ -30,6 +30,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from gatewayd import gsm
 from gatewayd.cluster import Cluster
@@ -37,11 +38,11 @@ from gatewayd.config.settings import Settings, SmppLinkSettings
 from gatewayd.errors import GatewayError, LeaseLost, LinkDown
 from gatewayd.gsm import Concatenation, Split
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import Mailbox, Message, PartAccepted, PartRefused, SmsToSend
+from gatewayd.mailbox import Mailbox, Message, Outcome, PartAccepted, PartRefused, SmsToSend
 from gatewayd.model import MessageStatus, MessageType, PartStatus
 from gatewayd.sms import pdu, receipts
 from gatewayd.sms.link import SmppLink
-from gatewayd.sms.pdu import ESM_UDHI, Status, Tag
+from gatewayd.sms.pdu import ESM_UDHI, Pdu, Status, Tag
 from gatewayd.sms.rendezvous import Rendezvous
 from gatewayd.worker import LeaseLoop, backoff
 
@@ -78,6 +79,10 @@ def address_of(number: str) -> Address:
     if any(not c.isdigit() for c in number):
         return Address(number, 5, 0)
     return Address(number, 2, 1)
+
+
+Answered = tuple["SmppLink", "PartOut", "asyncio.Future[Pdu]"]
+"""The quick way's part, submitted, and its answer (a future that is done)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +207,7 @@ class SmsDispatcher(LeaseLoop[SmsToSend]):
         self.links = links
         self.rendezvous = rendezvous
         self._references: dict[int, int] = {}  # message id -> concatenation reference
+        self._quick = 0  # messages on the quick way (see start), not yet recorded
 
     def reload(self, settings: Settings) -> None:
         self.settings = settings
@@ -220,8 +226,71 @@ class SmsDispatcher(LeaseLoop[SmsToSend]):
     async def take(self, limit: int) -> list[SmsToSend]:
         return await self.mailbox.lease_sms(self.owner, limit=limit, lease_for=self.lease_for)
 
+    def in_flight(self) -> int:
+        return self._quick
+
     def start(self, work: SmsToSend) -> None:
-        self.spawn(self._send(work))
+        """The first attempt of a single-part SMS on a bound link (nearly all of them)
+        goes the quick way: submitted and recorded with callbacks chained on futures,
+        no task; anything else it meets (a refusal, throttling, no answer, the link
+        down) it hands to the long way, a task (``_send``), where it is. Everything
+        else goes the long way from the start."""
+        quick = self._quick_part(work)
+        if quick is None:
+            self.spawn(self._send(work))
+            return
+        link, part = quick
+        self._quick += 1
+        self.rendezvous.submitting(link.name)
+        answer = link.submit_nowait(part.build, unless=self._stopped)
+        answer.add_done_callback(partial(self._quick_answered, work, link, part))
+
+    def _quick_part(self, job: SmsToSend) -> tuple[SmppLink, PartOut] | None:
+        if job.attempts > 1 or not job.to_number or job.text is None:
+            return None
+        age = self.mailbox.clock.now() - job.creation_time
+        if age > timedelta(seconds=self.settings.sms.max_age):
+            return None
+        link = self.links.route(job.to_number)
+        if link is None or not link.bound:
+            return None
+        try:
+            split = gsm.split(job.text, Concatenation(link.settings.concatenation))
+        except gsm.EncodingError:
+            return None
+        if len(split.parts) != 1:
+            return None
+        source, destination = address_of(job.from_number or ""), address_of(job.to_number)
+        [part] = parts_out(split, link.settings, source, destination, reference=0)
+        return link, part
+
+    def _quick_answered(
+        self, job: SmsToSend, link: SmppLink, part: PartOut, answer: asyncio.Future[Pdu]
+    ) -> None:
+        if answer.cancelled() or answer.exception() is not None or answer.result().status:
+            # Not a plain acceptance: the long way goes on from this answer.
+            self.spawn(self._send(job, first=(link, part, answer)))
+            self._quick -= 1
+            return
+        carrier_id = receipts.normalise(
+            answer.result().fields.get("message_id", ""), link.id_format
+        )
+        recorded = self.rendezvous.accept_nowait(PartAccepted(job.id, 0, 1, link.name, carrier_id))
+        recorded.add_done_callback(partial(self._quick_recorded, job, link))
+
+    def _quick_recorded(
+        self, job: SmsToSend, link: SmppLink, recorded: asyncio.Future[Outcome | None]
+    ) -> None:
+        self._quick -= 1
+        self.rendezvous.answered(link.name)
+        if recorded.cancelled():
+            return
+        error = recorded.exception()
+        if isinstance(error, GatewayError):
+            # The mailbox failed: the lease runs out and the message comes back.
+            log.error("sms.send_failed", message_id=job.id, error=str(error))
+        elif error is not None:
+            log.error("sms.send_failed", message_id=job.id, error=repr(error), exc_info=error)
 
     async def adopt(self, held: Sequence[Message]) -> None:
         """SMS this node's previous process (or a node that is gone) held when it
@@ -241,14 +310,25 @@ class SmsDispatcher(LeaseLoop[SmsToSend]):
     # (Log lines name the message themselves: binding it to the context for every SMS
     # costs more than the few lines written on the way.)
 
-    async def _send(self, job: SmsToSend) -> None:
+    async def _send(self, job: SmsToSend, first: Answered | None = None) -> None:
+        """One attempt (``first``: going on from the quick way's answer)."""
         try:
-            await self._attempt(job)
+            await (self._attempt(job) if first is None else self._go_on(job, first))
         except LeaseLost:
             log.warning("sms.lease_lost", message_id=job.id)
         except GatewayError as exc:
             # The mailbox failed: the lease runs out and the message comes back.
             log.error("sms.send_failed", message_id=job.id, error=str(exc))
+
+    async def _go_on(self, job: SmsToSend, first: Answered) -> None:
+        """The quick way's attempt, from the answer that sent it this way."""
+        link, part, answer = first
+        try:
+            await self._submit_part(link, job.id, 0, 1, part, sent=answer)
+            results: list[BaseException | None] = [None]
+        except (Temporary, Permanent) as exc:
+            results = [exc]
+        await self._conclude(job, results)
 
     async def _attempt(self, job: SmsToSend) -> None:
         sms = self.settings.sms
@@ -282,7 +362,7 @@ class SmsDispatcher(LeaseLoop[SmsToSend]):
         outs = parts_out(split, link.settings, source, address_of(destination), reference)
         total = len(outs)
         results: list[BaseException | None]
-        if total == 1 and not done:  # nearly every SMS: no task per part
+        if total == 1 and not done:  # no task per part
             try:
                 await self._submit_part(link, job.id, 0, 1, outs[0])
                 results = [None]
@@ -297,6 +377,11 @@ class SmsDispatcher(LeaseLoop[SmsToSend]):
                 ),
                 return_exceptions=True,
             )
+        await self._conclude(job, results)
+
+    async def _conclude(self, job: SmsToSend, results: Sequence[BaseException | None]) -> None:
+        """After the parts of an attempt: done, or back to the queue, or failed."""
+        sms = self.settings.sms
         permanent = [r for r in results if isinstance(r, Permanent)]
         temporary = [r for r in results if isinstance(r, Temporary)]
         other = [
@@ -330,16 +415,28 @@ class SmsDispatcher(LeaseLoop[SmsToSend]):
         return {p.index for p in parts if p.status is not PartStatus.QUEUED}
 
     async def _submit_part(
-        self, link: SmppLink, message_id: int, index: int, total: int, part: PartOut
+        self,
+        link: SmppLink,
+        message_id: int,
+        index: int,
+        total: int,
+        part: PartOut,
+        *,
+        sent: asyncio.Future[Pdu] | None = None,
     ) -> None:
-        """Submit one part; record what the SMSC said. Temporary or Permanent when it
+        """Submit one part (``sent``: submitted already, by the quick way, and counted
+        in the rendezvous); record what the SMSC said. Temporary or Permanent when it
         was not accepted."""
         answer = None
-        self.rendezvous.submitting(link.name)
+        if sent is None:
+            self.rendezvous.submitting(link.name)
         try:
             for _ in range(THROTTLE_RETRIES):
                 try:
-                    answer = await link.submit(part.build, unless=self._stopped)
+                    if sent is not None:
+                        answer, sent = await sent, None
+                    else:
+                        answer = await link.submit(part.build, unless=self._stopped)
                 except LinkDown as exc:
                     raise Temporary(str(exc), "LinkDown") from None
                 if answer.status not in (Status.RTHROTTLED, Status.RMSGQFUL):

@@ -32,6 +32,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Protocol, cast
 
 from gatewayd.config.settings import SmppLinkSettings
@@ -61,6 +62,11 @@ class LinkState(StrEnum):
 class Handler(Protocol):
     async def __call__(self, link: SmppLink, request: Pdu) -> int:
         """Handle a deliver_sm or data_sm; returns the command_status to answer with."""
+        ...
+
+    def soon(self, link: SmppLink, request: Pdu) -> asyncio.Future[int] | int | None:
+        """The same without a task, where the handler can (receipts, thousands a
+        second): the status now, or a future of it; None: call the handler."""
         ...
 
 
@@ -295,9 +301,20 @@ class Session(asyncio.Protocol):
             log.warning("sms.smsc_unbind", link=self.link.name, bind=self.role.name)
             self.close("the SMSC unbound")
         elif command in (Command.DELIVER_SM, Command.DATA_SM) and self.role.receives:
-            task = asyncio.create_task(self._deliver(request))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.link.counts["deliver_sm"] += 1
+            try:
+                soon = self.link.handler.soon(self.link, request)
+            except Exception:  # a bug in the handler: the SMSC retries later
+                log.exception("sms.deliver_failed", link=self.link.name)
+                soon = Status.RX_T_APPN
+            if soon is None:
+                task = asyncio.create_task(self._deliver(request))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            elif isinstance(soon, int):
+                self._answer(request, soon)
+            else:
+                soon.add_done_callback(partial(self._answered, request))
         elif command == Command.ALERT_NOTIFICATION:
             log.info("sms.alert_notification", link=self.link.name, **request.fields)
         else:
@@ -305,12 +322,22 @@ class Session(asyncio.Protocol):
             self.send(pdu.frame(Command.GENERIC_NACK, Status.RINVCMDID, request.sequence))
 
     async def _deliver(self, request: Pdu) -> None:
-        self.link.counts["deliver_sm"] += 1
         try:
             status = await self.link.handler(self.link, request)
         except Exception:  # a bug in the handler: the SMSC retries later
             log.exception("sms.deliver_failed", link=self.link.name)
             status = Status.RX_T_APPN
+        self._answer(request, status)
+
+    def _answered(self, request: Pdu, status: asyncio.Future[int]) -> None:
+        if status.cancelled():
+            return  # we are closing: the SMSC sends it again
+        error = status.exception()
+        if error is not None:
+            log.error("sms.deliver_failed", link=self.link.name, error=repr(error))
+        self._answer(request, Status.RX_T_APPN if error is not None else status.result())
+
+    def _answer(self, request: Pdu, status: int) -> None:
         answer = (
             Command.DELIVER_SM_RESP
             if request.command == Command.DELIVER_SM
@@ -527,23 +554,35 @@ class SmppLink:
         sent by the link itself as soon as places come free (an answer read, a timeout,
         the connection lost), in the same turn of the event loop that freed them, and
         in the order they came. The tps cap and a throttling pause hold the queue."""
+        return await self.submit_nowait(build, unless=unless)
+
+    def submit_nowait(
+        self, build: Callable[[int], bytes], *, unless: asyncio.Event | None = None
+    ) -> asyncio.Future[Pdu]:
+        """``submit`` as a future (its exception is the future's), for callers that
+        chain callbacks rather than await."""
         job = _Submit(build, asyncio.get_running_loop().create_future(), unless)
+        job.answer.add_done_callback(self._note_answer)
         self._waiting.append(job)
         self._pump()
-        answer = await job.answer
-        if answer.status in THROTTLING:
+        return job.answer
+
+    def _note_answer(self, answer: asyncio.Future[Pdu]) -> None:
+        if answer.cancelled() or answer.exception() is not None:
+            return
+        status = answer.result().status
+        if status in THROTTLING:
             self._paused_until = time.monotonic() + self._throttle
             log.info(
                 "sms.throttled",
                 link=self.name,
-                status=pdu.status_name(answer.status),
+                status=pdu.status_name(status),
                 pause=self._throttle,
             )
             self._throttle = min(self._throttle * 2, THROTTLE_PAUSE_MAX)
-        elif answer.status == Status.ROK:
+        elif status == Status.ROK:
             self._throttle = THROTTLE_PAUSE
             self.counts["submit_sm_ok"] += 1
-        return answer
 
     def place_freed(self) -> None:
         self._places += 1

@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import uvloop
+
 from gatewayd import __version__
 from gatewayd.cluster import Cluster
 from gatewayd.config.settings import Settings
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     stop_logging: Callable[[], None] = configure_logging(start.settings.log, background=True)
     set_node(start.settings.node.resolved_name)
     try:
-        return asyncio.run(_serve(start, sock))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(_serve(start, sock))
     finally:
         stop_logging()
 

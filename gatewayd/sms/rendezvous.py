@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from functools import partial
 
 from gatewayd.mailbox import Mailbox, Outcome, PartAccepted, ReceiptIn
 
@@ -49,30 +50,48 @@ class Rendezvous:
 
     async def accept(self, item: PartAccepted) -> Outcome:
         """Record an acceptance; receipts waiting for its id go on once it is in."""
+        outcome = await self.accept_nowait(item)
+        assert outcome is not None  # only a receipt finds nothing
+        return outcome
+
+    def accept_nowait(self, item: PartAccepted) -> asyncio.Future[Outcome | None]:
+        """``accept`` as a future of the outcome."""
         key = (item.link, item.carrier_id)
         self._recording.add(key)
-        try:
-            return await self._mailbox.record_acceptance(item)
-        finally:
-            self._recording.discard(key)
-            self._recent[key] = None
-            while len(self._recent) > RECENT_IDS:
-                self._recent.popitem(last=False)
-            waiter = self._waiters.pop(key, None)
-            if waiter is not None:
-                waiter.set()
+        recorded = self._mailbox.recording(item)
+        recorded.add_done_callback(partial(self._accepted, key))
+        return recorded
+
+    def _accepted(self, key: tuple[str, str], _recorded: asyncio.Future[Outcome | None]) -> None:
+        self._recording.discard(key)
+        self._recent[key] = None
+        while len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
+        waiter = self._waiters.pop(key, None)
+        if waiter is not None:
+            waiter.set()
 
     # -- the inbound side -----------------------------------------------------------------
 
     async def receipt(self, item: ReceiptIn, *, within: float) -> Outcome | None:
         """Record a receipt; None when no part has one of its ids, even after waiting
         for the parts that could still be recorded."""
-        found = await self._mailbox.record_receipt(item)
+        found = await self.receipt_nowait(item)
         if found is None:
-            keys = [(item.link, carrier_id) for carrier_id in item.carrier_ids]
-            if self._may_come(item.link, keys) and await self._wait(keys, within):
-                found = await self._mailbox.record_receipt(item)
+            found = await self.receipt_again(item, within=within)
         return found
+
+    def receipt_nowait(self, item: ReceiptIn) -> asyncio.Future[Outcome | None]:
+        """The first look: the receipt recorded, or None (no part has its ids yet)."""
+        return self._mailbox.recording(item)
+
+    async def receipt_again(self, item: ReceiptIn, *, within: float) -> Outcome | None:
+        """After a first look found no part: wait (up to ``within``) when one of its
+        parts may still be recorded, and look again; None when none is."""
+        keys = [(item.link, carrier_id) for carrier_id in item.carrier_ids]
+        if self._may_come(item.link, keys) and await self._wait(keys, within):
+            return await self._mailbox.record_receipt(item)
+        return None
 
     def _may_come(self, link: str, keys: list[tuple[str, str]]) -> bool:
         """Whether a part with one of these ids may still be recorded: it is being
