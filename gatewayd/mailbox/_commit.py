@@ -47,7 +47,7 @@ class GroupCommit:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._batcher: Batcher[MakeRows, NewRows] = Batcher(
-            self._commit, name="mailbox-group-commit"
+            self._commit, name="mailbox-group-commit", turn=db.turn
         )
 
     async def insert(self, make_rows: MakeRows) -> NewRows:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, TypeVar
@@ -55,6 +56,7 @@ def _json_dumps(value: Any) -> str:
 
 WRITE_QUEUE_TIMEOUT_SECONDS = 60.0
 _POSTGRES = PostgresSpelling()
+_IN_TURN: ContextVar[bool] = ContextVar("mailbox_in_turn", default=False)
 
 
 def _pragmas(settings: MailboxSettings) -> list[str]:
@@ -139,6 +141,26 @@ class Database:
         except (sa_exc.SQLAlchemyError, OSError) as exc:
             raise self.translate(exc) from exc
 
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """This process's and (SQLite) the other processes' writers' turn, taken before
+        the caller gathers what it will write; ``transact`` inside the block runs in it.
+        (PostgreSQL: no turn to take.)"""
+        if self._sqlite is None:
+            yield
+            return
+        async with self._writing:
+            try:
+                await self._sqlite.hold()
+            except Exception as exc:
+                raise self.translate(exc) from exc
+            token = _IN_TURN.set(True)
+            try:
+                yield
+            finally:
+                _IN_TURN.reset(token)
+                await asyncio.shield(self._sqlite.let_go())
+
     async def transact(self, make: Callable[[Spelling], Body[T]]) -> T:
         """Run the transaction body ``make(spelling)`` builds, on the driver's own
         connection (_driver.py), for the statements that run for every message;
@@ -146,6 +168,8 @@ class Database:
         try:
             if self._sqlite is not None:
                 body = make(self._sqlite.spelling)
+                if _IN_TURN.get():
+                    return await self._sqlite.run(body)
                 async with self._writing:
                     return await self._sqlite.run(body)
             async with self._writer.connect() as conn:
