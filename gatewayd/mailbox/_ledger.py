@@ -388,9 +388,7 @@ class Ledger:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
-        self._batcher: Batcher[Item, Result] = Batcher(
-            self.apply, name="sms-ledger", turn=db.turn
-        )
+        self._batcher: Batcher[Item, Result] = Batcher(self.apply, name="sms-ledger", turn=db.turn)
 
     async def record(self, item: Item) -> Outcome | None:
         """Write ``item``; its outcome once committed (None: a receipt for no known
