@@ -9,8 +9,8 @@ they are. What goes over it:
   ``Wake`` (SMS were queued: lease now), ``Reload`` (new settings after SIGHUP) and
   ``Beat`` (the node's heartbeat was written at that monotonic time; the SMS process
   leases nothing while it is stale, as the daemon's own workers).
-- SMS process -> daemon: ``Links``, what each SMPP link says of itself, whenever a
-  link changes state and every second (for /metrics and the node's heartbeat).
+- SMS process -> daemon: ``Links``, what each SMPP link says of itself, within a tenth
+  of a second of a change and every second (for /metrics and the node's heartbeat).
 
 A frame larger than MAX_FRAME is a broken channel.
 """

@@ -16,8 +16,8 @@ FD is this process's end of the channel (channel.py). Its life:
    stopped unexpectedly ...");
 3. serve: ``Wake`` wakes the dispatcher (at most one lease per LEASE_INTERVAL while
    wakes keep coming), ``Reload`` hands new users and policies to the service,
-   ``Beat`` tells the node's heartbeat; every second, and when a link changes state,
-   the links' state goes to the daemon (``Links``);
+   ``Beat`` tells the node's heartbeat; the links' state goes to the daemon
+   (``Links``) within a tenth of a second of a change, and every second;
 4. SIGTERM (or SIGINT): lease no more; what is in flight gets the grace period; unbind;
    exit 0. A second signal cancels what is left. The channel closing (the daemon is
    gone) ends the process at once, as a crash would.
@@ -66,6 +66,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_STARTUP = 4
 REPORT_INTERVAL = 1.0
+REPORT_PAUSE = 0.1
 PR_SET_PDEATHSIG = 1
 SWITCH_INTERVAL = 0.001  # see gatewayd.daemon: the mailbox's writer thread
 
@@ -167,6 +168,8 @@ class SmsProcess:
                 set_log_level(message.settings)
 
     async def _report(self, service: SmsService) -> None:
+        """The links' state to the daemon: at most every REPORT_PAUSE when anything of
+        it changed (state, counts, window), else every REPORT_INTERVAL."""
         last: tuple[LinkSnapshot, ...] | None = None
         next_at = 0.0
         while True:
@@ -177,11 +180,10 @@ class SmsProcess:
                 )
                 for link in service.links.links
             )
-            states = [(s.name, s.state_name) for s in links]
-            if last is None or now >= next_at or states != [(s.name, s.state_name) for s in last]:
+            if links != last or now >= next_at:
                 self.channel.send(Links(links))
                 last, next_at = links, now + REPORT_INTERVAL
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(REPORT_PAUSE)
 
 
 def set_log_level(settings: Settings) -> None:
