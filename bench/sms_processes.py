@@ -8,8 +8,10 @@ load processes of bench/sms_load.py, and the meter of processor time.
   says when it is ready and starts on ``go`` (the sink stops on ``stop``).
 - ``Meter``: utime + stime from /proc of named processes (each with its descendants),
   read before the first request and at the end, and of gatewayd's main thread (its
-  event loop); and from /proc/.../schedstat how long their threads were runnable but
-  waiting for a core (the machine is shared: this is what the other programs took).
+  event loop), and of its SMS process (python -m gatewayd.sms.process, a child of
+  gatewayd: links, dispatcher, receipts) and that one's main thread; and from
+  /proc/.../schedstat how long their threads were runnable but waiting for a core (the
+  machine is shared: this is what the other programs took).
 """
 
 from __future__ import annotations
@@ -98,6 +100,18 @@ def main_thread_seconds(pid: int) -> float:
     return _ticks(Path(f"/proc/{pid}/task/{pid}/stat").read_text())[1] / CLK_TCK
 
 
+def sms_process_of(pid: int) -> int | None:
+    """The SMS process gatewayd ``pid`` started (None when there is none)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with suppress(OSError, IndexError, ValueError):
+            parent, _ = _ticks((entry / "stat").read_text())
+            if parent == pid and b"gatewayd.sms.process" in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+    return None
+
+
 def queue_wait_seconds(pid: int, tid: int | None = None) -> float:
     """Seconds PID's living threads (or its thread TID) were runnable but waiting for a
     core (/proc/.../schedstat, second field): time lost to the other programs."""
@@ -111,12 +125,16 @@ def queue_wait_seconds(pid: int, tid: int | None = None) -> float:
 
 class Meter:
     """CPU of named processes between ``start`` and ``stop``, and how long their threads
-    waited for a core; gatewayd's main thread (its event loop) on its own as well."""
+    waited for a core; gatewayd's main thread (its event loop) on its own as well, and
+    its SMS process with that one's main thread (included in gatewayd's figure)."""
 
     LOOP = "gatewayd event loop"
+    SMS = "gatewayd SMS process"
+    SMS_LOOP = "gatewayd SMS event loop"
 
     def __init__(self, pids: dict[str, int], loop_of: int | None = None) -> None:
         self.pids, self.loop_of = pids, loop_of
+        self.sms_pid: int | None = None
         self.before: dict[str, float] = {}
         self.waits_before: dict[str, float] = {}
         self.spent: dict[str, float] = {}
@@ -128,15 +146,29 @@ class Meter:
         if self.loop_of is not None:
             seen[self.LOOP] = main_thread_seconds(self.loop_of)
             waits[self.LOOP] = queue_wait_seconds(self.loop_of, self.loop_of)
+        if self.sms_pid is not None:
+            with suppress(OSError):
+                seen[self.SMS] = cpu_seconds(self.sms_pid)
+                waits[self.SMS] = queue_wait_seconds(self.sms_pid)
+                seen[self.SMS_LOOP] = main_thread_seconds(self.sms_pid)
+                waits[self.SMS_LOOP] = queue_wait_seconds(self.sms_pid, self.sms_pid)
         return seen, waits
 
     def start(self) -> None:
+        if self.loop_of is not None:
+            self.sms_pid = sms_process_of(self.loop_of)
         self.before, self.waits_before = self.read()
 
     def stop(self) -> None:
         after, waits = self.read()
-        self.spent = {name: after[name] - self.before[name] for name in after}
-        self.waited = {name: waits[name] - self.waits_before[name] for name in waits}
+        self.spent = {
+            name: after[name] - self.before[name] for name in after if name in self.before
+        }
+        self.waited = {
+            name: waits[name] - self.waits_before[name]
+            for name in waits
+            if name in self.waits_before
+        }
 
     def add(self, name: str, seconds: float) -> None:
         """A process that measured itself (the clients, which exit before ``stop``)."""

@@ -1,13 +1,14 @@
 """SMTP ingest benchmark: how many mails the door accepts, and how fast it answers.
 
-    python bench/smtp_ingest.py [--seconds 30] [--clients 16]
+    python bench/smtp_ingest.py [--seconds 30] [--clients 16] [--kinds sms,fax]
 
 Starts ``gatewayd run`` as its own process (a fresh SQLite mailbox in a temp dir,
 loopback only) and, in another process, CLIENTS SMTP clients that each send mail after
 mail over one connection, pipelining MAIL, RCPT and DATA as an MTA does. Two phases:
 email-to-SMS (a short text) and email-to-fax (a 1 MB PDF). Reports accepted mails per
-second and the acceptance latency (from MAIL to the 250 after DATA), p50 and p99.
-Writes bench/results/smtp_ingest.{json,md}.
+second and the acceptance latency (from MAIL to the 250 after DATA), p50 and p99, and
+gatewayd's processor time per accepted mail (all of its processes), with the load
+average at the start. Writes bench/results/smtp_ingest.{json,md}.
 """
 
 from __future__ import annotations
@@ -33,6 +34,21 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its children (gatewayd and its SMS process)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -193,15 +209,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--kinds", default="sms,fax", help="phases to run, in order")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="gatewayd-smtp-bench-"))
     results = []
     try:
-        for kind in ("sms", "fax"):
+        for kind in [k for k in args.kinds.split(",") if k]:
             port = free_port()
             (workdir / kind).mkdir()
             daemon = start_daemon(workdir / kind, port)
             try:
+                time.sleep(1.0)  # let the start-up settle before the counters are read
+                load = [round(x, 2) for x in os.getloadavg()]
+                before = cpu_seconds(daemon.pid)
                 queue: Any = multiprocessing.Queue()
                 worker = multiprocessing.Process(
                     target=run_clients, args=(port, kind, args.clients, args.seconds, queue)
@@ -209,6 +229,11 @@ def main() -> None:
                 worker.start()
                 result = queue.get(timeout=args.seconds + 600)
                 worker.join()
+                spent = cpu_seconds(daemon.pid) - before
+                result["gatewayd_cpu_ms_per_mail"] = (
+                    round(spent * 1000 / result["accepted"], 3) if result["accepted"] else None
+                )
+                result["load"] = load
                 results.append(result)
                 print(json.dumps(result), file=sys.stderr)
             finally:
@@ -229,12 +254,14 @@ def main() -> None:
         f"{args.clients} pipelining clients in one process, gatewayd in another, loopback, "
         f"{args.seconds:g} s per phase, SQLite mailbox.",
         "",
-        "| mail | accepted/s | p50 ms | p99 ms | accepted | refused |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| mail | accepted/s | p50 ms | p99 ms | gatewayd CPU ms/mail | accepted | refused "
+        "| load 1/5/15 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *[
             f"| {r['kind']}{' (1 MB PDF)' if r['kind'] == 'fax' else ' (short text)'} | "
-            f"{r['per_second']} | {r['p50_ms']} | {r['p99_ms']} | {r['accepted']} | "
-            f"{r['refused']} |"
+            f"{r['per_second']} | {r['p50_ms']} | {r['p99_ms']} | "
+            f"{r['gatewayd_cpu_ms_per_mail']} | {r['accepted']} | {r['refused']} | "
+            f"{' '.join(str(x) for x in r['load'])} |"
             for r in results
         ],
     ]

@@ -9,7 +9,8 @@ since the others may already count it gone. ``gone_peers`` names the nodes that
 stopped or went quiet for ``stale_after``: each dispatcher adopts what they held.
 
 A SQLite mailbox has one node, and all of this costs one row and a write every few
-seconds.
+seconds. The daemon's SMS process (gatewayd/sms/process.py) has a Cluster that never
+joins or beats: the daemon tells it when the heartbeat was written (``heard``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,16 @@ class Cluster:
         with contextlib.suppress(StoreError):
             await self.mailbox.leave_cluster(self.name, self.instance)
         log.info("node.left", node=self.name)
+
+    @property
+    def last_beat(self) -> float:
+        """When the heartbeat was last written (time.monotonic())."""
+        return self._last_beat
+
+    def heard(self, at: float) -> None:
+        """The heartbeat was written at ``at`` by another process of this node (the
+        daemon, for its SMS process, which writes none itself)."""
+        self._last_beat = max(self._last_beat, at)
 
     @property
     def healthy(self) -> bool:

@@ -15,6 +15,11 @@ links, the fax dispatcher and the listeners; it answers ``gatewayd status`` on t
 directory's socket and ``/readyz``, and makes the systemd STATUS= line, sent again
 whenever it changes (looked at every STATUS_INTERVAL). The metrics count every status
 a message enters through the mailbox's watcher.
+The SMS service (links, dispatcher, receipts) runs in a process of its own, the SMS
+process, which this daemon starts, watches, starts again when it dies and stops with
+itself (gatewayd/sms/supervisor.py and process.py): the front doors and the SMPP hot
+path each get a processor core, and the mailbox is what they share. The daemon wakes
+it when SMS are queued and reads its links' state for /metrics and the heartbeat.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import gc
 import logging
 import os
 import signal
+import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -54,7 +60,8 @@ from gatewayd.metrics import LinkView, Metrics
 from gatewayd.model import MessageType
 from gatewayd.notify import Notifications
 from gatewayd.render.office import find_soffice
-from gatewayd.sms.service import SmsService
+from gatewayd.sms.channel import Entered
+from gatewayd.sms.supervisor import SmsSupervisor
 from gatewayd.status import Observer, StatusSocket
 from gatewayd.systemd import Notifier
 
@@ -68,6 +75,10 @@ EXIT_STARTUP = 4  # a part could not start (database, port, directory)
 DEFAULT_GRACE = 30.0
 ORPHAN_SCAN_INTERVAL = 24 * 3600.0
 STATUS_INTERVAL = 2.0  # seconds between looks at what the STATUS= line should say
+# The mailbox writes from a thread of its own (mailbox/_driver.py). A thread waiting
+# for Python's lock while the event loop runs gets it after at most this long (the
+# interpreter's default is 5 ms, which a busy loop makes every database trip wait).
+SWITCH_INTERVAL = 0.001
 
 
 class Daemon:
@@ -87,7 +98,7 @@ class Daemon:
         self.exit_code = EXIT_OK
         self.mailbox: Mailbox | None = None
         self.smtp: SmtpListeners | None = None
-        self.sms: SmsService | None = None
+        self.sms: SmsSupervisor | None = None
         self.fax: FaxService | None = None
         self.api: ApiServer | None = None
         self.notifications: Notifications | None = None
@@ -105,6 +116,7 @@ class Daemon:
         self._note = ""  # added to it (a failed reload) until the next good reload
 
     async def run(self) -> int:
+        sys.setswitchinterval(SWITCH_INTERVAL)
         loop = asyncio.get_running_loop()
         self._accept_errors = install_accept_error_filter(loop)
         self.loop_watchdog.start()
@@ -171,12 +183,17 @@ class Daemon:
         )
         await self.cluster.join()
         self.spawn("heartbeat", self._heartbeat)
-        # In order: SMPP links, fax carrier, dispatchers, sweeper, API, SMTP listeners.
-        self.sms = SmsService(self.mailbox, self.settings, cluster=self.cluster)
-        self.sms.start()
-        self.metrics.watch(links=self.sms.links.links)
-        self.observer.watch(links=self.sms.links.links)
-        self.spawn("sms-dispatcher", self.sms.dispatcher.run)
+        # In order: the SMS process, fax carrier, dispatchers, sweeper, API, SMTP listeners.
+        self.sms = SmsSupervisor(
+            self.settings,
+            grace=self.grace,
+            cluster=self.cluster,
+            on_entered=self._count_sms_statuses,
+        )
+        await self.sms.start()
+        self.metrics.watch(links=self.sms.links)
+        self.observer.watch(links=self.sms.links)
+        self.spawn("sms-process", self.sms.run)
         self.fax = FaxService(
             self.mailbox,
             self.settings,
@@ -223,7 +240,7 @@ class Daemon:
 
     def _node_info(self) -> dict[str, Any]:
         """What this node tells the others in its heartbeat (``gatewayd nodes``)."""
-        links = self.sms.links.links if self.sms is not None else []
+        links = self.sms.links if self.sms is not None else []
         return {
             "links": {link.name: link.state_name for link in links},
             "smtp": [str(listener.address) for listener in self.settings.smtp.listen],
@@ -232,7 +249,7 @@ class Daemon:
 
     def _queued(self, messages: Sequence[Message]) -> None:
         if self.sms is not None and any(m.type is MessageType.SMS for m in messages):
-            self.sms.dispatcher.wake()
+            self.sms.wake()
         if self.fax is not None and any(m.type is MessageType.FAX for m in messages):
             self.fax.dispatcher.wake()
 
@@ -301,6 +318,8 @@ class Daemon:
         if self.observer is None:
             return f"gatewayd {__version__}: starting"
         line = await self.observer.summary()
+        if self.sms is not None and self.sms.pid:
+            line += f"; SMS process {self.sms.pid}"
         return f"{line}; {self._note}" if self._note else line
 
     async def _status_line(self) -> None:
@@ -312,6 +331,13 @@ class Daemon:
                 self._said = line
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), STATUS_INTERVAL)
+
+    def _count_sms_statuses(self, entered: Mapping[Entered, int]) -> None:
+        """The statuses messages entered in the SMS process, into the metrics."""
+        for (kind, direction, status, code, cancelled), times in entered.items():
+            self.metrics.count_entered(
+                kind, direction, status, code, cancelled=cancelled, times=times
+            )
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 from the event loop itself: if the loop is stuck, no pings."""
@@ -340,7 +366,7 @@ class Daemon:
             await self.api.stop(min(self.grace, 5.0))
             self.api = None
         if self.sms is not None:
-            self.sms.dispatcher.stop()  # lease no more; what is in flight gets the grace
+            self.sms.stop()  # it leases no more; what is in flight gets the grace
         if self.fax is not None:
             self.fax.dispatcher.stop()  # jobs at the carrier are followed after a restart
         if self.notifications is not None:
@@ -358,7 +384,7 @@ class Daemon:
                     names=sorted(t.get_name() for t in pending),
                 )
         if self.sms is not None:
-            await self.sms.close()
+            await self.sms.wait_stopped()
             self.sms = None
         if self.fax is not None:
             await self.fax.close()
@@ -416,7 +442,7 @@ class _LiveParts:
     @property
     def links(self) -> Sequence[LinkView]:
         sms = self._daemon.sms
-        return sms.links.links if sms is not None else ()
+        return sms.links if sms is not None else ()
 
     @property
     def fax(self) -> FaxCarrierView | None:

@@ -48,6 +48,16 @@ ESCAPE = 0x1B
 _BASIC_CODE = {char: code for code, char in enumerate(GSM7_BASIC) if code != ESCAPE}
 _DECODE_BASIC = dict(enumerate(GSM7_BASIC))
 _DECODE_EXTENSION = {code: char for char, code in GSM7_EXTENSION.items()}
+# The same tables for str.translate and set operations (in C: these run for every SMS
+# at both doors and again when it is sent).
+_GSM7_CHARS = frozenset(_BASIC_CODE) | frozenset(GSM7_EXTENSION)
+_TWO_SEPTETS = str.maketrans({char: "\x1b\x1b" for char in GSM7_EXTENSION})
+_TO_SEPTETS = str.maketrans(
+    {
+        **{char: chr(code) for char, code in _BASIC_CODE.items()},
+        **{char: chr(ESCAPE) + chr(code) for char, code in GSM7_EXTENSION.items()},
+    }
+)
 
 DATA_CODING_GSM7 = 0x00
 DATA_CODING_UCS2 = 0x08
@@ -79,7 +89,7 @@ class EncodingError(ValueError):
 
 
 def is_gsm7(text: str) -> bool:
-    return all(c in _BASIC_CODE or c in GSM7_EXTENSION for c in text)
+    return _GSM7_CHARS.issuperset(text)
 
 
 def alphabet_for(text: str) -> Alphabet:
@@ -97,24 +107,20 @@ def ucs2_cost(char: str) -> int:
 
 
 def length(text: str, alphabet: Alphabet | None = None) -> int:
-    """Septets (GSM-7) or UTF-16 code units (UCS-2) the text takes."""
+    """Septets (GSM-7) or UTF-16 code units (UCS-2) the text takes (as gsm7_cost and
+    ucs2_cost count each character)."""
     alphabet = alphabet or alphabet_for(text)
-    cost = gsm7_cost if alphabet is Alphabet.GSM7 else ucs2_cost
-    return sum(cost(c) for c in text)
+    if alphabet is Alphabet.GSM7:
+        return len(text.translate(_TWO_SEPTETS))
+    return len(text.encode("utf-16-be", "surrogatepass")) // 2
 
 
 def encode_gsm7(text: str) -> bytes:
     """Unpacked septets, one per octet; extension characters as ESC + code."""
-    out = bytearray()
-    for char in text:
-        if char in GSM7_EXTENSION:
-            out += bytes((ESCAPE, GSM7_EXTENSION[char]))
-        else:
-            try:
-                out.append(_BASIC_CODE[char])
-            except KeyError:
-                raise EncodingError(f"{char!r} is not in the GSM 7-bit alphabet") from None
-    return bytes(out)
+    if not _GSM7_CHARS.issuperset(text):
+        char = next(c for c in text if c not in _GSM7_CHARS)
+        raise EncodingError(f"{char!r} is not in the GSM 7-bit alphabet")
+    return text.translate(_TO_SEPTETS).encode("latin-1")
 
 
 def decode_gsm7(data: bytes) -> str:

@@ -277,14 +277,29 @@ class Metrics:
     def status_entered(self, item: StatusEntered) -> None:
         """A message entered a status (``Mailbox.watch_status``): count its outcome,
         and a failure by its code."""
-        self.messages_total.labels(item.type.value, item.direction.value, item.status.value).inc()
-        if item.status not in (MessageStatus.SENDING_FAILED, MessageStatus.DELIVERY_FAILED):
+        cancelled = item.reason.startswith("cancelled:")
+        self.count_entered(item.type, item.direction, item.status, item.code, cancelled=cancelled)
+
+    def count_entered(
+        self,
+        kind: MessageType,
+        direction: Direction,
+        status: MessageStatus,
+        code: str | None,
+        *,
+        cancelled: bool,
+        times: int = 1,
+    ) -> None:
+        """``times`` messages entered ``status`` (here, or in the SMS process, which
+        sends its tallies to the daemon)."""
+        self.messages_total.labels(kind.value, direction.value, status.value).inc(times)
+        if status not in (MessageStatus.SENDING_FAILED, MessageStatus.DELIVERY_FAILED):
             return
-        code = item.code or (CANCELLED if item.reason.startswith("cancelled:") else NO_CODE)
-        if item.type is MessageType.FAX:
-            self.fax_failures.labels(code).inc()
-        elif item.type is MessageType.SMS:
-            self.sms_failures.labels(code).inc()
+        code = code or (CANCELLED if cancelled else NO_CODE)
+        if kind is MessageType.FAX:
+            self.fax_failures.labels(code).inc(times)
+        elif kind is MessageType.SMS:
+            self.sms_failures.labels(code).inc(times)
 
     async def render(self) -> bytes:
         """The Prometheus text format."""

@@ -6,7 +6,8 @@
    (the owner name is the same across restarts), handed to ``adopt``; in a cluster,
    also (at most once a heartbeat) what the workers of nodes that are gone held;
 2. lease: while there is room (``room``), lease up to that many due Queued messages of
-   its types and hand each to ``start``, which runs it as a tracked task;
+   its types (``take``: ``Mailbox.lease`` unless a subclass leases its own way) and
+   hand each to ``start``, which runs it as a tracked task;
 3. nap: when there was nothing (or no room), wait for ``wake`` (new messages were
    queued) or a poll interval;
 4. stop: ``stop`` ends the leasing; ``run`` returns once every task it started is done.
@@ -22,7 +23,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Collection, Coroutine, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from gatewayd.cluster import Cluster
 from gatewayd.errors import StoreError
@@ -33,6 +34,8 @@ from gatewayd.model import MessageType
 log = get_logger("gatewayd.worker")
 
 STORE_RETRY = 1.0
+
+Work = TypeVar("Work")
 
 
 def backoff(
@@ -47,13 +50,17 @@ def backoff(
     return delay
 
 
-class LeaseLoop:
+class LeaseLoop(Generic[Work]):
     """Subclasses say how much room there is, what to do with a message, and with
     what an earlier life held."""
 
     name = "worker"  # log events: <name>.lease_failed, <name>.adopt_failed
     idle_poll = 1.0  # seconds between looks at an empty queue
     busy_poll = 0.05  # seconds between looks while there is no room
+    # After a lease that found less than there was room for, the next one waits at
+    # least this long even when woken: while messages trickle in (a wake for each),
+    # each lease still takes many, not one transaction each.
+    lease_interval = 0.0
 
     def __init__(
         self,
@@ -80,7 +87,11 @@ class LeaseLoop:
         down), so look again after ``idle_poll``."""
         raise NotImplementedError
 
-    def start(self, message: Message) -> None:
+    async def take(self, limit: int) -> Sequence[Work]:
+        """Lease up to ``limit`` due messages (a subclass may lease its own way)."""
+        raise NotImplementedError
+
+    def start(self, work: Work) -> None:
         """Begin work on a leased message (usually: ``spawn`` a task for it)."""
         raise NotImplementedError
 
@@ -105,8 +116,12 @@ class LeaseLoop:
 
     @property
     def busy(self) -> int:
-        """Tasks started and not yet done."""
-        return len(self._tasks)
+        """Messages started and not yet done (tasks, and ``in_flight``)."""
+        return len(self._tasks) + self.in_flight()
+
+    def in_flight(self) -> int:
+        """Messages a subclass works on without a task of their own (callbacks)."""
+        return 0
 
     def spawn(self, body: Coroutine[Any, Any, None], name: str | None = None) -> None:
         task = asyncio.create_task(body, name=name)
@@ -122,6 +137,7 @@ class LeaseLoop:
     # -- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             await self._adopt()
             while not self.stopping:
@@ -138,22 +154,33 @@ class LeaseLoop:
                     await self.nap(self.busy_poll)
                     continue
                 try:
-                    batch = await self.mailbox.lease(
-                        self.owner, types=self.types, limit=room, lease_for=self.lease_for
-                    )
+                    batch = await self.take(room)
                 except StoreError as exc:
                     log.error(f"{self.name}.lease_failed", error=str(exc))
                     await self.nap(STORE_RETRY)
                     continue
-                for message in batch:
-                    self.start(message)
+                leased_at = loop.time()
+                for work in batch:
+                    self.start(work)
                 if len(batch) < room:
                     await self.nap(self.idle_poll)
+                    pause = leased_at + self.lease_interval - loop.time()
+                    if pause > 0 and not self.stopping:
+                        await asyncio.sleep(pause)
                 else:
                     await asyncio.sleep(0)  # let what was started begin
         finally:
-            if self._tasks:
-                await asyncio.wait(set(self._tasks))
+            while self._tasks or self.in_flight():  # callbacks may start tasks yet
+                if self._tasks:
+                    await asyncio.wait(set(self._tasks))
+                else:
+                    await asyncio.sleep(0.01)
+
+    async def lease(self, limit: int) -> list[Message]:
+        """``take`` as most workers do it: ``Mailbox.lease`` for their types."""
+        return await self.mailbox.lease(
+            self.owner, types=self.types, limit=limit, lease_for=self.lease_for
+        )
 
     async def _adopt_from_gone_nodes(self) -> None:
         assert self.cluster is not None

@@ -4,12 +4,13 @@
 ``Metrics`` it serves at /metrics): the message store (store.py, send.py), the
 operators' routes under /gatewayd/v1 (admin.py), /healthz, /readyz and /metrics
 (health.py), behind the Gate (api/gate.py: the token before the body, the body
-limits). The OpenAPI document declares the bearer token on every operation.
+limits) and then, for ``POST …/sms`` that is plainly right, a short way past FastAPI
+(api/sms_route.py). The OpenAPI document declares the bearer token on every operation.
 ``ApiServer`` serves it on ``[api] listen`` (TLS when ``tls_cert`` and ``tls_key`` are
 set): gatewayd.guard's accept loop with the connection caps (``api.max_connections``,
 ``api.max_connections_per_address``; 503 beyond them) hands each connection to
-uvicorn's protocol with read timeouts (api/protocol.py); it stops within the daemon's
-grace.
+uvicorn's protocol with read timeouts (api/protocol.py), which writes what one turn of
+the event loop answered in one system call; it stops within the daemon's grace.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gatewayd.api.errors import ErrorCode, FastJSON, error_body, install
 from gatewayd.api.gate import BODY_LIMIT, FAX_BODY_LIMIT, Gate
 from gatewayd.api.models import ERRORS
 from gatewayd.api.protocol import GuardedHttp, ReadTimeouts
+from gatewayd.api.sms_route import SmsRoute
 from gatewayd.config.settings import Settings
 from gatewayd.guard.listener import Acceptor, Caps, Slot, bind
 from gatewayd.guard.tally import Tally
@@ -90,6 +92,8 @@ def create_app(context: Context, metrics: Metrics | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    # Outermost first: the Gate (token, body limits), then the short way for POST …/sms.
+    app.add_middleware(SmsRoute, context=context)
     app.add_middleware(Gate, auth=lambda: context.auth)
     return app
 
@@ -109,13 +113,14 @@ class ApiServer:
         # The daemon may give lower caps when descriptors are short.
         self.caps = caps or Caps(api.max_connections, api.max_connections_per_address)
         self.timeouts = ReadTimeouts(api.header_timeout, api.body_timeout)
+        context: Context = app.state.context
         config = uvicorn.Config(
             app,
             host=self.host,
             port=self.port,
             lifespan="off",
             log_config=None,
-            http="httptools",
+            http="httptools",  # the protocol is GuardedHttp, made in _connection
             access_log=False,
             server_header=False,
             proxy_headers=False,
@@ -123,7 +128,6 @@ class ApiServer:
             ssl_keyfile=str(api.tls_key) if api.tls_key else None,
         )
         self.server = _EmbeddedServer(config)
-        context: Context = app.state.context
         self.auth: Authenticator = context.auth
         self.acceptor: Acceptor | None = None
         self._task: asyncio.Task[None] | None = None

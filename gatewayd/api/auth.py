@@ -14,9 +14,10 @@ account or extension. A user reads and changes only their own extension; a user 
 account is 404 (CMN-102, nothing there for the caller), another extension 403 CMN-419.
 
 Rate limits per user and group, as the platform's defaults: Light 50, Medium 40, Heavy
-10 requests a minute. Every answer carries X-Rate-Limit-Group, -Limit, -Remaining and
--Window; past the limit the answer is 429 CMN-301 with Retry-After, and the caller is
-penalised for 60 s (a request during the penalty starts it again).
+10 requests a minute ([api] rate_limits; a user with ``rate_limits = false``, a trusted
+integration, is never limited). Every answer carries X-Rate-Limit-Group, -Limit,
+-Remaining and -Window; past the limit the answer is 429 CMN-301 with Retry-After, and
+the caller is penalised for 60 s (a request during the penalty starts it again).
 """
 
 from __future__ import annotations
@@ -56,6 +57,21 @@ class RateLimiter:
         self.mailbox = mailbox
         self.enabled = enabled
 
+    def limits(self, user: User) -> bool:
+        """Whether ``user``'s calls are counted."""
+        return self.enabled and user.rate_limits
+
+    @staticmethod
+    def headers(group: str, used: int = 0) -> dict[str, str]:
+        """The X-Rate-Limit-* headers of an answer."""
+        limit = GROUPS[group]
+        return {
+            "X-Rate-Limit-Group": group,
+            "X-Rate-Limit-Limit": str(limit),
+            "X-Rate-Limit-Window": str(int(WINDOW)),
+            "X-Rate-Limit-Remaining": str(max(0, limit - used)),
+        }
+
     async def check(self, user: User, group: str, response: Response) -> None:
         limit = GROUPS[group]
         headers = {
@@ -64,7 +80,7 @@ class RateLimiter:
             "X-Rate-Limit-Window": str(int(WINDOW)),
         }
         used = 0
-        if self.enabled:
+        if self.limits(user):
             key = f"api:{user.extension_id}:{group}"
             state = await self.mailbox.rate_add(key, window=WINDOW)
             now = self.mailbox.clock.now()
@@ -83,8 +99,7 @@ class RateLimiter:
                     headers=refused,
                 )
             used = state.count
-        response.headers.update(headers)
-        response.headers["X-Rate-Limit-Remaining"] = str(max(0, limit - used))
+        response.headers.update(self.headers(group, used))
 
 
 class Authenticator:

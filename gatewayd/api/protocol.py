@@ -11,6 +11,8 @@ not have (its issue #157) and the connection's place under the listener's caps.
   and nothing was answered yet.
 - The ``Slot`` the listener gave the connection (gatewayd.guard.listener) is released
   when it is lost.
+- What one turn of the event loop wrote is written in one system call
+  (``_CoalescingTransport``): uvicorn writes an answer's head and body apart.
 """
 
 from __future__ import annotations
@@ -33,6 +35,35 @@ REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnect
 class ReadTimeouts:
     header: float
     body: float
+
+
+class _CoalescingTransport:
+    """A connection's transport that writes what one turn of the event loop wrote in
+    one system call; closing writes what is waiting first. Everything else is the
+    transport's own."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._waiting: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._waiting.append(bytes(data))
+
+    def _flush(self) -> None:
+        if self._waiting:
+            data = b"".join(self._waiting)
+            self._waiting.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class GuardedHttp(HttpToolsProtocol):
@@ -60,7 +91,7 @@ class GuardedHttp(HttpToolsProtocol):
     # -- the connection ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
         self._start_head()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -723,6 +723,7 @@ def _user(t: TableReader) -> s.User | None:
         forward_inbound_sms=t.boolean("forward_inbound_sms", False),
         forward_inbound_fax=t.boolean("forward_inbound_fax", False),
         api_admin=t.boolean("api_admin", False),
+        rate_limits=t.boolean("rate_limits", True),
     )
     t.finish()
     if not (user.emails and user.account_id and user.extension_id and user.extension_number):

@@ -340,6 +340,9 @@ class User:
     forward_inbound_sms: bool = False
     forward_inbound_fax: bool = False  # email inbound faxes (as PDF) to the user
     api_admin: bool = False  # this user's token may read every extension of the account
+    # False: a trusted integration; its API calls and mail are not rate limited
+    # ([api] rate_limits, [smtp] rate_per_minute).
+    rate_limits: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,7 @@ class Tracked:
     renewed: float  # loop time of the last lease renewal
 
 
-class FaxDispatcher(LeaseLoop):
+class FaxDispatcher(LeaseLoop[Message]):
     name = "fax"
     idle_poll = IDLE_POLL
     busy_poll = IDLE_POLL
@@ -138,6 +138,9 @@ class FaxDispatcher(LeaseLoop):
                 attempt=message.attempts,
             )
             self.start(message)
+
+    async def take(self, limit: int) -> list[Message]:
+        return await self.lease(limit)
 
     def start(self, message: Message) -> None:
         if message.id in self._starting or any(

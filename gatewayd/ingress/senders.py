@@ -48,7 +48,8 @@ def login(settings: Settings, username: str, password: str) -> User | None:
 
 
 class RateLimiter:
-    """At most ``per_minute`` messages per user in each minute's window (0: no limit)."""
+    """At most ``per_minute`` messages per user in each minute's window (0: no limit;
+    a user with ``rate_limits = false`` is not counted)."""
 
     WINDOW = 60.0
 
@@ -61,11 +62,11 @@ class RateLimiter:
         return f"smtp:{user.extension_id}"
 
     async def exceeded(self, user: User) -> bool:
-        if not self.per_minute:
+        if not self.per_minute or not user.rate_limits:
             return False
         state = await self.mailbox.rate_peek(self._key(user), window=self.WINDOW)
         return state.count >= self.per_minute
 
     async def record(self, user: User, count: int = 1) -> None:
-        if self.per_minute:
+        if self.per_minute and user.rate_limits:
             await self.mailbox.rate_add(self._key(user), window=self.WINDOW, n=count)

@@ -333,8 +333,8 @@ class GatewaySMTP(SMTP):
 
     def close_for_shutdown(self) -> None:
         """Tell an idle client we are going, and hang up."""
-        transport = self.transport
-        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        transport = cast(asyncio.WriteTransport | None, self.transport)  # uvloop's: no subclass
+        if transport is not None and not transport.is_closing():
             transport.write((replies.SHUTTING_DOWN + "\r\n").encode())
             transport.close()
 

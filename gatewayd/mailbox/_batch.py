@@ -12,7 +12,9 @@ A caller that gives up does not stop the write: its item is written anyway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
 from gatewayd.errors import StoreError
@@ -25,19 +27,33 @@ Apply = Callable[[Sequence[Item]], Awaitable[Sequence[Result | Exception]]]
 
 
 class Batcher(Generic[Item, Result]):
-    def __init__(self, apply: Apply[Item, Result], *, name: str) -> None:
+    def __init__(
+        self,
+        apply: Apply[Item, Result],
+        *,
+        name: str,
+        turn: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+    ) -> None:
+        """``turn``: what to wait for before a batch is gathered (the writers' turn:
+        Database.turn), so that what comes meanwhile goes in this batch."""
         self._apply = apply
         self._name = name
+        self._turn = turn
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._worker: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Result:
         """``item``'s result once its batch is written; its exception raised here."""
+        return await self.submit_nowait(item)  # giving up cancels only the caller's future
+
+    def submit_nowait(self, item: Item) -> asyncio.Future[Result]:
+        """Queue ``item``; the future of its result (for callers that chain callbacks
+        rather than await: the SMS hot path)."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(), name=self._name)
-        return await asyncio.shield(future)
+        return future
 
     async def close(self) -> None:
         """Wait for what is being written."""
@@ -48,10 +64,14 @@ class Batcher(Generic[Item, Result]):
         batch: list[tuple[Item, asyncio.Future[Result]]] = []
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting, []
+                batch = []
                 try:
-                    results = await self._apply([item for item, _ in batch])
+                    async with self._turn() if self._turn else contextlib.nullcontext():
+                        batch, self._waiting = self._waiting, []
+                        results = await self._apply([item for item, _ in batch])
                 except Exception as exc:  # the whole batch failed: every caller's
+                    if not batch:  # (the turn could not be taken: what waits fails)
+                        batch, self._waiting = self._waiting, []
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)

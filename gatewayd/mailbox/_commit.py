@@ -1,41 +1,56 @@
 """Group commit: new messages from concurrent callers share write transactions.
 
-Sixteen SMTP sessions storing a mail each at the same moment would otherwise queue for
-sixteen transactions, sixteen fsyncs, one after the other. Here they go through a
-Batcher (_batch.py): the callers that arrive while one transaction is being written
-go together in the next. Each caller still gets its own answer: when a batch fails
-because one random id collided with a stored one, every member is written again on
-its own (drawing new ids), so one caller's bad luck is nobody else's failure.
+Thirty-two API clients or SMTP sessions storing a message each at the same moment
+would otherwise queue for as many transactions and fsyncs, one after the other. Here
+they go through a Batcher (_batch.py): the callers that arrive while one transaction
+is being written go together in the next, written with one executemany per table
+straight to the driver (_driver.py: rows as tuples in their stored form). Each caller
+still gets its own answer: when a batch fails because one random id collided with a
+stored one, every member is written again on its own (drawing new ids), so one
+caller's bad luck is nobody else's failure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gatewayd.errors import StoreConflict, StoreError
 from gatewayd.logging import get_logger
 from gatewayd.mailbox._batch import Batcher
 from gatewayd.mailbox._database import Database
-from gatewayd.mailbox._rows import add_events
-from gatewayd.mailbox._schema import attachments, messages
+from gatewayd.mailbox._driver import Body, Insert
+from gatewayd.mailbox._rows import ATTACHMENT_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS
+from gatewayd.mailbox.records import Message
 
 log = get_logger("gatewayd.mailbox")
 
-Rows = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
-"""The rows of new messages: (messages, attachments, events)."""
-
-MakeRows = Callable[[], Rows]
-
 ID_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class NewRows:
+    """New messages as rows (tuples in _rows.py's column order) and as the records
+    their callers get back."""
+
+    messages: list[tuple[Any, ...]]
+    files: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+    records: list[Message]
+
+
+MakeRows = Callable[[], NewRows]
 
 
 class GroupCommit:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._batcher: Batcher[MakeRows, Rows] = Batcher(self._commit, name="mailbox-group-commit")
+        self._batcher: Batcher[MakeRows, NewRows] = Batcher(
+            self._commit, name="mailbox-group-commit", turn=db.turn
+        )
 
-    async def insert(self, make_rows: MakeRows) -> Rows:
+    async def insert(self, make_rows: MakeRows) -> NewRows:
         """Commit the rows ``make_rows`` builds (it is called again, with new ids, if an
         id collides); returns the rows as written."""
         return await self._batcher.submit(make_rows)
@@ -43,7 +58,7 @@ class GroupCommit:
     async def close(self) -> None:
         await self._batcher.close()
 
-    async def _commit(self, group: Sequence[MakeRows]) -> list[Rows | Exception]:
+    async def _commit(self, group: Sequence[MakeRows]) -> list[NewRows | Exception]:
         made = [make() for make in group]
         try:
             await self._write(made)
@@ -51,7 +66,7 @@ class GroupCommit:
             return [await self._commit_alone(make) for make in group]
         return list(made)
 
-    async def _commit_alone(self, make: MakeRows) -> Rows | Exception:
+    async def _commit_alone(self, make: MakeRows) -> NewRows | Exception:
         collision: StoreConflict | None = None
         for attempt in range(1, ID_ATTEMPTS + 1):
             rows = make()
@@ -66,12 +81,11 @@ class GroupCommit:
             return rows
         return StoreError(f"could not store the messages: {collision}")
 
-    async def _write(self, made: list[Rows]) -> None:
-        message_rows = [row for rows in made for row in rows[0]]
-        file_rows = [row for rows in made for row in rows[1]]
-        event_rows = [row for rows in made for row in rows[2]]
-        async with self._db.write() as conn:
-            await conn.execute(messages.insert(), message_rows)
-            if file_rows:
-                await conn.execute(attachments.insert(), file_rows)
-            await add_events(conn, event_rows)
+    async def _write(self, made: list[NewRows]) -> None:
+        await self._db.transact(lambda _sql: _insert(made))
+
+
+def _insert(made: list[NewRows]) -> Body[None]:
+    yield Insert("messages", MESSAGE_COLUMNS, [row for rows in made for row in rows.messages])
+    yield Insert("attachments", ATTACHMENT_COLUMNS, [row for rows in made for row in rows.files])
+    yield Insert("message_events", EVENT_COLUMNS, [row for rows in made for row in rows.events])

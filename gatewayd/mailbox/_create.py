@@ -1,5 +1,7 @@
 """Storing new messages: attachment bytes first, then the rows and a creation event
-per message in one transaction (through the group commit, _commit.py).
+per message in one transaction (through the group commit, _commit.py), written as
+tuples in their stored form; the records the callers get back are made from the same
+values, not read back.
 
 Ids come from _rows.new_id. An SMS is threaded by its two numbers (a conversation id
 derived from the account and both numbers, so a reply finds the thread); a new pager
@@ -13,14 +15,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from gatewayd.clock import Clock
 from gatewayd.errors import StoreError
 from gatewayd.logging import get_logger
 from gatewayd.mailbox._blobs import BlobRef, BlobStore
-from gatewayd.mailbox._commit import GroupCommit
+from gatewayd.mailbox._commit import GroupCommit, NewRows
 from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._lifecycle import Lifecycle
-from gatewayd.mailbox._rows import attachment_from_row, event_row, message_from_row, new_id
+from gatewayd.mailbox._rows import new_ids
+from gatewayd.mailbox._schema import to_micros
 from gatewayd.mailbox._status import StatusFeed
 from gatewayd.mailbox.records import Attachment, Message, NewMessage, StatusEntered
 from gatewayd.model import (
@@ -68,9 +73,7 @@ class Creator:
         statuses = [self._initial_status(new) for new in batch]  # refuse before any I/O
         refs = await self._store_bytes(batch)
         try:
-            rows, files, _ = await self._commit.insert(
-                lambda: self._rows_for(batch, statuses, refs)
-            )
+            rows = await self._commit.insert(lambda: _rows_for(self.clock, batch, statuses, refs))
         except BaseException:
             # The rows never came: their files go with the next sweep (if nothing else
             # has come to use them by then).
@@ -78,12 +81,8 @@ class Creator:
                 ref.sha256 for group in refs for ref in group if ref is not None
             )
             raise
-        by_message: dict[int, list[Attachment]] = {row["id"]: [] for row in rows}
-        for file in files:
-            by_message[file["message_id"]].append(attachment_from_row(file))
-        created = [message_from_row(row, by_message[row["id"]]) for row in rows]
-        for message in created:
-            log.info(
+        for message in rows.records:
+            log.debug(
                 "message.created",
                 message_id=message.id,
                 type=message.type.value,
@@ -94,9 +93,10 @@ class Creator:
                 attachments=len(message.attachments),
             )
         self._feed.publish(
-            StatusEntered(m.id, m.type, m.direction, m.message_status, "created") for m in created
+            StatusEntered(m.id, m.type, m.direction, m.message_status, "created")
+            for m in rows.records
         )
-        return created
+        return rows.records
 
     async def _store_bytes(self, batch: Sequence[NewMessage]) -> list[list[BlobRef | None]]:
         """Each attachment's bytes into the blob store (None for the message's text)."""
@@ -115,98 +115,154 @@ class Creator:
         except TransitionRefused as exc:
             raise StoreError(str(exc)) from exc
 
-    def _rows_for(
-        self,
-        batch: Sequence[NewMessage],
-        statuses: Sequence[MessageStatus],
-        refs: list[list[BlobRef | None]],
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-        now = self.clock.now()
-        rows, files, events = [], [], []
-        for new, status, blob_refs in zip(batch, statuses, refs, strict=True):
-            message_id = new_id()
-            created = new.creation_time or now
-            rows.append(self._message_row(new, message_id, status, created, now))
-            for position, (item, ref) in enumerate(zip(new.attachments, blob_refs, strict=True)):
-                files.append(
-                    {
-                        "id": new_id(),
-                        "message_id": message_id,
-                        "position": position,
-                        "type": item.type.value,
-                        "content_type": item.content_type,
-                        "file_name": item.file_name,
-                        "size": ref.size if ref else len((new.subject or "").encode()),
-                        "sha256": ref.sha256 if ref else None,
-                        "width": item.width,
-                        "height": item.height,
-                        "vm_duration": item.vm_duration,
-                    }
-                )
-            events.append(
-                event_row(
+
+def _rows_for(
+    clock: Clock,
+    batch: Sequence[NewMessage],
+    statuses: Sequence[MessageStatus],
+    refs: list[list[BlobRef | None]],
+) -> NewRows:
+    """The rows of a batch with fresh ids, and the records they are."""
+    now = clock.now()
+    now_us = to_micros(now)
+    ids = iter(new_ids(sum(1 + len(new.attachments) for new in batch)))
+    rows = NewRows([], [], [], [])
+    for new, status, blob_refs in zip(batch, statuses, refs, strict=True):
+        message_id = next(ids)
+        files = []
+        for position, (item, ref) in enumerate(zip(new.attachments, blob_refs, strict=True)):
+            file = Attachment(
+                id=next(ids),
+                message_id=message_id,
+                position=position,
+                type=item.type,
+                content_type=item.content_type,
+                file_name=item.file_name,
+                size=ref.size if ref else len((new.subject or "").encode()),
+                sha256=ref.sha256 if ref else None,
+                width=item.width,
+                height=item.height,
+                vm_duration=item.vm_duration,
+            )
+            files.append(file)
+            rows.files.append(
+                (
+                    file.id,
                     message_id,
-                    now,
-                    "status",
-                    "created",
-                    to_value=status.value,
-                    detail={"origin": new.origin},
+                    position,
+                    file.type.value,
+                    file.content_type,
+                    file.file_name,
+                    file.size,
+                    file.sha256,
+                    file.width,
+                    file.height,
+                    file.vm_duration,
                 )
             )
-        return rows, files, events
+        record = _record(new, message_id, status, now, tuple(files))
+        rows.records.append(record)
+        rows.messages.append(_message_row(record, now_us))
+        detail = orjson.dumps({"origin": new.origin}).decode()
+        rows.events.append((message_id, now_us, "status", None, status.value, "created", detail))
+    return rows
 
-    def _message_row(
-        self,
-        new: NewMessage,
-        message_id: int,
-        status: MessageStatus,
-        created: datetime,
-        now: datetime,
-    ) -> dict[str, Any]:
-        from_number = new.from_.phone_number
-        to_number = new.to[0].phone_number if new.to else None
-        conversation = new.conversation_id
-        if conversation is None and new.type is MessageType.SMS and from_number and to_number:
-            conversation = _conversation_id(new.account_id, from_number, to_number)
-        if conversation is None and new.type is MessageType.PAGER:
-            conversation = message_id  # a new pager thread is named after its first message
-        queued = status is MessageStatus.QUEUED
-        return {
-            "id": message_id,
-            "account_id": new.account_id,
-            "extension_id": new.extension_id,
-            "type": new.type.value,
-            "direction": new.direction.value,
-            "from_party": new.from_.to_json(),
-            "to_parties": [p.to_json() for p in new.to],
-            "from_number": from_number,
-            "to_number": to_number,
-            "creation_time": created,
-            "last_modified_time": now,
-            "read_status": new.read_status.value,
-            "priority": new.priority.value,
-            "availability": Availability.ALIVE.value,
-            "availability_changed_at": now,
-            "message_status": status.value,
-            "subject": new.subject,
-            "conversation_id": conversation,
-            "fax_resolution": new.fax_resolution and new.fax_resolution.value,
-            "fax_page_count": new.fax_page_count,
-            "cover_index": new.cover_index,
-            "cover_page_text": new.cover_page_text,
-            "sms_delivery_time": None,
-            "delivery_error_code": None,
-            "fax_error_code": None,
-            "vm_transcription_status": new.vm_transcription_status
-            and new.vm_transcription_status.value,
-            "pg_to_department": new.pg_to_department,
-            "attempts": 0,
-            "next_attempt_at": (new.send_time or now) if queued else None,
-            "lease_owner": None,
-            "send_time": new.send_time,
-            "carrier": None,
-            "carrier_ref": None,
-            "failure_reason": None,
-            "sender_email": new.sender_email,
-            "origin": new.origin,
-        }
+
+def _record(
+    new: NewMessage,
+    message_id: int,
+    status: MessageStatus,
+    now: datetime,
+    files: tuple[Attachment, ...],
+) -> Message:
+    from_number = new.from_.phone_number
+    to_number = new.to[0].phone_number if new.to else None
+    conversation = new.conversation_id
+    if conversation is None and new.type is MessageType.SMS and from_number and to_number:
+        conversation = _conversation_id(new.account_id, from_number, to_number)
+    if conversation is None and new.type is MessageType.PAGER:
+        conversation = message_id  # a new pager thread is named after its first message
+    queued = status is MessageStatus.QUEUED
+    return Message(
+        id=message_id,
+        account_id=new.account_id,
+        extension_id=new.extension_id,
+        type=new.type,
+        direction=new.direction,
+        from_=new.from_,
+        to=new.to,
+        creation_time=new.creation_time or now,
+        last_modified_time=now,
+        read_status=new.read_status,
+        priority=new.priority,
+        availability=Availability.ALIVE,
+        availability_changed_at=now,
+        message_status=status,
+        subject=new.subject,
+        conversation_id=conversation,
+        fax_resolution=new.fax_resolution,
+        fax_page_count=new.fax_page_count,
+        cover_index=new.cover_index,
+        cover_page_text=new.cover_page_text,
+        sms_delivery_time=None,
+        delivery_error_code=None,
+        fax_error_code=None,
+        vm_transcription_status=new.vm_transcription_status,
+        pg_to_department=new.pg_to_department,
+        attempts=0,
+        next_attempt_at=(new.send_time or now) if queued else None,
+        lease_owner=None,
+        send_time=new.send_time,
+        carrier=None,
+        carrier_ref=None,
+        failure_reason=None,
+        sender_email=new.sender_email,
+        origin=new.origin,
+        attachments=files,
+    )
+
+
+def _micros(moment: datetime | None) -> int | None:
+    return None if moment is None else to_micros(moment)
+
+
+def _message_row(m: Message, now_us: int) -> tuple[Any, ...]:
+    """``m`` as a messages row, in _rows.MESSAGE_COLUMNS order."""
+    return (
+        m.id,
+        m.account_id,
+        m.extension_id,
+        m.type.value,
+        m.direction.value,
+        orjson.dumps(m.from_.to_json()).decode(),
+        orjson.dumps([p.to_json() for p in m.to]).decode(),
+        m.from_.phone_number,
+        m.to[0].phone_number if m.to else None,
+        to_micros(m.creation_time),
+        now_us,
+        m.read_status.value,
+        m.priority.value,
+        m.availability.value,
+        now_us,
+        m.message_status.value,
+        m.subject,
+        m.conversation_id,
+        m.fax_resolution and m.fax_resolution.value,
+        m.fax_page_count,
+        m.cover_index,
+        m.cover_page_text,
+        None,
+        None,
+        None,
+        m.vm_transcription_status and m.vm_transcription_status.value,
+        m.pg_to_department,
+        0,
+        _micros(m.next_attempt_at),
+        None,
+        _micros(m.send_time),
+        None,
+        None,
+        None,
+        m.sender_email,
+        m.origin,
+    )

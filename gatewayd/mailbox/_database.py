@@ -23,10 +23,12 @@ tenth of a second of a command's start. Anything else goes through Alembic's upg
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -38,6 +40,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from gatewayd.config.settings import MailboxSettings
 from gatewayd.errors import StartupError, StoreConflict, StoreError, StoreUnavailable
+from gatewayd.mailbox import _driver
+from gatewayd.mailbox._driver import Body, PostgresSpelling, Spelling, SqliteWriter
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -54,6 +60,19 @@ def _json_dumps(value: Any) -> str:
 
 
 WRITE_QUEUE_TIMEOUT_SECONDS = 60.0
+_POSTGRES = PostgresSpelling()
+_IN_TURN: ContextVar[bool] = ContextVar("mailbox_in_turn", default=False)
+
+
+def _pragmas(settings: MailboxSettings) -> list[str]:
+    """What every SQLite connection of the mailbox is set up with."""
+    return [
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={settings.sqlite_synchronous.upper()}",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA cache_size=-32768",
+        "PRAGMA temp_store=MEMORY",
+    ]
 
 
 def _sqlite_engine(settings: MailboxSettings, *, begin: str | None, pool_size: int) -> AsyncEngine:
@@ -69,20 +88,13 @@ def _sqlite_engine(settings: MailboxSettings, *, begin: str | None, pool_size: i
         pool_timeout=WRITE_QUEUE_TIMEOUT_SECONDS,
         pool_reset_on_return=None if begin is None else "rollback",
     )
-    synchronous = settings.sqlite_synchronous.upper()
 
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # Take BEGIN away from the driver so the "begin" hook below decides its kind.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            f"PRAGMA synchronous={synchronous}",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA cache_size=-32768",
-            "PRAGMA temp_store=MEMORY",
-        ):
+        for pragma in _pragmas(settings):
             cursor.execute(pragma)
         cursor.close()
 
@@ -102,9 +114,15 @@ class Database:
     def __init__(self, settings: MailboxSettings) -> None:
         self.settings = settings
         self.is_sqlite = settings.is_sqlite
+        # This process's writers take turns here (SQLAlchemy's and the hot path's own
+        # connection on SQLite), so that they never wait for each other inside SQLite.
+        self._writing = asyncio.Lock()
+        self._sqlite: SqliteWriter | None = None
         if self.is_sqlite:
             self._writer = _sqlite_engine(settings, begin="BEGIN IMMEDIATE", pool_size=1)
             self._reader = _sqlite_engine(settings, begin=None, pool_size=4)
+            path = sa.make_url(settings.url).database or ""
+            self._sqlite = SqliteWriter(path, _pragmas(settings), BUSY_TIMEOUT_SECONDS)
         else:
             self._writer = create_async_engine(
                 settings.url,
@@ -119,10 +137,58 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
         try:
-            async with self._writer.begin() as conn:
-                yield conn
+            if self.is_sqlite:
+                async with self._writing, self._writer.begin() as conn:
+                    yield conn
+            else:
+                async with self._writer.begin() as conn:
+                    yield conn
         except (sa_exc.SQLAlchemyError, OSError) as exc:
             raise self.translate(exc) from exc
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """This process's and (SQLite) the other processes' writers' turn, taken before
+        the caller gathers what it will write; ``transact`` inside the block runs in it.
+        (PostgreSQL: no turn to take.)"""
+        if self._sqlite is None:
+            yield
+            return
+        async with self._writing:
+            try:
+                await self._sqlite.hold()
+            except Exception as exc:
+                raise self.translate(exc) from exc
+            token = _IN_TURN.set(True)
+            try:
+                yield
+            finally:
+                _IN_TURN.reset(token)
+                await asyncio.shield(self._sqlite.let_go())
+
+    async def transact(self, make: Callable[[Spelling], Body[T]]) -> T:
+        """Run the transaction body ``make(spelling)`` builds, on the driver's own
+        connection (_driver.py), for the statements that run for every message;
+        committed when the body returns, rolled back if it raises."""
+        try:
+            if self._sqlite is not None:
+                body = make(self._sqlite.spelling)
+                if _IN_TURN.get():
+                    return await self._sqlite.run(body)
+                async with self._writing:
+                    return await self._sqlite.run(body)
+            async with self._writer.connect() as conn:
+                raw = await conn.get_raw_connection()
+                return await _driver.run_postgres(raw.driver_connection, make(_POSTGRES))
+        except StoreError:
+            raise
+        except Exception as exc:
+            translated = _driver.translate(exc, f"mailbox database {self.describe()}")
+            if translated is not None:
+                raise translated from exc
+            if isinstance(exc, sa_exc.SQLAlchemyError):
+                raise self.translate(exc) from exc
+            raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -175,6 +241,8 @@ class Database:
         return revision or ""
 
     async def close(self) -> None:
+        if self._sqlite is not None:
+            await self._sqlite.close()
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()

@@ -3,37 +3,47 @@
 An SMPP link at thousands of messages a second answers every part (submit_sm_resp)
 and later reports on it (a receipt). One write transaction for each would cap the
 gateway at what the disk can fsync; here the facts that arrive while a transaction is
-being written gather and go together in the next, set-based: a few SELECTs for the
-whole group, the status machine applied in memory item by item, in arrival order (a
-receipt right behind its own acceptance finds it), then one executemany per table.
-Every caller still gets its own answer, after the commit.
+being written gather and go together in the next, set-based: two SELECTs for the whole
+group (the parts the receipts name; the messages and their parts), the status machine
+applied in memory item by item, in arrival order (a receipt right behind its own
+acceptance finds it), then one executemany per table. Every caller still gets its own
+answer, after the commit. The statements go straight to the driver over plain tuples
+(_driver.py): this runs for every SMS, twice.
 
 The status machine is the one in gatewayd.model: a part moves
 Queued -> Sent -> Delivered / DeliveryFailed, or Queued -> SendingFailed; the message
 follows its parts (derive_sms_status) and never moves back; a receipt that changes
 nothing is kept as an event. Facts from the carrier are recorded whoever holds the
 message's lease: the SMSC took the part, whatever became of the lease.
+
+Events: a part's move is a ``part`` event, and the message's moves that follow are
+``status`` events; when a message of one part moves with its part, the ``status``
+event carries the part's details (part, link, carrier_id, the receipt's) and no
+``part`` event repeats it. "split into N parts" is written for N > 1 only.
+``message.status`` log lines are debug for Sent and Delivered (the events are the
+audit trail; ``gatewayd trace`` shows them) and info for the failures.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+import orjson
 
 from gatewayd.clock import Clock
 from gatewayd.errors import MessageNotFound, StoreError
 from gatewayd.logging import get_logger
 from gatewayd.mailbox._batch import Batcher
 from gatewayd.mailbox._database import Database
-from gatewayd.mailbox._rows import event_row
-from gatewayd.mailbox._schema import message_events, message_parts, messages
-from gatewayd.mailbox._status import FAILED, StatusFeed, log_status
+from gatewayd.mailbox._driver import Body, Fetch, Insert, Op, Spelling, Update
+from gatewayd.mailbox._rows import EVENT_COLUMNS
+from gatewayd.mailbox._schema import to_micros
+from gatewayd.mailbox._status import StatusFeed, log_status
 from gatewayd.mailbox.records import Outcome, PartAccepted, PartRefused, ReceiptIn, StatusEntered
 from gatewayd.model import (
     Direction,
@@ -49,6 +59,25 @@ log = get_logger("gatewayd.mailbox")
 
 
 Item = PartAccepted | PartRefused | ReceiptIn
+EventRow = tuple[int, int, str, str | None, str | None, str, str | None]
+"""message_events without its id: (message_id, at, kind, from, to, reason, detail)."""
+
+_STATUS = {s.value: s for s in MessageStatus}
+_PART_STATUS = {s.value: s for s in PartStatus}
+_PATHS: dict[tuple[MessageStatus, MessageStatus], tuple[MessageStatus, ...] | None] = {}
+_FAILED = (MessageStatus.SENDING_FAILED, MessageStatus.DELIVERY_FAILED)
+
+
+def _path(current: MessageStatus, target: MessageStatus) -> tuple[MessageStatus, ...] | None:
+    key = (current, target)
+    if key not in _PATHS:
+        found = status_path(MessageType.SMS, current, target)
+        _PATHS[key] = None if found is None else tuple(found)
+    return _PATHS[key]
+
+
+def _json(detail: dict[str, Any] | None) -> str | None:
+    return orjson.dumps(detail).decode() if detail else None
 
 
 # -- applying a group -------------------------------------------------------------------
@@ -59,44 +88,54 @@ class _Message:
     id: int
     type: str
     status: MessageStatus
-    columns: dict[str, Any] = field(default_factory=dict)  # to write
+    columns: dict[str, Any] = field(default_factory=dict)  # to write, as stored
 
 
 @dataclass(slots=True)
 class _Part:
     """A part as the group changes it in memory (gatewayd.mailbox.Part is its frozen
-    record for readers)."""
+    record for readers); times in microseconds, as stored."""
 
     status: PartStatus
     link: str | None = None
     carrier_id: str | None = None
     error_code: str | None = None
-    submitted_at: datetime | None = None
-    done_at: datetime | None = None
+    submitted_at: int | None = None
+    done_at: int | None = None
 
-    def columns(self) -> dict[str, Any]:
-        return {
-            "status": self.status.value,
-            "link": self.link,
-            "carrier_id": self.carrier_id,
-            "error_code": self.error_code,
-            "submitted_at": self.submitted_at,
-            "done_at": self.done_at,
-        }
+    def values(self) -> tuple[Any, ...]:
+        return (
+            self.status.value,
+            self.link,
+            self.carrier_id,
+            self.error_code,
+            self.submitted_at,
+            self.done_at,
+        )
 
 
 @dataclass(slots=True)
 class _Group:
     """The group's messages and parts in memory, and what to write."""
 
-    now: datetime
+    now: int  # microseconds
     messages: dict[int, _Message] = field(default_factory=dict)
     parts: dict[int, dict[int, _Part]] = field(default_factory=dict)
     new_parts: set[tuple[int, int]] = field(default_factory=set)
     changed_parts: set[tuple[int, int]] = field(default_factory=set)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    logs: list[tuple[int, MessageStatus, MessageStatus, str]] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    logs: list[tuple[int, str, str, str]] = field(default_factory=list)
     accepted: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+
+    def event(
+        self,
+        message_id: int,
+        kind: str,
+        reason: str,
+        detail: dict[str, Any] | None = None,
+        moved: tuple[str | None, str | None] = (None, None),
+    ) -> None:
+        self.events.append((message_id, self.now, kind, *moved, reason, _json(detail)))
 
     def ensure_parts(self, message_id: int, count: int) -> None:
         parts = self.parts.setdefault(message_id, {})
@@ -107,11 +146,8 @@ class _Group:
         for index in range(count):
             parts[index] = _Part(PartStatus.QUEUED)
             self.new_parts.add((message_id, index))
-        self.events.append(
-            event_row(
-                message_id, self.now, "part", f"split into {count} parts", detail={"parts": count}
-            )
-        )
+        if count > 1:
+            self.event(message_id, "part", f"split into {count} parts", {"parts": count})
 
     def move_part(
         self,
@@ -123,95 +159,79 @@ class _Group:
         values: dict[str, Any],
         detail: dict[str, Any] | None = None,
     ) -> None:
-        part = self.parts[message_id][index]
+        parts = self.parts[message_id]
+        part = parts[index]
         current = part.status
         check_part_transition(current, to)
         for name, value in values.items():
             setattr(part, name, value)
         part.status = to
         self.changed_parts.add((message_id, index))
-        self.events.append(
-            event_row(
-                message_id,
-                self.now,
-                "part",
-                reason,
-                from_value=current.value,
-                to_value=to.value,
-                detail={
-                    "part": index,
-                    **{k: v for k, v in values.items() if isinstance(v, str)},
-                    **(detail or {}),
-                },
-            )
-        )
-        self.follow(message_id, reason, detail)
-
-    def follow(self, message_id: int, reason: str, detail: dict[str, Any] | None) -> None:
-        """Bring the message to what its parts now say (never backwards)."""
+        about = {
+            "part": index,
+            **{k: v for k, v in values.items() if isinstance(v, str)},
+            **(detail or {}),
+        }
         message = self.messages[message_id]
-        parts = self.parts[message_id].values()
-        target = derive_sms_status(p.status for p in parts)
-        path = status_path(MessageType.SMS, message.status, target)
-        if path is None:
-            self.events.append(
-                event_row(
-                    message_id,
-                    self.now,
-                    "note",
-                    f"status stays {message.status}: parts say {target}",
-                    detail=detail,
-                )
-            )
+        path = _path(message.status, derive_sms_status(p.status for p in parts.values()))
+        if len(parts) == 1 and path:
+            self.follow(message, path, reason, about)  # the status events say it all
             return
-        message.columns["last_modified_time"] = self.now
-        for step in path:
-            self.events.append(
-                event_row(
-                    message_id,
-                    self.now,
-                    "status",
-                    reason,
-                    from_value=message.status.value,
-                    to_value=step.value,
-                    detail=detail,
-                )
-            )
-            self.logs.append((message_id, message.status, step, reason))
-            if message.status is MessageStatus.QUEUED:
-                message.columns.update(next_attempt_at=None, lease_owner=None)
-            message.status = step
+        self.event(message_id, "part", reason, about, (current.value, to.value))
+        if path is None:
+            target = derive_sms_status(p.status for p in parts.values())
+            why = f"status stays {message.status}: parts say {target}"
+            self.event(message_id, "note", why, detail)
+            return
+        self.follow(message, path, reason, detail)
+
+    def follow(
+        self,
+        message: _Message,
+        path: tuple[MessageStatus, ...],
+        reason: str,
+        detail: dict[str, Any] | None,
+    ) -> None:
+        """Bring the message along ``path`` to what its parts now say (never back)."""
         if not path:
             return
-        message.columns["message_status"] = message.status.value
+        columns = message.columns
+        columns["last_modified_time"] = self.now
+        for step in path:
+            self.event(message.id, "status", reason, detail, (message.status.value, step.value))
+            self.logs.append((message.id, message.status.value, step.value, reason))
+            if message.status is MessageStatus.QUEUED:
+                columns.update(next_attempt_at=None, lease_owner=None)
+            message.status = step
+        columns["message_status"] = message.status.value
+        parts = self.parts[message.id].values()
         if message.status is MessageStatus.DELIVERED:
             done = [p.done_at for p in parts if p.done_at is not None]
-            message.columns["sms_delivery_time"] = max(done) if done else self.now
-        if message.status in (MessageStatus.SENDING_FAILED, MessageStatus.DELIVERY_FAILED):
-            message.columns["delivery_error_code"] = next(
+            columns["sms_delivery_time"] = max(done) if done else self.now
+        if message.status in _FAILED:
+            columns["delivery_error_code"] = next(
                 (p.error_code for p in parts if p.error_code), None
             )
-            message.columns["failure_reason"] = reason
+            columns["failure_reason"] = reason
 
 
-async def _load(
-    conn: AsyncConnection, group: _Group, items: Sequence[Item]
-) -> dict[tuple[str, str], tuple[int, int]]:
+_PART_VALUES = ("status", "link", "carrier_id", "error_code", "submitted_at", "done_at")
+_PART_KEY = ("message_id", "part_index")
+Places = dict[tuple[str, str], tuple[int, int]]  # (link, carrier id) -> (message, part)
+
+
+def _load(sql: Spelling, group: _Group, items: Sequence[Item]) -> Generator[Op, Any, Places]:
     """Read the group's messages and parts; returns where each receipt's ids point."""
-    by_carrier: dict[tuple[str, str], tuple[int, int]] = {}
+    by_carrier: Places = {}
     wanted: dict[str, set[str]] = defaultdict(set)
     for item in items:
         if isinstance(item, ReceiptIn):
             wanted[item.link].update(item.carrier_ids)
     for link, carrier_ids in wanted.items():
-        found = await conn.execute(
-            sa.select(
-                message_parts.c.message_id, message_parts.c.part_index, message_parts.c.carrier_id
-            )
-            .where(
-                message_parts.c.link == link, message_parts.c.carrier_id.in_(sorted(carrier_ids))
-            )
-            .order_by(message_parts.c.submitted_at)
+        found = yield Fetch(
+            "SELECT message_id, part_index, carrier_id FROM message_parts "
+            f"WHERE link = ? AND {sql.any_of('carrier_id', 'text')} ORDER BY submitted_at",
+            (link, sql.values(sorted(carrier_ids))),
         )
         for message_id, index, carrier_id in found:
             by_carrier[link, carrier_id] = (message_id, index)  # the newest wins
@@ -219,31 +239,25 @@ async def _load(
     ids.update(message_id for message_id, _ in by_carrier.values())
     if not ids:
         return by_carrier
-    rows = await conn.execute(
-        sa.select(messages.c.id, messages.c.type, messages.c.message_status).where(
-            messages.c.id.in_(sorted(ids))
-        )
+    rows = yield Fetch(
+        "SELECT m.id, m.type, m.message_status, p.part_index, p.status, p.link, "
+        "p.carrier_id, p.error_code, p.submitted_at, p.done_at "
+        "FROM messages m LEFT JOIN message_parts p ON p.message_id = m.id "
+        f"WHERE {sql.any_of('m.id', 'bigint')}",
+        (sql.values(sorted(ids)),),
     )
-    for message_id, kind, status in rows:
-        group.messages[message_id] = _Message(message_id, kind, MessageStatus(status))
-    parts = await conn.execute(
-        sa.select(message_parts).where(message_parts.c.message_id.in_(sorted(ids)))
-    )
-    for row in parts.mappings():
-        group.parts.setdefault(row["message_id"], {})[row["part_index"]] = _Part(
-            PartStatus(row["status"]),
-            row["link"],
-            row["carrier_id"],
-            row["error_code"],
-            row["submitted_at"],
-            row["done_at"],
-        )
+    for message_id, kind, status, index, *part in rows:
+        if message_id not in group.messages:
+            group.messages[message_id] = _Message(message_id, kind, _STATUS[status])
+            group.parts[message_id] = {}
+        if index is not None:
+            group.parts[message_id][index] = _Part(_PART_STATUS[part[0]], *part[1:])
+    for message_id in [m for m, parts in group.parts.items() if not parts]:
+        del group.parts[message_id]  # no parts yet: ensure_parts makes them
     return by_carrier
 
 
-def _apply(
-    group: _Group, item: Item, by_carrier: dict[tuple[str, str], tuple[int, int]]
-) -> Outcome | Exception | None:
+def _apply(group: _Group, item: Item, by_carrier: Places) -> Outcome | Exception | None:
     if isinstance(item, ReceiptIn):
         return _receipt(group, item, by_carrier)
     message = group.messages.get(item.message_id)
@@ -284,9 +298,7 @@ def _apply(
     return Outcome(item.message_id, message.status, changed=True)
 
 
-def _receipt(
-    group: _Group, item: ReceiptIn, by_carrier: dict[tuple[str, str], tuple[int, int]]
-) -> Outcome | None:
+def _receipt(group: _Group, item: ReceiptIn, by_carrier: Places) -> Outcome | None:
     where = None
     for rank, carrier_id in enumerate(item.carrier_ids):
         found = group.accepted.get((item.link, carrier_id)) or by_carrier.get(
@@ -319,65 +331,52 @@ def _receipt(
             if item.outcome is None
             else f"receipt {item.outcome} for part {index} already {part.status}"
         )
-        group.events.append(event_row(message_id, group.now, "receipt", why, detail=detail))
+        group.event(message_id, "receipt", why, detail)
         return Outcome(message_id, message.status, changed=False)
+    done_at = to_micros(item.done_at) if item.done_at is not None else group.now
     group.move_part(
         message_id,
         index,
         item.outcome,
         reason=f"receipt: {item.outcome}",
-        values={"done_at": item.done_at or group.now, "error_code": item.error_code},
+        values={"done_at": done_at, "error_code": item.error_code},
         detail=detail,
     )
     return Outcome(message_id, message.status, changed=True)
 
 
-async def _write(conn: AsyncConnection, group: _Group) -> None:
+def _write(group: _Group) -> Generator[Op, Any, None]:
     if group.new_parts:
-        await conn.execute(
-            message_parts.insert(),
-            [
-                {"message_id": m, "part_index": i, **group.parts[m][i].columns()}
-                for m, i in sorted(group.new_parts)
-            ],
+        yield Insert(
+            "message_parts",
+            _PART_KEY + _PART_VALUES,
+            [(m, i, *group.parts[m][i].values()) for m, i in sorted(group.new_parts)],
         )
     changed = group.changed_parts - group.new_parts
     if changed:
-        await conn.execute(
-            sa.update(message_parts)
-            .where(
-                message_parts.c.message_id == sa.bindparam("m_id"),
-                message_parts.c.part_index == sa.bindparam("p_index"),
-            )
-            .values({c: sa.bindparam(f"v_{c}") for c in _PART_COLUMNS}),
-            [
-                {
-                    "m_id": m,
-                    "p_index": i,
-                    **{f"v_{c}": v for c, v in group.parts[m][i].columns().items()},
-                }
-                for m, i in sorted(changed)
-            ],
+        yield Update(
+            "message_parts",
+            _PART_VALUES,
+            _PART_KEY,
+            [(*group.parts[m][i].values(), m, i) for m, i in sorted(changed)],
         )
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = defaultdict(list)
     for message in group.messages.values():
         if message.columns:
             keys = tuple(sorted(message.columns))
-            by_columns[keys].append(
-                {"m_id": message.id, **{f"v_{k}": message.columns[k] for k in keys}}
-            )
+            by_columns[keys].append((*(message.columns[k] for k in keys), message.id))
     for keys, rows in by_columns.items():
-        await conn.execute(
-            sa.update(messages)
-            .where(messages.c.id == sa.bindparam("m_id"))
-            .values({k: sa.bindparam(f"v_{k}") for k in keys}),
-            rows,
-        )
-    if group.events:
-        await conn.execute(message_events.insert(), group.events)
+        yield Update("messages", keys, ("id",), rows)
+    yield Insert("message_events", EVENT_COLUMNS, group.events)
 
 
-_PART_COLUMNS = ("status", "link", "carrier_id", "error_code", "submitted_at", "done_at")
+def _transaction(
+    sql: Spelling, group: _Group, items: Sequence[Item]
+) -> Body[list[Outcome | Exception | None]]:
+    by_carrier = yield from _load(sql, group, items)
+    results = [_apply(group, item, by_carrier) for item in items]
+    yield from _write(group)
+    return results
 
 
 # -- group commit -----------------------------------------------------------------------
@@ -392,35 +391,51 @@ class Ledger:
         self._db = db
         self._clock = clock
         self._feed = feed
-        self._batcher: Batcher[Item, Result] = Batcher(self.apply, name="sms-ledger")
+        self._batcher: Batcher[Item, Result] = Batcher(self.apply, name="sms-ledger", turn=db.turn)
 
     async def record(self, item: Item) -> Outcome | None:
         """Write ``item``; its outcome once committed (None: a receipt for no known
         part). A failure of the item alone is raised here; so is the transaction's."""
         return await self._batcher.submit(item)
 
+    def record_nowait(self, item: Item) -> asyncio.Future[Outcome | None]:
+        """``record`` as a future (its exception is the future's)."""
+        return self._batcher.submit_nowait(item)
+
     async def close(self) -> None:
         await self._batcher.close()
 
     async def apply(self, items: Sequence[Item]) -> list[Result | Exception]:
         """Apply ``items`` in one transaction, in order."""
-        group = _Group(self._clock.now())
-        async with self._db.write() as conn:
-            by_carrier = await _load(conn, group, items)
-            results = [_apply(group, item, by_carrier) for item in items]
-            await _write(conn, group)
+        group = _Group(to_micros(self._clock.now()))
+        results = await self._db.transact(lambda sql: _transaction(sql, group, items))
+        # A failure is logged at warning (log_status); the rest are debug lines, the
+        # events being the audit trail (a line for each at thousands a second costs).
+        debug = log.isEnabledFor(logging.DEBUG)
         entered = []
         for message_id, previous, status, reason in group.logs:
-            log_status(message_id, MessageType.SMS.value, previous.value, status.value, reason)
+            step = _STATUS[status]
+            final = step in _FAILED
+            if final:
+                log_status(message_id, MessageType.SMS.value, previous, status, reason)
+            elif debug:
+                log.debug(
+                    "message.status",
+                    message_id=message_id,
+                    type=MessageType.SMS.value,
+                    previous=previous,
+                    status=status,
+                    reason=reason,
+                )
             code = group.messages[message_id].columns.get("delivery_error_code")
             entered.append(
                 StatusEntered(
                     message_id,
                     MessageType.SMS,
                     Direction.OUTBOUND,
-                    status,
+                    step,
                     reason,
-                    code if status in FAILED else None,
+                    code if final else None,
                 )
             )
         self._feed.publish(entered)

@@ -10,10 +10,11 @@ earlier one lapsed. Every lease counts as an attempt.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,7 +22,9 @@ from gatewayd.clock import Clock
 from gatewayd.errors import LeaseLost
 from gatewayd.logging import get_logger
 from gatewayd.mailbox._database import Database
+from gatewayd.mailbox._driver import Body, Execute, Fetch, Insert, Spelling
 from gatewayd.mailbox._rows import (
+    EVENT_COLUMNS,
     Row,
     add_events,
     event_row,
@@ -30,9 +33,9 @@ from gatewayd.mailbox._rows import (
     message_row,
     select_messages,
 )
-from gatewayd.mailbox._schema import messages
+from gatewayd.mailbox._schema import from_micros, messages, to_micros
 from gatewayd.mailbox._status import refuse
-from gatewayd.mailbox.records import Message
+from gatewayd.mailbox.records import Message, SmsToSend
 from gatewayd.model import MessageStatus, MessageType
 
 log = get_logger("gatewayd.mailbox")
@@ -73,7 +76,8 @@ async def lease(
     due = (
         sa.select(messages.c.id, messages.c.lease_owner, messages.c.attempts)
         .where(
-            messages.c.message_status == MessageStatus.QUEUED.value,
+            # A literal, not a parameter: SQLite uses the partial index only then.
+            messages.c.message_status == sa.literal_column("'Queued'"),
             messages.c.type.in_([t.value for t in types]),
             messages.c.next_attempt_at <= now,
         )
@@ -119,6 +123,75 @@ async def lease(
             owner=owner,
         )
     return leased
+
+
+_LEASE_SMS = (
+    "SELECT id, lease_owner, attempts, from_number, to_number, subject, creation_time, "
+    "delivery_error_code FROM messages WHERE message_status = 'Queued' AND type = 'SMS' "
+    "AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+)
+
+
+async def lease_sms(
+    db: Database, clock: Clock, owner: str, *, limit: int, lease_for: float
+) -> list[SmsToSend]:
+    """``lease`` for SMS, in one trip (_driver.py) and with only what the dispatcher
+    needs: it runs for every SMS. The status and type are literals in the SQL, so that
+    both databases use the queue's partial index."""
+    now = clock.now()
+    now_us = to_micros(now)
+    until = to_micros(now + timedelta(seconds=lease_for))
+
+    def body(sql: Spelling) -> Body[Sequence[Sequence[Any]]]:
+        picked: Sequence[Sequence[Any]] = yield Fetch(
+            _LEASE_SMS + ("" if db.is_sqlite else " FOR UPDATE SKIP LOCKED"), (now_us, limit)
+        )
+        if not picked:
+            return picked
+        yield Execute(
+            "UPDATE messages SET lease_owner = ?, next_attempt_at = ?, attempts = attempts + 1 "
+            f"WHERE {sql.any_of('id', 'bigint')}",
+            (owner, until, sql.values(row[0] for row in picked)),
+        )
+        yield Insert(
+            "message_events",
+            EVENT_COLUMNS,
+            [
+                (
+                    row[0],
+                    now_us,
+                    "lease",
+                    None,
+                    None,
+                    f"lease of {row[1]} expired; leased again",
+                    orjson.dumps(
+                        {"previous_owner": row[1], "owner": owner, "attempt": row[2] + 1}
+                    ).decode(),
+                )
+                for row in picked
+                if row[1] is not None
+            ],
+        )
+        return picked
+
+    picked = await db.transact(body)
+    for row in picked:
+        if row[1] is not None:
+            log.warning(
+                "message.lease_expired", message_id=row[0], previous_owner=row[1], owner=owner
+            )
+    return [
+        SmsToSend(
+            id=message_id,
+            from_number=from_number,
+            to_number=to_number,
+            text=text,
+            attempts=attempts + 1,
+            creation_time=from_micros(created),
+            delivery_error_code=code,
+        )
+        for message_id, _, attempts, from_number, to_number, text, created, code in picked
+    ]
 
 
 async def retry_later(

@@ -310,6 +310,19 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class SmsToSend:
+    """A leased Queued SMS, as much of it as the dispatcher needs (Mailbox.lease_sms)."""
+
+    id: int
+    from_number: str | None
+    to_number: str | None
+    text: str | None
+    attempts: int  # this lease's included
+    creation_time: datetime
+    delivery_error_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class PartAccepted:
     """submit_sm_resp OK: part ``index`` of ``parts`` is at the SMSC as ``carrier_id``."""
 

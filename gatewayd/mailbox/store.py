@@ -87,6 +87,7 @@ from gatewayd.mailbox.records import (
     PartRefused,
     RateState,
     ReceiptIn,
+    SmsToSend,
     StatusBucket,
     StatusCount,
     StatusTally,
@@ -404,6 +405,14 @@ class Mailbox:
         """A delivery receipt; None when no part has one of its ids (yet)."""
         return await self._ledger.record(item)
 
+    def recording(
+        self, item: PartAccepted | PartRefused | ReceiptIn
+    ) -> asyncio.Future[Outcome | None]:
+        """``record_acceptance``, ``record_refusal`` or ``record_receipt`` as a future
+        of the outcome (None: a receipt for no known part), for the SMS hot path, which
+        chains callbacks instead of awaiting in a task per message."""
+        return self._ledger.record_nowait(item)
+
     async def park_receipt(self, item: ReceiptIn) -> None:
         """Keep a receipt no part is known for yet (it came before its part was
         recorded, maybe on another node's bind); ``apply_parked`` tries it again."""
@@ -480,6 +489,11 @@ class Mailbox:
         return await _queue.lease(
             self._db, self.clock, owner, types=types, limit=limit, lease_for=seconds
         )
+
+    async def lease_sms(self, owner: str, *, limit: int, lease_for: float) -> list[SmsToSend]:
+        """``lease`` for SMS, lean: up to ``limit`` due Queued SMS as the dispatcher
+        needs them (oldest due first), each counting an attempt."""
+        return await _queue.lease_sms(self._db, self.clock, owner, limit=limit, lease_for=lease_for)
 
     async def retry_later(
         self,

@@ -30,18 +30,19 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from gatewayd import gsm
 from gatewayd.cluster import Cluster
 from gatewayd.config.settings import Settings, SmppLinkSettings
 from gatewayd.errors import GatewayError, LeaseLost, LinkDown
 from gatewayd.gsm import Concatenation, Split
-from gatewayd.logging import bound_message, get_logger
-from gatewayd.mailbox import Mailbox, Message, Part, PartAccepted, PartRefused
+from gatewayd.logging import get_logger
+from gatewayd.mailbox import Mailbox, Message, Outcome, PartAccepted, PartRefused, SmsToSend
 from gatewayd.model import MessageStatus, MessageType, PartStatus
 from gatewayd.sms import pdu, receipts
 from gatewayd.sms.link import SmppLink
-from gatewayd.sms.pdu import ESM_UDHI, Status, Tag
+from gatewayd.sms.pdu import ESM_UDHI, Pdu, Status, Tag
 from gatewayd.sms.rendezvous import Rendezvous
 from gatewayd.worker import LeaseLoop, backoff
 
@@ -55,6 +56,7 @@ IDLE_POLL = 0.5
 MAX_RETRY_DELAY = 3600.0
 LEASE_SECONDS = 300.0
 LEASE_BATCH = 500
+LEASE_INTERVAL = 0.05  # at most twenty short leases a second
 IN_FLIGHT_PER_WINDOW = 16  # messages leased per place in the links' windows
 CRASH_REASON = (
     "in flight when the gateway stopped unexpectedly: parts not recorded as accepted are "
@@ -77,6 +79,10 @@ def address_of(number: str) -> Address:
     if any(not c.isdigit() for c in number):
         return Address(number, 5, 0)
     return Address(number, 2, 1)
+
+
+Answered = tuple["SmppLink", "PartOut", "asyncio.Future[Pdu]"]
+"""The quick way's part, submitted, and its answer (a future that is done)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +183,10 @@ class Permanent(Exception):
         self.code = code
 
 
-class SmsDispatcher(LeaseLoop):
+class SmsDispatcher(LeaseLoop[SmsToSend]):
     name = "sms"
     idle_poll = IDLE_POLL
+    lease_interval = LEASE_INTERVAL
 
     def __init__(
         self,
@@ -200,9 +207,15 @@ class SmsDispatcher(LeaseLoop):
         self.links = links
         self.rendezvous = rendezvous
         self._references: dict[int, int] = {}  # message id -> concatenation reference
+        self._quick = 0  # messages on the quick way (see start), not yet recorded
 
     def reload(self, settings: Settings) -> None:
         self.settings = settings
+
+    def stop(self) -> None:
+        super().stop()
+        for link in self.links.links:  # what waits for a place in a window goes back
+            link.abandon_waiting()
 
     def room(self) -> int | None:
         if not self.links.any_bound:
@@ -210,8 +223,74 @@ class SmsDispatcher(LeaseLoop):
         room = self.links.capacity() * IN_FLIGHT_PER_WINDOW - self.busy
         return min(room, LEASE_BATCH)
 
-    def start(self, message: Message) -> None:
-        self.spawn(self._send(message))
+    async def take(self, limit: int) -> list[SmsToSend]:
+        return await self.mailbox.lease_sms(self.owner, limit=limit, lease_for=self.lease_for)
+
+    def in_flight(self) -> int:
+        return self._quick
+
+    def start(self, work: SmsToSend) -> None:
+        """The first attempt of a single-part SMS on a bound link (nearly all of them)
+        goes the quick way: submitted and recorded with callbacks chained on futures,
+        no task; anything else it meets (a refusal, throttling, no answer, the link
+        down) it hands to the long way, a task (``_send``), where it is. Everything
+        else goes the long way from the start."""
+        quick = self._quick_part(work)
+        if quick is None:
+            self.spawn(self._send(work))
+            return
+        link, part = quick
+        self._quick += 1
+        self.rendezvous.submitting(link.name)
+        answer = link.submit_nowait(part.build, unless=self._stopped)
+        answer.add_done_callback(partial(self._quick_answered, work, link, part))
+
+    def _quick_part(self, job: SmsToSend) -> tuple[SmppLink, PartOut] | None:
+        if job.attempts > 1 or not job.to_number or job.text is None:
+            return None
+        age = self.mailbox.clock.now() - job.creation_time
+        if age > timedelta(seconds=self.settings.sms.max_age):
+            return None
+        link = self.links.route(job.to_number)
+        if link is None or not link.bound:
+            return None
+        try:
+            split = gsm.split(job.text, Concatenation(link.settings.concatenation))
+        except gsm.EncodingError:
+            return None
+        if len(split.parts) != 1:
+            return None
+        source, destination = address_of(job.from_number or ""), address_of(job.to_number)
+        [part] = parts_out(split, link.settings, source, destination, reference=0)
+        return link, part
+
+    def _quick_answered(
+        self, job: SmsToSend, link: SmppLink, part: PartOut, answer: asyncio.Future[Pdu]
+    ) -> None:
+        if answer.cancelled() or answer.exception() is not None or answer.result().status:
+            # Not a plain acceptance: the long way goes on from this answer.
+            self.spawn(self._send(job, first=(link, part, answer)))
+            self._quick -= 1
+            return
+        carrier_id = receipts.normalise(
+            answer.result().fields.get("message_id", ""), link.id_format
+        )
+        recorded = self.rendezvous.accept_nowait(PartAccepted(job.id, 0, 1, link.name, carrier_id))
+        recorded.add_done_callback(partial(self._quick_recorded, job, link))
+
+    def _quick_recorded(
+        self, job: SmsToSend, link: SmppLink, recorded: asyncio.Future[Outcome | None]
+    ) -> None:
+        self._quick -= 1
+        self.rendezvous.answered(link.name)
+        if recorded.cancelled():
+            return
+        error = recorded.exception()
+        if isinstance(error, GatewayError):
+            # The mailbox failed: the lease runs out and the message comes back.
+            log.error("sms.send_failed", message_id=job.id, error=str(error))
+        elif error is not None:
+            log.error("sms.send_failed", message_id=job.id, error=repr(error), exc_info=error)
 
     async def adopt(self, held: Sequence[Message]) -> None:
         """SMS this node's previous process (or a node that is gone) held when it
@@ -228,55 +307,81 @@ class SmsDispatcher(LeaseLoop):
         log.warning("sms.taken_back", messages=len(held))
 
     # -- one message ------------------------------------------------------------------
+    # (Log lines name the message themselves: binding it to the context for every SMS
+    # costs more than the few lines written on the way.)
 
-    async def _send(self, message: Message) -> None:
-        with bound_message(message.id):
-            try:
-                await self._attempt(message)
-            except LeaseLost:
-                log.warning("sms.lease_lost", message_id=message.id)
-            except GatewayError as exc:
-                # The mailbox failed: the lease runs out and the message comes back.
-                log.error("sms.send_failed", message_id=message.id, error=str(exc))
+    async def _send(self, job: SmsToSend, first: Answered | None = None) -> None:
+        """One attempt (``first``: going on from the quick way's answer)."""
+        try:
+            await (self._attempt(job) if first is None else self._go_on(job, first))
+        except LeaseLost:
+            log.warning("sms.lease_lost", message_id=job.id)
+        except GatewayError as exc:
+            # The mailbox failed: the lease runs out and the message comes back.
+            log.error("sms.send_failed", message_id=job.id, error=str(exc))
 
-    async def _attempt(self, message: Message) -> None:
+    async def _go_on(self, job: SmsToSend, first: Answered) -> None:
+        """The quick way's attempt, from the answer that sent it this way."""
+        link, part, answer = first
+        try:
+            await self._submit_part(link, job.id, 0, 1, part, sent=answer)
+            results: list[BaseException | None] = [None]
+        except (Temporary, Permanent) as exc:
+            results = [exc]
+        await self._conclude(job, results)
+
+    async def _attempt(self, job: SmsToSend) -> None:
         sms = self.settings.sms
-        destination = message.to[0].phone_number if message.to else None
-        if not destination or message.subject is None:
-            await self._fail(message, "the SMS has no destination or no text", "NoContent")
+        destination = job.to_number
+        if not destination or job.text is None:
+            await self._fail(job, "the SMS has no destination or no text", "NoContent")
             return
-        age = self.mailbox.clock.now() - message.creation_time
+        age = self.mailbox.clock.now() - job.creation_time
         if age > timedelta(seconds=sms.max_age):
             await self._fail(
-                message,
+                job,
                 f"not accepted by the SMSC within {sms.max_age:g} s",
-                message.delivery_error_code or "Expired",
+                job.delivery_error_code or "Expired",
             )
             return
         link = self.links.route(destination)
         if link is None:
-            await self._fail(message, f"no SMPP link routes {destination}", "NoRoute")
+            await self._fail(job, f"no SMPP link routes {destination}", "NoRoute")
             return
         try:
-            split = gsm.split(message.subject, Concatenation(link.settings.concatenation))
+            split = gsm.split(job.text, Concatenation(link.settings.concatenation))
         except gsm.EncodingError as exc:
-            await self._fail(message, str(exc), "TooLong")
+            await self._fail(job, str(exc), "TooLong")
             return
-        done = {p.index for p in await self._parts(message) if p.status is not PartStatus.QUEUED}
-        reference = self._references.setdefault(
-            message.id, link.next_reference(16 if link.settings.concatenation == "udh16" else 8)
-        )
-        source = address_of(message.from_.phone_number or "")
+        done = await self._done_parts(job)
+        reference = self._references.get(job.id)
+        if reference is None:
+            bits = 16 if link.settings.concatenation == "udh16" else 8
+            reference = self._references[job.id] = link.next_reference(bits)
+        source = address_of(job.from_number or "")
         outs = parts_out(split, link.settings, source, address_of(destination), reference)
         total = len(outs)
-        results = await asyncio.gather(
-            *(
-                self._submit_part(link, message.id, index, total, part)
-                for index, part in enumerate(outs)
-                if index not in done
-            ),
-            return_exceptions=True,
-        )
+        results: list[BaseException | None]
+        if total == 1 and not done:  # no task per part
+            try:
+                await self._submit_part(link, job.id, 0, 1, outs[0])
+                results = [None]
+            except (Temporary, Permanent) as exc:
+                results = [exc]
+        else:
+            results = await asyncio.gather(
+                *(
+                    self._submit_part(link, job.id, index, total, part)
+                    for index, part in enumerate(outs)
+                    if index not in done
+                ),
+                return_exceptions=True,
+            )
+        await self._conclude(job, results)
+
+    async def _conclude(self, job: SmsToSend, results: Sequence[BaseException | None]) -> None:
+        """After the parts of an attempt: done, or back to the queue, or failed."""
+        sms = self.settings.sms
         permanent = [r for r in results if isinstance(r, Permanent)]
         temporary = [r for r in results if isinstance(r, Temporary)]
         other = [
@@ -287,48 +392,64 @@ class SmsDispatcher(LeaseLoop):
         if other:
             raise other[0]
         if permanent or not temporary:
-            self._references.pop(message.id, None)
+            self._references.pop(job.id, None)
             return  # Sent, or SendingFailed through the ledger
         first = temporary[0]
-        if message.attempts >= sms.max_attempts:
-            self._references.pop(message.id, None)
+        if job.attempts >= sms.max_attempts:
+            self._references.pop(job.id, None)
             await self._fail(
-                message, f"gave up after {message.attempts} attempts: {first.reason}", first.code
+                job, f"gave up after {job.attempts} attempts: {first.reason}", first.code
             )
             return
-        delay = backoff(sms.retry_delay, message.attempts, cap=MAX_RETRY_DELAY, jitter=0.1)
+        delay = backoff(sms.retry_delay, job.attempts, cap=MAX_RETRY_DELAY, jitter=0.1)
         await self.mailbox.retry_later(
-            message.id, self.owner, delay=delay, reason=first.reason, detail={"code": first.code}
+            job.id, self.owner, delay=delay, reason=first.reason, detail={"code": first.code}
         )
 
-    async def _parts(self, message: Message) -> list[Part]:
-        """The parts an earlier attempt recorded (a first attempt has none)."""
-        if message.attempts <= 1:
-            return []
-        return await self.mailbox.parts(message.id)
+    async def _done_parts(self, job: SmsToSend) -> set[int]:
+        """The parts an earlier attempt had accepted or refused (a first attempt has
+        none)."""
+        if job.attempts <= 1:
+            return set()
+        parts = await self.mailbox.parts(job.id)
+        return {p.index for p in parts if p.status is not PartStatus.QUEUED}
 
     async def _submit_part(
-        self, link: SmppLink, message_id: int, index: int, total: int, part: PartOut
+        self,
+        link: SmppLink,
+        message_id: int,
+        index: int,
+        total: int,
+        part: PartOut,
+        *,
+        sent: asyncio.Future[Pdu] | None = None,
     ) -> None:
-        """Submit one part; record what the SMSC said. Temporary or Permanent when it
+        """Submit one part (``sent``: submitted already, by the quick way, and counted
+        in the rendezvous); record what the SMSC said. Temporary or Permanent when it
         was not accepted."""
         answer = None
-        with self.rendezvous.submitting(link.name):
+        if sent is None:
+            self.rendezvous.submitting(link.name)
+        try:
             for _ in range(THROTTLE_RETRIES):
                 try:
-                    answer = await link.submit(part.build, unless=self._stopped)
+                    if sent is not None:
+                        answer, sent = await sent, None
+                    else:
+                        answer = await link.submit(part.build, unless=self._stopped)
                 except LinkDown as exc:
                     raise Temporary(str(exc), "LinkDown") from None
                 if answer.status not in (Status.RTHROTTLED, Status.RMSGQFUL):
                     break
             assert answer is not None
             if answer.status == Status.ROK:
-                fmt = receipts.IdFormat(link.settings.smsc_id_format)
-                carrier_id = receipts.normalise(answer.fields.get("message_id", ""), fmt)
+                carrier_id = receipts.normalise(answer.fields.get("message_id", ""), link.id_format)
                 await self.rendezvous.accept(
                     PartAccepted(message_id, index, total, link.name, carrier_id)
                 )
                 return
+        finally:
+            self.rendezvous.answered(link.name)
         name = pdu.status_name(answer.status)
         if answer.status in TEMPORARY:
             raise Temporary(f"the SMSC answered part {index + 1} of {total} with {name}", name)
@@ -336,12 +457,12 @@ class SmsDispatcher(LeaseLoop):
         await self.mailbox.record_refusal(PartRefused(message_id, index, total, name, reason))
         raise Permanent(reason, name)
 
-    async def _fail(self, message: Message, reason: str, code: str) -> None:
+    async def _fail(self, job: SmsToSend, reason: str, code: str) -> None:
         await self.mailbox.transition(
-            message.id,
+            job.id,
             MessageStatus.SENDING_FAILED,
             reason=reason,
             lease_owner=self.owner,
             delivery_error_code=code[:32],
         )
-        log.warning("sms.sending_failed", message_id=message.id, reason=reason, code=code)
+        log.warning("sms.sending_failed", message_id=job.id, reason=reason, code=code)

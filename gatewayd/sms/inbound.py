@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import phonenumbers
 
@@ -34,7 +35,15 @@ from gatewayd import gsm
 from gatewayd.config.settings import Settings, User
 from gatewayd.errors import StoreError
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import Fragment, Mailbox, NewAttachment, NewMessage, Party, ReceiptIn
+from gatewayd.mailbox import (
+    Fragment,
+    Mailbox,
+    NewAttachment,
+    NewMessage,
+    Outcome,
+    Party,
+    ReceiptIn,
+)
 from gatewayd.model import Direction, MessageType, PartStatus
 from gatewayd.sms import receipts
 from gatewayd.sms.link import SmppLink
@@ -120,6 +129,7 @@ class Inbound:
         self.mailbox = mailbox
         self.rendezvous = rendezvous
         self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[int]] = set()  # receipts waiting for their part
         self.reload(settings)
 
     def reload(self, settings: Settings) -> None:
@@ -131,8 +141,10 @@ class Inbound:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="sms-reassembly")
 
     async def close(self) -> None:
+        for task in [*self._tasks, *([self._sweeper] if self._sweeper else [])]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._sweeper is not None:
-            self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
 
@@ -145,16 +157,68 @@ class Inbound:
             log.error("sms.deliver_not_stored", link=link.name, error=str(exc))
             return Status.RX_T_APPN
 
+    def soon(self, link: SmppLink, request: Pdu) -> asyncio.Future[int] | int | None:
+        """A receipt without a task of its own (the link answers when the future is
+        done): its first look at the mailbox is a callback; only a receipt whose part is
+        not known yet goes on in a task (the wait, then parking). None for anything
+        else (an inbound SMS: ``__call__``)."""
+        if not receipts.is_receipt(request):
+            return None
+        read = self._read_receipt(link, request)
+        if read is None:
+            return Status.ROK
+        receipt, item = read
+        answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        looked = self.rendezvous.receipt_nowait(item)
+        looked.add_done_callback(partial(self._looked, link, receipt, item, answer))
+        return answer
+
+    def _looked(
+        self,
+        link: SmppLink,
+        receipt: receipts.Receipt,
+        item: ReceiptIn,
+        answer: asyncio.Future[int],
+        looked: asyncio.Future[Outcome | None],
+    ) -> None:
+        if looked.cancelled():
+            answer.cancel()
+            return
+        error = looked.exception()
+        if isinstance(error, StoreError):
+            log.error("sms.deliver_not_stored", link=link.name, error=str(error))
+            answer.set_result(Status.RX_T_APPN)
+        elif error is not None:
+            answer.set_exception(error)
+        elif looked.result() is not None:
+            answer.set_result(Status.ROK)
+        else:
+            task = asyncio.create_task(self._unknown(link, receipt, item))
+            self._tasks.add(task)
+            task.add_done_callback(partial(self._chain, answer))
+
+    def _chain(self, answer: asyncio.Future[int], task: asyncio.Task[int]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            answer.cancel()
+        elif (error := task.exception()) is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(task.result())
+
     # -- receipts ---------------------------------------------------------------------
 
-    async def _receipt(self, link: SmppLink, request: Pdu) -> int:
+    def _read_receipt(
+        self, link: SmppLink, request: Pdu
+    ) -> tuple[receipts.Receipt, ReceiptIn] | None:
+        """What a receipt says, for the mailbox; None when it names no message (logged)."""
         receipt = receipts.parse(request)
         if receipt is None:
             log.warning(
                 "sms.receipt_unreadable", link=link.name, esm_class=request.fields.get("esm_class")
             )
-            return Status.ROK
-        fmt = receipts.IdFormat(link.settings.smsc_id_format)
+            return None
+        fmt = link.id_format
         ids = tuple(receipts.candidates(receipt.message_id, fmt))
         if receipt.id_mismatch:
             ids += tuple(c for c in receipts.candidates(receipt.id_mismatch, fmt) if c not in ids)
@@ -174,15 +238,34 @@ class Inbound:
             done_at=receipt.done_at,
             detail={"stat": receipt.stat, "err": receipt.error},
         )
-        found = await self.rendezvous.receipt(item, within=link.settings.response_timeout)
+        return receipt, item
+
+    async def _receipt(self, link: SmppLink, request: Pdu) -> int:
+        read = self._read_receipt(link, request)
+        if read is None:
+            return Status.ROK
+        receipt, item = read
+        found = await self.rendezvous.receipt_nowait(item)
         if found is None:
-            await self.mailbox.park_receipt(item)
-            log.info(
-                "sms.receipt_parked",
-                link=link.name,
-                carrier_id=receipt.message_id,
-                stat=receipt.stat,
-            )
+            return await self._unknown(link, receipt, item)
+        return Status.ROK
+
+    async def _unknown(self, link: SmppLink, receipt: receipts.Receipt, item: ReceiptIn) -> int:
+        """A receipt no part is known for at first look: wait for the part if it may
+        still come, else park the receipt (acknowledged either way)."""
+        try:
+            found = await self.rendezvous.receipt_again(item, within=link.settings.response_timeout)
+            if found is None:
+                await self.mailbox.park_receipt(item)
+                log.info(
+                    "sms.receipt_parked",
+                    link=link.name,
+                    carrier_id=receipt.message_id,
+                    stat=receipt.stat,
+                )
+        except StoreError as exc:
+            log.error("sms.deliver_not_stored", link=link.name, error=str(exc))
+            return Status.RX_T_APPN
         return Status.ROK
 
     # -- SMS for our users --------------------------------------------------------------

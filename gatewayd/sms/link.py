@@ -28,10 +28,11 @@ import contextlib
 import random
 import ssl
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Protocol, cast
 
 from gatewayd.config.settings import SmppLinkSettings
@@ -39,6 +40,7 @@ from gatewayd.errors import BindRefused, LinkDown, ResponseTimeout
 from gatewayd.logging import get_logger
 from gatewayd.sms import pdu
 from gatewayd.sms.pdu import Command, Pdu, Status
+from gatewayd.sms.receipts import IdFormat
 
 log = get_logger("gatewayd.sms")
 
@@ -66,6 +68,11 @@ class Handler(Protocol):
         """Handle a deliver_sm or data_sm; returns the command_status to answer with."""
         ...
 
+    def soon(self, link: SmppLink, request: Pdu) -> asyncio.Future[int] | int | None:
+        """The same without a task, where the handler can (receipts, thousands a
+        second): the status now, or a future of it; None: call the handler."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Role:
@@ -89,17 +96,36 @@ class TokenBucket:
         self.tokens = self.capacity
         self.stamp = time.monotonic()
 
-    async def take(self) -> None:
+    def try_take(self) -> float:
+        """Take a token: 0.0, or (none there) the seconds until there is one."""
         if self.rate <= 0:
-            return
-        while True:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            await asyncio.sleep((1 - self.tokens) / self.rate)
+            return 0.0
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+@dataclass(slots=True, eq=False)
+class _Submit:
+    """A submit_sm waiting for its place in the window, then for its answer."""
+
+    build: Callable[[int], bytes]
+    answer: asyncio.Future[Pdu]
+    unless: asyncio.Event | None
+
+
+@dataclass(slots=True, eq=False)
+class _Outstanding:
+    """A request sent and not yet answered."""
+
+    answer: asyncio.Future[Pdu]
+    deadline: float  # loop time
+    within: float
+    submit: bool  # a submit_sm: it holds a place in the link's window
 
 
 class Session(asyncio.Protocol):
@@ -110,12 +136,16 @@ class Session(asyncio.Protocol):
         self.role = role
         self.transport: asyncio.Transport | None = None
         self.framer = pdu.Framer()
-        self.pending: dict[int, asyncio.Future[Pdu]] = {}
+        self.pending: dict[int, _Outstanding] = {}
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.bound = False
         self.last_heard = time.monotonic()
         self.tasks: set[asyncio.Task[None]] = set()
         self.close_reason = "the SMSC closed the connection"
+        self._outbox: list[bytes] = []  # PDUs to write at the end of this loop turn
+        # One timer for the soonest deadline of what is pending, not one per request.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -131,40 +161,112 @@ class Session(asyncio.Protocol):
             return
         for frame in frames:
             self._handle(frame)
+        self.flush()  # the submit_sm that took the places answers freed go out now
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.bound = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         reason = self.close_reason if exc is None else f"connection lost ({exc})"
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(LinkDown(f"link {self.link.name}: {reason}"))
-        self.pending.clear()
+        for sequence in list(self.pending):
+            item = self._settle(sequence)
+            if item is not None and not item.answer.done():
+                item.answer.set_exception(LinkDown(f"link {self.link.name}: {reason}"))
         if not self.closed.done():
             self.closed.set_result(None)
 
     # -- sending ------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
+        """Queue a PDU; everything queued in one turn of the event loop goes out in one
+        write (one system call for many submit_sm and deliver_sm_resp, not one each)."""
         if self.transport is None or self.transport.is_closing():
             raise LinkDown(f"link {self.link.name} is not connected")
-        self.transport.write(data)
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._outbox.append(data)
+
+    def flush(self) -> None:
+        if not self._outbox:
+            return
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _expect(
+        self, sequence: int, answer: asyncio.Future[Pdu], within: float, *, submit: bool
+    ) -> None:
+        deadline = asyncio.get_running_loop().time() + within
+        self.pending[sequence] = _Outstanding(answer, deadline, within, submit)
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(at, self._expire_due)
+        self._timer_at = at
+
+    def _settle(self, sequence: int) -> _Outstanding | None:
+        """Take a request off the books (answered, timed out, or the connection gone),
+        giving its place in the window back."""
+        item = self.pending.pop(sequence, None)
+        if item is not None and item.submit:
+            self.link.place_freed()
+        return item
+
+    def _expire_due(self) -> None:
+        """ResponseTimeout for every request past its deadline; the timer again for the
+        soonest deadline left."""
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        soonest: float | None = None
+        for sequence, item in list(self.pending.items()):
+            if item.deadline <= now:
+                self._settle(sequence)
+                if not item.answer.done():
+                    item.answer.set_exception(
+                        ResponseTimeout(
+                            f"link {self.link.name}: no response within {item.within:g} s"
+                        )
+                    )
+            elif soonest is None or item.deadline < soonest:
+                soonest = item.deadline
+        if soonest is not None and not self._armed_by(soonest):
+            self._arm(soonest)
+
+    def _armed_by(self, at: float) -> bool:
+        """Whether the timer fires by ``at`` (a submit_sm sent while expiring others may
+        have armed it, for its own later deadline)."""
+        return self._timer is not None and self._timer_at <= at
 
     async def request(self, build: Callable[[int], bytes], within: float) -> Pdu:
-        """Send a request made by ``build(sequence)``; its response."""
+        """Send a request made by ``build(sequence)`` (bind, unbind, enquire_link); its
+        response, or ResponseTimeout after ``within`` seconds."""
         sequence = self.link.next_sequence()
-        future: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
-        self.pending[sequence] = future
+        answer: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+        self._expect(sequence, answer, within, submit=False)
         try:
             self.send(build(sequence))
-            return await asyncio.wait_for(future, within)
-        except TimeoutError:
-            raise ResponseTimeout(
-                f"link {self.link.name}: no response within {within:g} s"
-            ) from None
+            return await answer
         finally:
-            self.pending.pop(sequence, None)
+            self._settle(sequence)
+
+    def submit(self, job: _Submit) -> None:
+        """Send a submit_sm that has its place in the window (the link's pump)."""
+        sequence = self.link.next_sequence()
+        self._expect(sequence, job.answer, self.link.settings.response_timeout, submit=True)
+        try:
+            self.send(job.build(sequence))
+        except LinkDown as exc:
+            self._settle(sequence)
+            if not job.answer.done():
+                job.answer.set_exception(exc)
 
     def close(self, reason: str) -> None:
+        self.flush()  # an unbind_resp, say, goes out before the connection closes
         self.bound = False
         self.close_reason = reason
         if self.transport is not None and not self.transport.is_closing():
@@ -184,9 +286,9 @@ class Session(asyncio.Protocol):
                 self.send(pdu.frame(Command.GENERIC_NACK, exc.status, sequence))
             return
         if request.is_response:
-            future = self.pending.get(request.sequence)
-            if future is not None and not future.done():
-                future.set_result(request)
+            item = self._settle(request.sequence)
+            if item is not None and not item.answer.done():
+                item.answer.set_result(request)
             elif request.command != Command.GENERIC_NACK or request.status:
                 log.info(
                     "sms.unexpected_response",
@@ -203,9 +305,20 @@ class Session(asyncio.Protocol):
             log.warning("sms.smsc_unbind", link=self.link.name, bind=self.role.name)
             self.close("the SMSC unbound")
         elif command in (Command.DELIVER_SM, Command.DATA_SM) and self.role.receives:
-            task = asyncio.create_task(self._deliver(request))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.link.counts[request.name] += 1
+            try:
+                soon = self.link.handler.soon(self.link, request)
+            except Exception:  # a bug in the handler: the SMSC retries later
+                log.exception("sms.deliver_failed", link=self.link.name)
+                soon = Status.RX_T_APPN
+            if soon is None:
+                task = asyncio.create_task(self._deliver(request))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            elif isinstance(soon, int):
+                self._answer(request, soon)
+            else:
+                soon.add_done_callback(partial(self._answered, request))
         elif command == Command.ALERT_NOTIFICATION:
             log.info("sms.alert_notification", link=self.link.name, **request.fields)
         else:
@@ -213,12 +326,22 @@ class Session(asyncio.Protocol):
             self.send(pdu.frame(Command.GENERIC_NACK, Status.RINVCMDID, request.sequence))
 
     async def _deliver(self, request: Pdu) -> None:
-        self.link.counts[request.name] += 1
         try:
             status = await self.link.handler(self.link, request)
         except Exception:  # a bug in the handler: the SMSC retries later
             log.exception("sms.deliver_failed", link=self.link.name)
             status = Status.RX_T_APPN
+        self._answer(request, status)
+
+    def _answered(self, request: Pdu, status: asyncio.Future[int]) -> None:
+        if status.cancelled():
+            return  # we are closing: the SMSC sends it again
+        error = status.exception()
+        if error is not None:
+            log.error("sms.deliver_failed", link=self.link.name, error=repr(error))
+        self._answer(request, Status.RX_T_APPN if error is not None else status.result())
+
+    def _answer(self, request: Pdu, status: int) -> None:
         answer = (
             Command.DELIVER_SM_RESP
             if request.command == Command.DELIVER_SM
@@ -235,12 +358,15 @@ class SmppLink:
         self.settings = settings
         self.name = settings.name
         self.handler = handler
+        self.id_format = IdFormat(settings.smsc_id_format)  # how its SMSC writes ids
         self.state = LinkState.IDLE
         self.error: str | None = None  # why it is stopped, or the last failure
         roles = [TRANSCEIVER] if settings.bind == "transceiver" else [TRANSMITTER, RECEIVER]
         self._roles = roles
         self._sessions: dict[str, Session | None] = {role.name: None for role in roles}
-        self._window = asyncio.Semaphore(settings.window)
+        self._places = settings.window  # free places in the window
+        self._waiting: deque[_Submit] = deque()  # submit_sm waiting for a place
+        self._pump_later: asyncio.TimerHandle | None = None  # a pause or the tps cap
         self._bucket = TokenBucket(settings.tps)
         self._sequence = 0
         self._paused_until = 0.0
@@ -435,50 +561,88 @@ class SmppLink:
         generic_nack). LinkDown when the link is down or goes down meanwhile, or when
         ``unless`` is set while the submit_sm still waits for its turn (once sent, its
         answer is always awaited); ResponseTimeout when the SMSC does not answer in
-        time."""
-        await self._acquire(unless)
-        try:
-            await self._bucket.take()
-            pause = self._paused_until - time.monotonic()
-            if pause > 0:
-                await asyncio.sleep(pause)
-            if unless is not None and unless.is_set():
-                raise LinkDown(f"link {self.name}: stopping")
-            self.counts["submit_sm"] += 1
-            answer = await self._submitter().request(build, self.settings.response_timeout)
-        finally:
-            self._window.release()
-        self.responses[pdu.status_name(answer.status)] += 1
-        if answer.status in THROTTLING:
+        time.
+
+        The window is a queue here, not a lock: the submit_sm waiting for a place are
+        sent by the link itself as soon as places come free (an answer read, a timeout,
+        the connection lost), in the same turn of the event loop that freed them, and
+        in the order they came. The tps cap and a throttling pause hold the queue."""
+        return await self.submit_nowait(build, unless=unless)
+
+    def submit_nowait(
+        self, build: Callable[[int], bytes], *, unless: asyncio.Event | None = None
+    ) -> asyncio.Future[Pdu]:
+        """``submit`` as a future (its exception is the future's), for callers that
+        chain callbacks rather than await."""
+        job = _Submit(build, asyncio.get_running_loop().create_future(), unless)
+        job.answer.add_done_callback(self._note_answer)
+        self._waiting.append(job)
+        self._pump()
+        return job.answer
+
+    def _note_answer(self, answer: asyncio.Future[Pdu]) -> None:
+        if answer.cancelled() or answer.exception() is not None:
+            return
+        status = answer.result().status
+        self.responses[pdu.status_name(status)] += 1
+        if status in THROTTLING:
             self._paused_until = time.monotonic() + self._throttle
             log.info(
                 "sms.throttled",
                 link=self.name,
-                status=pdu.status_name(answer.status),
+                status=pdu.status_name(status),
                 pause=self._throttle,
             )
             self._throttle = min(self._throttle * 2, THROTTLE_PAUSE_MAX)
-        elif answer.status == Status.ROK:
+        elif status == Status.ROK:
             self._throttle = THROTTLE_PAUSE
-        return answer
 
-    async def _acquire(self, unless: asyncio.Event | None) -> None:
-        """A place in the window, or LinkDown once ``unless`` is set."""
-        if unless is None or not self._window.locked():
-            await self._window.acquire()
-            return
-        acquire = asyncio.ensure_future(self._window.acquire())
-        stopped = asyncio.ensure_future(unless.wait())
-        await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if acquire.done() and not acquire.cancelled():
-            if not unless.is_set():
+    def place_freed(self) -> None:
+        self._places += 1
+        if self._waiting:
+            self._pump()
+
+    def abandon_waiting(self) -> None:
+        """Fail the submit_sm still waiting for a place whose ``unless`` is set (the
+        dispatcher stops): LinkDown, as the SMSC never saw them."""
+        for job in [j for j in self._waiting if j.unless is not None and j.unless.is_set()]:
+            self._waiting.remove(job)
+            if not job.answer.done():
+                job.answer.set_exception(LinkDown(f"link {self.name}: stopping"))
+
+    def _pump(self) -> None:
+        """Send waiting submit_sm while there are places, tokens and no pause."""
+        while self._waiting and self._places > 0:
+            job = self._waiting[0]
+            if job.answer.done():  # its caller gave up
+                self._waiting.popleft()
+                continue
+            if job.unless is not None and job.unless.is_set():
+                self._waiting.popleft()
+                job.answer.set_exception(LinkDown(f"link {self.name}: stopping"))
+                continue
+            wait = self._paused_until - time.monotonic()
+            if wait <= 0:
+                wait = self._bucket.try_take()
+            if wait > 0:
+                if self._pump_later is None:
+                    self._pump_later = asyncio.get_running_loop().call_later(wait, self._pump_again)
                 return
-            self._window.release()
-        acquire.cancel()
-        raise LinkDown(f"link {self.name}: stopping")
+            self._waiting.popleft()
+            try:
+                session = self._submitter()
+            except LinkDown as exc:
+                job.answer.set_exception(exc)
+                continue
+            self._places -= 1
+            self.counts["submit_sm"] += 1
+            session.submit(job)
+
+    def _pump_again(self) -> None:
+        self._pump_later = None
+        self._pump()
 
     @property
     def window_in_use(self) -> int:
         """submit_sm sent and not yet answered, on every bind of the link."""
-        return sum(len(s.pending) for s in self._sessions.values() if s is not None)
+        return self.settings.window - self._places

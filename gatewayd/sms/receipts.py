@@ -78,8 +78,33 @@ def is_receipt(pdu: Pdu) -> bool:
     return bool(pdu.fields.get("esm_class", 0) & ESM_RECEIPT_MASK)
 
 
+# The layout of SMPP 3.4 appendix B, as most SMSCs write it: read in one match.
+_STANDARD = re.compile(
+    r"id:(?P<id>\S*) sub:(?P<sub>\S*) dlvrd:(?P<dlvrd>\S*) submit date:(?P<submit>\d*) "
+    r"done date:(?P<done>\d*) stat:(?P<stat>\S*) err:(?P<err>\S*)(?: text:\s*(?P<text>.*))?",
+    re.DOTALL,
+)
+_STANDARD_KEYS = (
+    ("id", "id"),
+    ("sub", "sub"),
+    ("dlvrd", "dlvrd"),
+    ("submit date", "submit"),
+    ("done date", "done"),
+    ("stat", "stat"),
+    ("err", "err"),
+)
+
+
 def _parse_fields(text: str) -> dict[str, str]:
-    found: dict[str, str] = {}
+    standard = _STANDARD.fullmatch(text)
+    if standard is not None:
+        rest = standard.group("text")
+        if rest is None or _FIELDS.search(rest) is None:  # else: read it the general way
+            found = {key: standard.group(group) for key, group in _STANDARD_KEYS}
+            if rest is not None:
+                found["text"] = rest
+            return found
+    found = {}
     matches = list(_FIELDS.finditer(text))
     for index, match in enumerate(matches):
         key = match.group("key").lower()

@@ -462,6 +462,61 @@ async def test_rate_limits_answer_429_with_retry_after(
     assert last.headers["retry-after"] == "60"
 
 
+async def test_a_trusted_integration_is_never_rate_limited(
+    mailbox: Mailbox, settings: Settings
+) -> None:
+    trusted = replace(USERS[0], rate_limits=False)  # Alice: [[users]] rate_limits = false
+    limited = replace(
+        settings, api=replace(settings.api, rate_limits=True), users=(trusted, *USERS[1:])
+    )
+    server = ApiServer(app_for(mailbox, limited), limited)
+    await server.start()
+    base = f"http://127.0.0.1:{server.port}"
+
+    def body(n: int, sender: str) -> dict[str, Any]:
+        return {"from": {"phoneNumber": sender}, "to": [{"phoneNumber": f"+49151123456{n:02d}"}],
+                "text": f"n{n}"}  # fmt: skip
+
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            alice = [await client.post(f"{MINE}/sms", json=body(n, OUR_NUMBER),
+                                       headers=auth(ALICE)) for n in range(45)]  # fmt: skip
+            bob = [await client.post(f"{MINE}/sms", json=body(n, "+4930123458"),
+                                     headers=auth(BOB)) for n in range(41)]  # fmt: skip
+    finally:
+        await server.stop()
+    assert [a.status_code for a in alice] == [200] * 45  # past Medium's 40 a minute
+    assert alice[-1].headers["x-rate-limit-remaining"] == "40"
+    assert [b.status_code for b in bob[:40]] == [200] * 40
+    error_of(bob[40], 429, "CMN-301")
+
+
+async def test_an_sms_is_answered_alike_on_the_short_way_and_through_fastapi(
+    api: httpx.AsyncClient, mailbox: Mailbox
+) -> None:
+    """The short way (api/sms_route.py) takes plain JSON; a JSON media type of another
+    name is left to the FastAPI route. Both answers must be the same."""
+    body = {"from": {"phoneNumber": OUR_NUMBER}, "to": [{"phoneNumber": "+4915112345678"}],
+            "text": "Grüße"}  # fmt: skip
+    answers = [
+        await api.post(f"{MINE}/sms", content=json.dumps(body), headers={"Content-Type": kind})
+        for kind in ("application/json", "application/vnd.example+json")
+    ]
+    short, framework = (a.json() for a in answers)
+    assert [a.status_code for a in answers] == [200, 200]
+    for made in (short, framework):
+        stored = await mailbox.get(made["id"])
+        assert made == stored.to_json(str(api.base_url).rstrip("/"))
+    differ = {"id", "uri", "creationTime", "lastModifiedTime", "attachments"}
+    assert {k: v for k, v in short.items() if k not in differ} == {
+        k: v for k, v in framework.items() if k not in differ
+    }
+    same = ("content-type", "x-rate-limit-group", "x-rate-limit-limit",
+            "x-rate-limit-remaining", "x-rate-limit-window")  # fmt: skip
+    assert [answers[0].headers[h] for h in same] == [answers[1].headers[h] for h in same]
+    assert len(api.queued) == 2  # type: ignore[attr-defined]
+
+
 async def test_openapi_describes_every_endpoint(api: httpx.AsyncClient) -> None:
     schema = (await api.get("/openapi.json")).json()
     operations = {op["operationId"] for path in schema["paths"].values() for op in path.values()}

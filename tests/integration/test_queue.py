@@ -79,6 +79,33 @@ async def test_an_expired_lease_comes_back_with_an_event(
     assert await mailbox.lease("w3", types=[MessageType.FAX], limit=1) == []
 
 
+async def test_the_lean_sms_lease_is_the_lease(mailbox: Mailbox, clock: ManualClock) -> None:
+    """Mailbox.lease_sms (the SMS process's, straight to the driver) leases as lease
+    does: due Queued SMS only, oldest first, an attempt each, a lapsed lease noted."""
+    later = clock.now() + timedelta(hours=1)
+    first = await mailbox.create(sms(to="+4915100000001", text="one"))
+    clock.advance(1)
+    second = await mailbox.create(sms(to="+4915100000002"))
+    await mailbox.create_many([fax(), fax(send_time=later)])
+    taken = await mailbox.lease_sms("sms@a", limit=1, lease_for=60)
+    assert [(t.id, t.to_number, t.from_number, t.text, t.attempts) for t in taken] == [
+        (first.id, "+4915100000001", "+4930123456", "one", 1)
+    ]
+    assert taken[0].creation_time == first.creation_time
+    assert [t.id for t in await mailbox.lease_sms("sms@a", limit=5, lease_for=60)] == [second.id]
+    assert await mailbox.lease_sms("sms@b", limit=5, lease_for=60) == []
+    assert (await mailbox.get(first.id)).lease_owner == "sms@a"
+    clock.advance(61)
+    again = await mailbox.lease_sms("sms@b", limit=5, lease_for=60)
+    # (both were due again at the same moment: in either order)
+    assert sorted((t.id, t.attempts) for t in again) == sorted([(first.id, 2), (second.id, 2)])
+    last = (await mailbox.events(first.id))[-1]
+    assert (last.kind, last.detail) == (
+        "lease",
+        {"previous_owner": "sms@a", "owner": "sms@b", "attempt": 2},
+    )
+
+
 async def test_retry_later(mailbox: Mailbox, clock: ManualClock) -> None:
     message = await mailbox.create(fax())
     await mailbox.lease("w", types=[MessageType.FAX], limit=1)

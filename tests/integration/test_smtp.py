@@ -59,9 +59,9 @@ DoorFactory = Callable[..., Door]
 def make_door(tmp_path: Path) -> Callable[..., Door]:
     doors: list[Door] = []
 
-    def make(smtp: str = "", extra: str = "", *, office: bool = False) -> Door:
+    def make(smtp: str = "", extra: str = "", *, office: bool = False, users: str = USERS) -> Door:
         settings = door_settings(tmp_path / f"data{len(doors)}", free_port(), smtp=smtp,
-                                 extra=extra, users=USERS)  # fmt: skip
+                                 extra=extra, users=users)  # fmt: skip
         door = Door(settings, office=office)
         doors.append(door)
         return door
@@ -430,6 +430,18 @@ async def test_limits(make_door: DoorFactory) -> None:
                                 message(sender="jörg@bücher.example"),
                                 mail_options=["SMTPUTF8"])  # fmt: skip
         assert other.code == 250, other  # the limit is per user
+
+
+async def test_a_trusted_sender_is_never_rate_limited(make_door: DoorFactory) -> None:
+    trusted = USERS + "rate_limits = false\n"  # the last user, Jörg: a trusted integration
+    async with make_door(smtp="rate_per_minute = 2", users=trusted) as door:
+        jorg = [await door.send("jörg@bücher.example", [SMS_TO],
+                                message(sender="jörg@bücher.example"),
+                                mail_options=["SMTPUTF8"]) for _ in range(4)]  # fmt: skip
+        assert [r.code for r in jorg] == [250] * 4
+        alice = [await door.send("alice@example.com", [SMS_TO], message()) for _ in range(3)]
+        assert [r.code for r in alice[:2]] == [250, 250]
+        assert (alice[2].stage, alice[2].line) == ("MAIL", replies.rate_limited(2))
 
 
 async def test_sms_text_limits(door: Door) -> None:

@@ -3,6 +3,7 @@ machine through the store, SMS parts and receipts, read state."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import itertools
@@ -14,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from gatewayd.clock import ManualClock
+from gatewayd.config.settings import MailboxSettings
 from gatewayd.errors import InvalidTransition, MessageNotFound, StoreError
 from gatewayd.mailbox import (
     Mailbox,
@@ -23,6 +25,7 @@ from gatewayd.mailbox import (
     PartRefused,
     Party,
     ReceiptIn,
+    _driver,
 )
 from gatewayd.mailbox._schema import message_events
 from gatewayd.model import (
@@ -303,6 +306,76 @@ async def test_a_receipt_for_nothing_we_know(mailbox: Mailbox) -> None:
     assert await receipt(mailbox, "no-such-id", PartStatus.DELIVERED) is None
     other_link = ReceiptIn("other-link", ("whatever",), PartStatus.DELIVERED)
     assert await mailbox.record_receipt(other_link) is None
+
+
+async def test_the_timeline_of_an_sms(mailbox: Mailbox) -> None:
+    """One part: the status events carry the part's details, no part event repeats
+    them; several parts: the split, and a part event for each part's move."""
+    one = await mailbox.create(sms())
+    await accepted(mailbox, one.id, 0, 1, "one-0")
+    await receipt(mailbox, "one-0", PartStatus.DELIVERED, detail={"stat": "DELIVRD"})
+    events = await mailbox.events(one.id)
+    assert [(e.kind, e.from_value, e.to_value, e.reason) for e in events] == [
+        ("status", None, "Queued", "created"),
+        ("status", "Queued", "Sent", "accepted by the SMSC"),
+        ("status", "Sent", "Delivered", "receipt: Delivered"),
+    ]
+    assert events[1].detail == {"part": 0, "link": "sim", "carrier_id": "one-0"}
+    assert events[2].detail == {
+        "part": 0, "link": "sim", "carrier_id": "one-0", "error_code": None, "stat": "DELIVRD",
+    }  # fmt: skip
+    two = await mailbox.create(sms())
+    for index in range(2):
+        await accepted(mailbox, two.id, index, 2, f"two-{index}")
+    assert [(e.kind, e.from_value, e.to_value, e.reason) for e in await mailbox.events(two.id)] == [
+        ("status", None, "Queued", "created"),
+        ("part", None, None, "split into 2 parts"),
+        ("part", "Queued", "Sent", "accepted by the SMSC"),
+        ("part", "Queued", "Sent", "accepted by the SMSC"),
+        ("status", "Queued", "Sent", "accepted by the SMSC"),
+    ]
+
+
+@pytest.mark.parametrize("way", ["one statement", "row by row"])
+async def test_many_rows_are_written_alike_either_way(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    """On SQLite the hot path writes many rows of a narrow table in one statement over
+    one JSON parameter (mailbox/_driver.py), and row by row where JSON cannot carry
+    them (a NUL in a text) or SQLite is older than 3.33 (no UPDATE ... FROM). No older
+    SQLite is installed here: that way is forced by setting the module's switches."""
+    if way == "row by row":
+        monkeypatch.setattr(_driver, "_UPDATE_FROM", False)
+        monkeypatch.setattr(_driver, "_JSON_COLUMNS", 0)
+    box = await Mailbox.open(MailboxSettings(data_dir=tmp_path / "data"), clock=clock)
+    try:
+        made = await box.create_many([sms(to=f"+49151000000{n:02d}") for n in range(3)])
+        await asyncio.gather(
+            *(box.record_acceptance(PartAccepted(m.id, 0, 1, "sim", f"id{n}"))
+              for n, m in enumerate(made))
+        )  # fmt: skip
+        code = "UNDELIV:0\x00ld"  # an SMSC's err with a NUL in it
+        failed, delivered = await asyncio.gather(
+            box.record_receipt(ReceiptIn("sim", ("id0",), PartStatus.DELIVERY_FAILED,
+                                         error_code=code)),
+            box.record_receipt(ReceiptIn("sim", ("id1",), PartStatus.DELIVERED)),
+        )  # fmt: skip
+        assert failed is not None
+        assert delivered is not None
+        assert (failed.status, delivered.status) == (S.DELIVERY_FAILED, S.DELIVERED)
+        [part] = await box.parts(made[0].id)
+        assert (part.status, part.carrier_id, part.error_code) == (
+            PartStatus.DELIVERY_FAILED, "id0", code,
+        )  # fmt: skip
+        assert (await box.get(made[0].id)).delivery_error_code == code
+        assert [(await box.get(m.id)).message_status for m in made] == [
+            S.DELIVERY_FAILED, S.DELIVERED, S.SENT,
+        ]  # fmt: skip
+        last = (await box.events(made[0].id))[-1]
+        assert last.detail is not None
+        assert last.detail["error_code"] == code
+    finally:
+        await box.close()
 
 
 async def test_a_refused_part_fails_the_whole_sms(mailbox: Mailbox) -> None:

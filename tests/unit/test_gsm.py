@@ -20,9 +20,11 @@ from gatewayd.gsm import (
     decode_gsm7,
     encode,
     encode_gsm7,
+    gsm7_cost,
     is_gsm7,
     length,
     split,
+    ucs2_cost,
 )
 
 HEADER_OCTETS = {Concatenation.UDH8: 6, Concatenation.UDH16: 7, Concatenation.SAR: 0}
@@ -127,3 +129,24 @@ def test_gsm_text_stays_gsm_and_round_trips(text: str) -> None:
     assert result.alphabet is Alphabet.GSM7
     assert [decode_gsm7(p) for p in result.encoded()] == list(result.parts)
     assert "".join(result.parts) == text
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text(max_size=400) | st.text(alphabet=st.sampled_from(GSM_CHARS), max_size=400))
+def test_length_and_septets_are_what_each_character_costs(text: str) -> None:
+    """length and encode_gsm7 work on whole strings (str.translate, in C); they must say
+    what the per-character rules say (gsm7_cost, ucs2_cost, ESC + code)."""
+    assert length(text, Alphabet.GSM7) == sum(gsm7_cost(c) for c in text)
+    assert length(text, Alphabet.UCS2) == sum(ucs2_cost(c) for c in text)
+    assert is_gsm7(text) == all(c in GSM_CHARS for c in text)
+    if is_gsm7(text):
+        expected = b"".join(
+            bytes((0x1B, GSM7_EXTENSION[c]))
+            if c in GSM7_EXTENSION
+            else bytes((GSM7_BASIC.index(c),))
+            for c in text
+        )
+        assert encode_gsm7(text) == expected
+    else:
+        with pytest.raises(EncodingError, match="not in the GSM"):
+            encode_gsm7(text)

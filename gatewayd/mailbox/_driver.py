@@ -1,0 +1,363 @@
+"""The hot path's way to the database: whole transactions in one trip, rows as tuples.
+
+SQLAlchemy Core costs about 0.1 ms of processor time per statement on the async
+drivers (its adapter, a greenlet switch, a trip to aiosqlite's thread, result objects)
+and several microseconds per row (type processors): right for everything the mailbox
+does now and then, too dear for the few transactions that run for every SMS (the group
+commit of new messages, the SMS ledger, the SMS lease). Those are written here as
+*bodies*: generators that yield the statements (``Fetch``, ``Execute``, ``Insert``,
+``Update``) and are sent back each one's result, with values already in their stored
+form (times as microseconds, JSON as text). ``Database.transact`` runs a body:
+
+- SQLite: in a thread of its own with its own connection (the same pragmas as the
+  engines'), BEGIN IMMEDIATE to COMMIT in one trip from the event loop. Many rows of
+  a narrow table go in one statement, ``json_each`` over one JSON parameter (UPDATE
+  ... FROM needs SQLite 3.33), so the thread steps the statement once and needs
+  Python's lock once, not once a row: a thread that must win that lock back from a
+  busy event loop for every row (executemany) waits up to the interpreter's switch
+  interval each time. A wide table's rows (messages: 36 columns) go by executemany,
+  since json_extract parses a row's JSON once per column. This process's SQLAlchemy
+  writers and these transactions take turns on one asyncio lock (Database), so they
+  never wait for each other inside SQLite; and the writer threads of the daemon's
+  processes (the daemon and its SMS process) take turns on a lock file beside the
+  database (``flock``): a writer waiting there is woken the moment the other is done,
+  where SQLite's own busy handler would poll, sleeping 1, 2, 5, 10 ms ... A batcher
+  takes its turn *before* it gathers its batch (``Database.turn``), so that what
+  arrives while the other process writes goes in this transaction, not the next: under
+  contention batches grow and commits (fsyncs) fall.
+- PostgreSQL: on SQLAlchemy's pooled writer connection, straight to asyncpg
+  (executemany for many rows), ``?`` placeholders numbered ``$1``, ``$2``, ...
+
+SQL is written once with ``?`` placeholders (never a literal question mark). A body is
+given a ``Spelling``: ``any_of`` says "this column is one of the values of one
+parameter" the way each database does it best, so a statement's text does not change
+with the number of values and stays prepared. Driver errors become the mailbox's
+(``translate``): a unique key is StoreConflict, a lost connection or a locked or full
+database StoreUnavailable, the rest StoreError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+from collections.abc import Callable, Generator, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal, Protocol, TypeVar
+
+import orjson
+
+from gatewayd.errors import StoreConflict, StoreError, StoreUnavailable
+
+T = TypeVar("T")
+Kind = Literal["bigint", "text"]
+
+# SQLite learnt UPDATE ... FROM in 3.33.0.
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+# json_extract parses a row's JSON once per column: past this many columns, executemany
+# (a step a row) costs less than one statement over json_each.
+_JSON_COLUMNS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """A SELECT; sent back: its rows, as tuples."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """Any other one statement; sent back: how many rows it changed."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """Rows into ``table``, each a tuple in ``columns`` order."""
+
+    table: str
+    columns: tuple[str, ...]
+    rows: Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """``columns`` of the rows of ``table`` found by ``keys``; each row is the new
+    values followed by the key's values."""
+
+    table: str
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    rows: Sequence[Sequence[Any]]
+
+
+Op = Fetch | Execute | Insert | Update
+Body = Generator[Op, Any, T]
+
+
+class Spelling(Protocol):
+    """How this database says what SQL spells differently."""
+
+    def any_of(self, column: str, kind: Kind) -> str:
+        """SQL saying ``column`` is one of the values of one parameter (``values``)."""
+        ...
+
+    def values(self, items: Iterable[Any]) -> Any:
+        """The parameter ``any_of`` takes for these values."""
+        ...
+
+
+class SqliteSpelling:
+    def any_of(self, column: str, kind: Kind) -> str:
+        return f"{column} IN (SELECT value FROM json_each(?))"
+
+    def values(self, items: Iterable[Any]) -> Any:
+        return orjson.dumps(list(items)).decode()
+
+
+class PostgresSpelling:
+    def any_of(self, column: str, kind: Kind) -> str:
+        return f"{column} = ANY(?::{kind}[])"
+
+    def values(self, items: Iterable[Any]) -> Any:
+        return list(items)
+
+
+def _item(index: int) -> str:
+    return f"json_extract(j.value, '$[{index}]')"
+
+
+@lru_cache(maxsize=64)
+def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
+    picks = ", ".join(_item(i) for i in range(len(columns)))
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {picks} FROM json_each(?) AS j"
+
+
+@lru_cache(maxsize=64)
+def _sqlite_update(table: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{c} = {_item(i)}" for i, c in enumerate(columns))
+    where = " AND ".join(f"{table}.{k} = {_item(len(columns) + i)}" for i, k in enumerate(keys))
+    return f"UPDATE {table} SET {sets} FROM json_each(?) AS j WHERE {where}"
+
+
+@lru_cache(maxsize=64)
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+@lru_cache(maxsize=64)
+def _update(table: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    return f"UPDATE {table} SET {sets} WHERE {' AND '.join(f'{k} = ?' for k in keys)}"
+
+
+@lru_cache(maxsize=256)
+def _numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1``, ``$2``, ..."""
+    pieces = sql.split("?")
+    return pieces[0] + "".join(f"${n}{piece}" for n, piece in enumerate(pieces[1:], 1))
+
+
+# -- SQLite -------------------------------------------------------------------------------
+
+
+class SqliteWriter:
+    """One thread with its own connection: each transaction is one trip to it."""
+
+    def __init__(self, path: str, pragmas: Sequence[str], busy_timeout: float) -> None:
+        self._path = path
+        self._pragmas = tuple(pragmas)
+        self._busy_timeout = busy_timeout
+        self._connection: sqlite3.Connection | None = None
+        self._turn: int | None = None  # the lock file's descriptor
+        self._held = False  # the turn is taken (by ``hold``) for the transactions to come
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbox-writer")
+        self.spelling = SqliteSpelling()
+
+    async def run(self, body: Body[T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._transaction, body)
+
+    async def hold(self) -> None:
+        """Take the writers' turn now, for the transactions run until ``let_go``."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._take_turn)
+
+    async def let_go(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._give_turn)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)
+
+    def _take_turn(self) -> None:
+        self._connect()
+        if self._turn is not None:
+            fcntl.flock(self._turn, fcntl.LOCK_EX)
+        self._held = True
+
+    def _give_turn(self) -> None:
+        self._held = False
+        if self._turn is not None:
+            fcntl.flock(self._turn, fcntl.LOCK_UN)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(
+                self._path, timeout=self._busy_timeout, isolation_level=None
+            )
+            for pragma in self._pragmas:
+                connection.execute(pragma)
+            self._connection = connection
+        if self._turn is None and self._path not in ("", ":memory:"):
+            self._turn = os.open(f"{self._path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+        return self._connection
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        if self._turn is not None:
+            os.close(self._turn)
+            self._turn = None
+
+    def _transaction(self, body: Body[T]) -> T:
+        connection = self._connect()
+        mine = self._turn is not None and not self._held  # a turn of its own
+        if mine:
+            fcntl.flock(self._turn, fcntl.LOCK_EX)  # type: ignore[arg-type]
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = _drive(body, lambda op: _sqlite_op(connection, op))
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        finally:
+            if mine:
+                fcntl.flock(self._turn, fcntl.LOCK_UN)  # type: ignore[arg-type]
+        return result
+
+
+def _drive(body: Body[T], run: Callable[[Op], Any]) -> T:
+    try:
+        op = next(body)
+        while True:
+            op = body.send(run(op))
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    finally:
+        body.close()
+
+
+def _sqlite_op(connection: sqlite3.Connection, op: Op) -> Any:
+    if isinstance(op, Fetch):
+        return connection.execute(op.sql, op.params).fetchall()
+    if isinstance(op, Execute):
+        return connection.execute(op.sql, op.params).rowcount
+    if not op.rows:
+        return 0
+    if isinstance(op, Insert):
+        rows = _as_json(op.rows) if len(op.columns) <= _JSON_COLUMNS else None
+        if rows is not None:
+            return connection.execute(_sqlite_insert(op.table, op.columns), (rows,)).rowcount
+        return connection.executemany(_insert(op.table, op.columns), op.rows).rowcount
+    rows = _as_json(op.rows) if len(op.columns) + len(op.keys) <= _JSON_COLUMNS else None
+    if rows is not None and _UPDATE_FROM:
+        sql = _sqlite_update(op.table, op.columns, op.keys)
+        return connection.execute(sql, (rows,)).rowcount
+    return connection.executemany(_update(op.table, op.columns, op.keys), op.rows).rowcount
+
+
+def _as_json(rows: Sequence[Sequence[Any]]) -> str | None:
+    """The rows as one JSON parameter; None when JSON cannot carry them exactly (a NUL
+    in a text, which SQLite's JSON functions would cut there; text that is not UTF-8):
+    those go row by row."""
+    try:
+        text = orjson.dumps(rows).decode()
+    except orjson.JSONEncodeError:
+        return None
+    return None if "\\u0000" in text else text
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+
+async def run_postgres(connection: Any, body: Body[T]) -> T:
+    """Run ``body`` in a transaction on an asyncpg connection."""
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        try:
+            op = next(body)
+            while True:
+                op = body.send(await _postgres_op(connection, op))
+        except StopIteration as done:
+            result: T = done.value
+        finally:
+            body.close()
+    except BaseException:
+        if not connection.is_closed():
+            await transaction.rollback()
+        raise
+    await transaction.commit()
+    return result
+
+
+async def _postgres_op(connection: Any, op: Op) -> Any:
+    if isinstance(op, Fetch):
+        return await connection.fetch(_numbered(op.sql), *op.params)
+    if isinstance(op, Execute):
+        status: str = await connection.execute(_numbered(op.sql), *op.params)
+        last = status.rsplit(" ", 1)[-1]  # "UPDATE 3", "INSERT 0 1"
+        return int(last) if last.isdigit() else 0
+    if not op.rows:
+        return 0
+    sql = (
+        _insert(op.table, op.columns)
+        if isinstance(op, Insert)
+        else _update(op.table, op.columns, op.keys)
+    )
+    await connection.executemany(_numbered(sql), op.rows)
+    return len(op.rows)
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def translate(exc: BaseException, where: str) -> StoreError | None:
+    """The mailbox's error for a driver's own exception (None: not a driver's)."""
+    why = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StoreConflict(f"{where}: {why}")
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(f"{where} is unavailable: {why}")
+    if isinstance(exc, sqlite3.Error):
+        return StoreError(f"{where}: {why}")
+    if type(exc).__module__.startswith("asyncpg"):
+        import asyncpg  # noqa: PLC0415  (an optional dependency: only with PostgreSQL)
+
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            return StoreConflict(f"{where}: {why}")
+        if isinstance(
+            exc,
+            asyncpg.PostgresConnectionError
+            | asyncpg.InterfaceError
+            | asyncpg.CannotConnectNowError
+            | asyncpg.InsufficientResourcesError,
+        ):
+            return StoreUnavailable(f"{where} is unavailable: {why}")
+        return StoreError(f"{where}: {why}")
+    if isinstance(exc, OSError | TimeoutError):
+        return StoreUnavailable(f"{where} is unavailable: {why}")
+    return None

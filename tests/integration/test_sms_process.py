@@ -1,0 +1,130 @@
+"""The SMS process (gatewayd/sms/process.py) as the daemon runs it, with real processes:
+``gatewayd smsc-sim`` on a port and ``gatewayd run`` bound to it. Killed, the SMS
+process is started again and the SMS go on; the daemon's /metrics show its links;
+the daemon killed takes its SMS process along; SIGTERM stops both."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import gatewayd
+from tests.integration.test_daemon import start, wait_for
+from tests.integration.test_sms_daemon import simulator
+from tests.shipped_config import shipped_config
+from tests.smtp_client import free_port, message, send
+
+NUMBER = "+4915112340000"
+BOUND = 'gatewayd_smpp_link_up{link="simulator"} 1.0'
+
+
+def sms_process_of(daemon: int) -> int | None:
+    """The SMS process the daemon ``daemon`` started (None: there is none now)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == daemon and b"gatewayd.sms.process" in command:
+            return int(entry.name)
+    return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def until(check: object, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def delivered(config: Path, message_id: str, within: float = 30) -> dict[str, object]:
+    deadline = time.monotonic() + within
+    shown: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        result = gatewayd("messages", "show", message_id, "--json", "--config", str(config))
+        shown = json.loads(result.stdout)
+        if shown["messageStatus"] == "Delivered":
+            break
+        time.sleep(0.2)
+    return shown
+
+
+def test_a_killed_sms_process_is_started_again_and_the_sms_go_on(tmp_path: Path) -> None:
+    sim_port, smtp_port, api_port = free_port(), free_port(), free_port()
+    config = shipped_config(tmp_path, smtp_port=smtp_port, api_port=api_port, sim_port=sim_port)
+    sim = simulator(sim_port)
+    daemon = start(config)
+    try:
+        seen = wait_for(daemon, "daemon.started")
+        if not any(line["event"] == "sms.bound" for line in seen):
+            wait_for(daemon, "sms.bound")
+        first = sms_process_of(daemon.pid)
+        assert first is not None
+        # The daemon's /metrics show the SMS process's link (its state arrives within
+        # a second of a change).
+        until(lambda: BOUND in httpx.get(f"http://127.0.0.1:{api_port}/metrics").text, 5)
+
+        os.kill(first, signal.SIGKILL)
+        exited = wait_for(daemon, "sms.process_exited")[-1]
+        assert (exited["pid"], exited["signal"]) == (first, "SIGKILL")
+        wait_for(daemon, "sms.bound")  # the next one has bound the link again
+        second = sms_process_of(daemon.pid)
+        assert second is not None
+        assert second != first
+
+        to = f"{NUMBER}@sms.example.com"
+        reply = send(smtp_port, "alice@example.com", [to], message(to=to, body="Still here"))
+        assert reply.code == 250, reply
+        shown = delivered(config, reply.text.split()[-1])
+        assert shown["messageStatus"] == "Delivered", shown
+        # (the link's state reaches /metrics from the SMS process within a second)
+        until(
+            lambda: (
+                'gatewayd_smpp_link_up{link="simulator"} 1.0'
+                in httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=30).text
+            )
+        )
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=60)
+        sim.send_signal(signal.SIGTERM)
+        sim.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert not alive(second)  # SIGTERM stopped the SMS process too
+
+
+def test_a_killed_daemon_takes_its_sms_process_along(tmp_path: Path) -> None:
+    sim_port = free_port()
+    config = shipped_config(tmp_path, sim_port=sim_port)
+    sim = simulator(sim_port)
+    daemon = start(config)
+    try:
+        wait_for(daemon, "daemon.started")
+        until(lambda: sms_process_of(daemon.pid) is not None)
+        child = sms_process_of(daemon.pid)
+        assert child is not None
+        daemon.kill()
+        daemon.communicate(timeout=30)
+        # Never two SMS processes for one node: a new daemon would start its own.
+        until(lambda: not alive(child), within=10)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        sim.send_signal(signal.SIGTERM)
+        sim.communicate(timeout=30)
