@@ -119,7 +119,6 @@ class Daemon:
         sys.setswitchinterval(SWITCH_INTERVAL)
         loop = asyncio.get_running_loop()
         self._accept_errors = install_accept_error_filter(loop)
-        self.loop_watchdog.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -136,6 +135,9 @@ class Daemon:
             # then, in the middle of serving).
             gc.collect()
             gc.freeze()
+            # Stalls are watched from here on, while serving: start-up's own (a new
+            # mailbox's migrations, the collection above) keep no client waiting.
+            self.loop_watchdog.start()
             self._said = await self._status()
             self.notifier.ready(self._said)
             if self.notifier.watchdog_seconds:

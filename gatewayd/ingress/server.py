@@ -165,8 +165,8 @@ class GatewaySMTP(SMTP):
             reason="session" if reply is replies.SESSION_TOO_LONG else "idle",
         )
         self.metrics.smtp_reply("421")
-        transport = self.transport
-        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        transport = cast(asyncio.WriteTransport | None, self.transport)  # uvloop's: no subclass
+        if transport is not None and not transport.is_closing():
             transport.write(reply.encode() + b"\r\n")
             transport.close()
 

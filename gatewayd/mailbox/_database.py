@@ -229,6 +229,7 @@ class Database:
             async with self.read() as conn:
                 if await conn.run_sync(_stored_revision) == HEAD:
                     return HEAD
+            await asyncio.to_thread(_load_alembic)  # its import is ~0.1 s of the loop
             async with self.write() as conn:
                 if not self.is_sqlite:
                     # Instances starting together take turns (SQLite's BEGIN IMMEDIATE
@@ -258,6 +259,13 @@ def _stored_revision(connection: sa.Connection) -> str | None:
         return None
     found = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
     return found[0][0] if len(found) == 1 else None
+
+
+def _load_alembic() -> None:
+    """Import what a migration needs (in a thread: the modules stay loaded)."""
+    import alembic.command  # noqa: PLC0415
+    import alembic.runtime.migration  # noqa: PLC0415
+    import alembic.script  # noqa: PLC0415, F401
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:

@@ -380,12 +380,12 @@ async def test_an_internal_error_is_logged_with_its_traceback_and_answered_plain
 ) -> None:
     api = await make_api()
 
-    async def a_bug(query: MessageQuery) -> Any:
+    async def a_bug(query: MessageQuery, base_url: str) -> Any:
         raise RuntimeError("a bug in a query")
 
     # No real part fails on demand: the mailbox's list read is made to fail as a bug
     # would; everything else is real.
-    monkeypatch.setattr(api.mailbox, "find", a_bug)
+    monkeypatch.setattr(api.mailbox, "find_json", a_bug)
     async with api.client() as client:
         answer = await client.get(f"{API_PREFIX}/message-store")
     assert (answer.status_code, answer.json()["errorCode"]) == (500, "CMN-201")

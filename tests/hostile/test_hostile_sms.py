@@ -117,12 +117,18 @@ async def test_a_bug_in_handling_a_deliver_sm_is_logged_with_its_traceback(
     smsc = Smsc()
     port = await smsc.start("127.0.0.1", 0)
 
-    async def a_bug(link: SmppLink, request: pdu.Pdu) -> int:
-        raise RuntimeError("a bug in the handler")
+    class ABug:
+        """A handler (sms/link.py's Handler) with a bug where it handles an SMS."""
+
+        async def __call__(self, link: SmppLink, request: pdu.Pdu) -> int:
+            raise RuntimeError("a bug in the handler")
+
+        def soon(self, link: SmppLink, request: pdu.Pdu) -> None:
+            return None  # not a receipt: to __call__
 
     # The handler stands in for a bug (nothing real fails on demand); the link, the
     # SMSC and the PDUs are real.
-    link = SmppLink(SmppLinkSettings(address=HostPort("127.0.0.1", port)), a_bug)
+    link = SmppLink(SmppLinkSettings(address=HostPort("127.0.0.1", port)), ABug())
     link.start()
     try:
         assert await link.wait_bound(10)
