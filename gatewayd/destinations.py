@@ -62,8 +62,10 @@ def parse_number(text: str, region: str) -> Destination:
     if not compact:
         raise NumberError("no number given")
     if not _ALLOWED.match(compact):
-        raise NumberError(f"{text!r} is not a phone number (only digits, spaces, . - ( ) and "
-                          "a leading + belong in one)")  # fmt: skip
+        raise NumberError(
+            f"{text!r} is not a phone number (only digits, spaces, . - ( ) and "
+            "a leading + belong in one)"
+        )
     candidates = [compact]
     for prefix in ("00", "011"):  # international prefixes, whatever the region's own
         if compact.startswith(prefix):
@@ -91,12 +93,13 @@ def refusal(destination: Destination, policy: DestinationPolicy, channel: str) -
     """Why the policy refuses this destination (naming the rule), or None."""
     if policy.allowed_countries and destination.country_code not in policy.allowed_countries:
         allowed = ", ".join(f"+{c}" for c in policy.allowed_countries)
-        return (f"{destination.e164}: country code +{destination.country_code} is not allowed "
-                f"({channel}.policy.allowed_countries: {allowed})")  # fmt: skip
+        return (
+            f"{destination.e164}: country code +{destination.country_code} is not allowed "
+            f"({channel}.policy.allowed_countries: {allowed})"
+        )
     if destination.number_type in policy.refused_number_types:
         kind = destination.number_type.lower().replace("_", " ")
-        return (f"{destination.e164} is a {kind} number "
-                f"({channel}.policy.refused_number_types)")  # fmt: skip
+        return f"{destination.e164} is a {kind} number ({channel}.policy.refused_number_types)"
     for entry in policy.deny:
         if matches(destination.e164, entry):
             return f"{destination.e164} is on the deny list ({channel}.policy.deny: {entry})"

@@ -29,17 +29,28 @@ from gatewayd.render.limits import MemoryLimits
 if TYPE_CHECKING:
     from gatewayd.render.job import CoverSheet, Rendered, RenderOptions, Source
 
-_DECLARED = {".txt": "text/plain", ".text": "text/plain", ".htm": "text/html",
-             ".html": "text/html", ".doc": Kind.DOC.value, ".xls": Kind.XLS.value,
-             ".ppt": Kind.PPT.value}  # fmt: skip
+_DECLARED = {
+    ".txt": "text/plain",
+    ".text": "text/plain",
+    ".htm": "text/html",
+    ".html": "text/html",
+    ".doc": Kind.DOC.value,
+    ".xls": Kind.XLS.value,
+    ".ppt": Kind.PPT.value,
+}
 # Drawing time after which the rest of a job goes to a pool of render processes: about
 # what starting the pool costs (bench/cli.py measures both).
 IN_PROCESS_SECONDS = 1.0
 
 
 def arguments(render: argparse.ArgumentParser) -> None:
-    render.add_argument("files", nargs="*", metavar="FILE", type=Path,
-                        help="PDF, image, text, HTML or office documents, in order")  # fmt: skip
+    render.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        type=Path,
+        help="PDF, image, text, HTML or office documents, in order",
+    )
     render.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.tif")
     render.add_argument(
         "--resolution",

@@ -26,8 +26,9 @@ class CoverSheet:
     sent_at: datetime | None = None  # with a time zone
 
 
-def _draw(canvas: Canvas, text: str, x: float, y: float, *, family: tuple[fonts.Font, ...],
-          size: float) -> None:  # fmt: skip
+def _draw(
+    canvas: Canvas, text: str, x: float, y: float, *, family: tuple[fonts.Font, ...], size: float
+) -> None:
     for font, piece in fonts.runs(text, family):
         canvas.setFont(font.name, size)
         canvas.drawString(x, y, piece)
@@ -81,15 +82,17 @@ def cover_pdf(sheet: CoverSheet, total_pages: int, paper: str) -> bytes:
         canvas.setLineWidth(0.8)
         canvas.line(MARGIN, y + 6, page_w - MARGIN, y + 6)
         y -= 16
-        lines = [line for paragraph in sheet.note.replace("\r\n", "\n").split("\n")
-                 for line in wrap_words(paragraph, sans, 12, page_w - 2 * MARGIN)]  # fmt: skip
+        lines = [
+            line
+            for paragraph in sheet.note.replace("\r\n", "\n").split("\n")
+            for line in wrap_words(paragraph, sans, 12, page_w - 2 * MARGIN)
+        ]
         room = int((y - MARGIN - 20) // 16)
         for line in lines[:room]:
             _draw(canvas, line, MARGIN, y, family=sans, size=12)
             y -= 16
         if len(lines) > room:
-            _draw(canvas, "(the note continues beyond this page)", MARGIN, y, family=sans,
-                  size=10)  # fmt: skip
+            _draw(canvas, "(the note continues beyond this page)", MARGIN, y, family=sans, size=10)
     canvas.showPage()
     canvas.save()
     return out.getvalue()

@@ -34,9 +34,13 @@ DEJAVU = {
 }
 # Fonts worth trying for characters DejaVu lacks, in order.
 FALLBACKS = (
-    "NotoSansCJK-Regular.ttc", "NotoSansCJKsc-Regular.otf", "NotoSans-Regular.ttf",
-    "NotoSansSymbols2-Regular.ttf", "FreeSans.ttf", "unifont.ttf",
-)  # fmt: skip
+    "NotoSansCJK-Regular.ttc",
+    "NotoSansCJKsc-Regular.otf",
+    "NotoSans-Regular.ttf",
+    "NotoSansSymbols2-Regular.ttf",
+    "FreeSans.ttf",
+    "unifont.ttf",
+)
 
 
 @functools.lru_cache(maxsize=64)
@@ -48,8 +52,13 @@ def find(file_name: str) -> Path | None:
                 return found
     if shutil.which("fc-match"):
         name = file_name.rsplit(".", 1)[0]
-        result = subprocess.run(["fc-match", "-f", "%{file}", name], capture_output=True,
-                                text=True, timeout=10, check=False)  # fmt: skip
+        result = subprocess.run(
+            ["fc-match", "-f", "%{file}", name],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
         path = Path(result.stdout.strip())
         if result.returncode == 0 and path.name == file_name and path.is_file():
             return path

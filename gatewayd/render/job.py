@@ -207,32 +207,37 @@ class Renderer:
                     raise RenderError("the renderer crashed on this document") from None
         raise AssertionError("unreachable")
 
-    async def render(self, sources: Sequence[Source], cover: CoverSheet | None,
-                     options: RenderOptions, out: Path) -> Rendered:  # fmt: skip
+    async def render(
+        self, sources: Sequence[Source], cover: CoverSheet | None, options: RenderOptions, out: Path
+    ) -> Rendered:
         """Render the job into ``out`` (a TIFF), or RenderError saying why not."""
         size = sum(s.path.stat().st_size for s in sources)
         if size > options.max_input_bytes:
-            raise RenderError(f"the documents are too large: {size:,} bytes, at most "
-                              f"{options.max_input_bytes:,}")  # fmt: skip
+            raise RenderError(
+                f"the documents are too large: {size:,} bytes, at most {options.max_input_bytes:,}"
+            )
         if not sources and cover is None:
             raise RenderError("nothing to fax: no document and no cover page")
         workdir = Path(tempfile.mkdtemp(prefix="gatewayd-render-", dir=self.scratch))
         overlap = self.workers < (os.cpu_count() or 1)
         call = Call(workdir, options.fax, options.limits, overlap)
         try:
-            prepared = await asyncio.gather(*(
-                self._named(s.name, self._call(call, worker.prepare, s, call)) for s in sources
-            ))  # fmt: skip
+            prepared = await asyncio.gather(
+                *(self._named(s.name, self._call(call, worker.prepare, s, call)) for s in sources)
+            )
             total = sum(p.pages for p in prepared) + (1 if cover else 0)
             if total > options.max_pages:
                 raise RenderError(
                     f"too many pages: {total}, at most {options.max_pages}",
                     fax_error_code=FaxErrorCode.TOO_MANY_PAGES,
                 )
-            chunks = await asyncio.gather(*(
-                self._named(p.name, self._call(call, worker.render_pages, p, pages, call))
-                for p in prepared for pages in self._chunks(p.pages)
-            ))  # fmt: skip
+            chunks = await asyncio.gather(
+                *(
+                    self._named(p.name, self._call(call, worker.render_pages, p, pages, call))
+                    for p in prepared
+                    for pages in self._chunks(p.pages)
+                )
+            )
             pages = [page for chunk in chunks for page in chunk]
             if cover is not None:
                 sheet = await self._call(call, worker.render_cover, cover, total, call)
@@ -241,8 +246,13 @@ class Renderer:
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
             self._recycle()
-        log.info("fax.rendered", pages=len(pages), bytes=written, documents=len(sources),
-                 cover=cover is not None)  # fmt: skip
+        log.info(
+            "fax.rendered",
+            pages=len(pages),
+            bytes=written,
+            documents=len(sources),
+            cover=cover is not None,
+        )
         return Rendered(out, len(pages), written)
 
     def _chunks(self, pages: int) -> list[range]:

@@ -36,15 +36,28 @@ def to_pdf(source: Path, soffice: Path, *, timeout: float, workdir: Path) -> Pat
     profile = Path(tempfile.mkdtemp(prefix="lo-profile-", dir=workdir))
     outdir = Path(tempfile.mkdtemp(prefix="lo-out-", dir=workdir))
     command = [
-        str(soffice), "--headless", "--norestore", "--nologo", "--nodefault", "--nolockcheck",
+        str(soffice),
+        "--headless",
+        "--norestore",
+        "--nologo",
+        "--nodefault",
+        "--nolockcheck",
         f"-env:UserInstallation={profile.as_uri()}",
-        "--convert-to", "pdf", "--outdir", str(outdir), str(source),
-    ]  # fmt: skip
+        "--convert-to",
+        "pdf",
+        "--outdir",
+        str(outdir),
+        str(source),
+    ]
     # Its own session, so that a timeout kills soffice.bin too, not only the launcher.
     try:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, "HOME": str(profile)},
-                                   start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "HOME": str(profile)},
+            start_new_session=True,
+        )
     except OSError as exc:
         shutil.rmtree(profile, ignore_errors=True)
         raise RenderError(f"LibreOffice could not be started ({exc.strerror})") from exc

@@ -127,8 +127,9 @@ def photo_blocks(grey: Grey) -> NDArray[np.uint8] | None:
     """Per 16x16 block, 1 where it is photographic, grown by a block all round so a
     photograph's edge is screened too (None: no block is photographic)."""
     height, width = grey.shape
-    flags = _fax.photo_blocks(grey, width, height, grey.strides[0], BLOCK, *_MIDDLE,
-                              round(PHOTO_SHARE * 256))  # fmt: skip
+    flags = _fax.photo_blocks(
+        grey, width, height, grey.strides[0], BLOCK, *_MIDDLE, round(PHOTO_SHARE * 256)
+    )
     photo = np.frombuffer(flags, np.uint8).reshape(-(-height // BLOCK), -(-width // BLOCK))
     if not photo.any():
         return None
@@ -220,8 +221,9 @@ def add_strokes(page: Grey, fine: Grey, *, slack: int) -> None:
     height, width = page.shape
     if fine.shape != (2 * height, width):
         raise ValueError(f"cannot take strokes of {fine.shape} onto {page.shape}")
-    _fax.add_strokes(page, fine, width, height, page.strides[0], fine.strides[0], THRESHOLD,
-                     _MIDDLE[0], slack)  # fmt: skip
+    _fax.add_strokes(
+        page, fine, width, height, page.strides[0], fine.strides[0], THRESHOLD, _MIDDLE[0], slack
+    )
 
 
 def midtone_share(histogram: list[int]) -> float:

@@ -33,8 +33,9 @@ class CodedPage:
     x_resolution: int = 204
 
 
-def _ifd(page: CodedPage, strip_offset: int, index: int, total: int,
-         ifd_offset: int) -> tuple[bytes, int]:  # fmt: skip
+def _ifd(
+    page: CodedPage, strip_offset: int, index: int, total: int, ifd_offset: int
+) -> tuple[bytes, int]:
     """The page's IFD placed at ``ifd_offset``, and where its next-IFD pointer sits."""
     entries: list[tuple[int, int, int, bytes]] = [
         (254, _LONG, 1, struct.pack("<I", 2)),
@@ -51,12 +52,16 @@ def _ifd(page: CodedPage, strip_offset: int, index: int, total: int,
         (282, _RATIONAL, 1, struct.pack("<II", page.x_resolution, 1)),
         (283, _RATIONAL, 1, struct.pack("<II", page.y_resolution, 1)),
         (284, _SHORT, 1, struct.pack("<HH", 1, 0)),
-        (292 if page.compression == COMPRESSION_G3 else 293, _LONG, 1,
-         struct.pack("<I", T4_2D_FILLBITS if page.compression == COMPRESSION_G3 else 0)),
+        (
+            292 if page.compression == COMPRESSION_G3 else 293,
+            _LONG,
+            1,
+            struct.pack("<I", T4_2D_FILLBITS if page.compression == COMPRESSION_G3 else 0),
+        ),
         (296, _SHORT, 1, struct.pack("<HH", 2, 0)),  # inches
         (297, _SHORT, 2, struct.pack("<HH", index, total)),
         (305, _ASCII, len(SOFTWARE), SOFTWARE),
-    ]  # fmt: skip
+    ]
     head = struct.pack("<H", len(entries))
     values_at = ifd_offset + 2 + 12 * len(entries) + 4
     body, extra = bytearray(), bytearray()
