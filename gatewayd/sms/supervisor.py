@@ -58,6 +58,7 @@ STABLE_AFTER = 60.0
 BEAT_INTERVAL = 1.0
 WAKE_DELAY = 0.005
 STOP_MARGIN = 5.0
+START_WAIT = 15.0  # for the SMS process's first word on its links
 MAX_BACKLOG = 1 << 20  # bytes unread by the SMS process before wakes are dropped
 _PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 OnEntered = Callable[[Mapping[Entered, int]], None]  # how many entered which status
@@ -91,11 +92,29 @@ class SmsSupervisor:
     # -- the daemon's calls -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the SMS process (StartupError when it cannot be executed)."""
+        """Start the SMS process and wait (at most START_WAIT) for its first word on
+        its links, so that what the daemon says of them from its start (``gatewayd
+        status``, READY's status line) is the SMS process's, not a guess. StartupError
+        when it cannot be executed or ends before it has said anything."""
         try:
             await self._spawn()
         except (OSError, ChannelClosed) as exc:
             raise StartupError(f"the SMS process could not start: {exc}") from exc
+        channel, process = self._channel, self._process
+        assert channel is not None
+        assert process is not None
+        try:
+            first = await asyncio.wait_for(channel.receive(), START_WAIT)
+        except TimeoutError:
+            log.warning("sms.process_slow_to_start", pid=process.pid, waited=START_WAIT)
+            return
+        except ChannelClosed:
+            code = await process.wait()
+            raise StartupError(
+                f"the SMS process ended as it started ({_describe(code)}; its log says why)"
+            ) from None
+        if isinstance(first, Links):
+            self._took(first)
 
     def wake(self) -> None:
         if self._wake_waiting or self._channel is None:
@@ -216,9 +235,12 @@ class SmsSupervisor:
             while True:
                 message = await channel.receive()
                 if isinstance(message, Links):
-                    self.links[:] = message.links
-                    if self.on_entered is not None and message.entered:
-                        self.on_entered(message.entered)
+                    self._took(message)
+
+    def _took(self, message: Links) -> None:
+        self.links[:] = message.links
+        if self.on_entered is not None and message.entered:
+            self.on_entered(message.entered)
 
     async def _beat(self) -> None:
         while True:
@@ -231,6 +253,10 @@ class SmsSupervisor:
             LinkSnapshot(link.name, "closed", False, 0, states=STATES)
             for link in self.settings.sms.links
         ]
+
+
+def _describe(code: int) -> str:
+    return ", ".join(f"{key} {value}" for key, value in _how(code).items())
 
 
 def _how(code: int) -> dict[str, object]:

@@ -136,7 +136,7 @@ def test_the_readme_tour_runs_as_printed(tmp_path: Path) -> None:
     out = stdout.splitlines()
     assert "tour: outcomes reached" in out
     assert "config/gatewayd.toml: OK, 1 warning" in out  # check-config
-    assert any(": ready, up " in line for line in out)  # status: the daemon answers, ready
+    assert any(": ready, up " in line for line in out), stdout  # status: the daemon answers
     assert any(re.match(r"^simulator\s+127\.0\.0\.1:\d+\s+bound\s", line) for line in out)
     assert " -> RCPT TO:<+4915112345678@sms.example.com>" in out  # swaks, with its +
     assert any(line.startswith("scrypt$") for line in out)  # hash-secret read the password
