@@ -81,9 +81,10 @@ def _paging(page: int, per_page: int, total: int, size: int) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class MessagePage:
-    records: list[Message]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Page:
+    """What every page of a list says besides its messages."""
+
     total: int
     page: int
     per_page: int
@@ -95,28 +96,23 @@ class MessagePage:
     def total_pages(self) -> int:
         return math.ceil(self.total / self.per_page) if self.total else 0
 
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessagePage(_Page):
+    records: list[Message]
+
     def paging(self) -> dict[str, Any]:
         return _paging(self.page, self.per_page, self.total, len(self.records))
 
 
-@dataclass(frozen=True, slots=True)
-class JsonPage:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JsonPage(_Page):
     """A page as the message store's list writes it: ``records`` is the JSON array of
     the page's messages (UTF-8), each exactly ``Message.to_json(base_url)``; ``size``
     is how many there are."""
 
     records: bytes
     size: int
-    total: int
-    page: int
-    per_page: int
-    date_from: datetime
-    date_to: datetime
-    query: MessageQuery = field(repr=False)
-
-    @property
-    def total_pages(self) -> int:
-        return math.ceil(self.total / self.per_page) if self.total else 0
 
     def paging(self) -> dict[str, Any]:
         return _paging(self.page, self.per_page, self.total, self.size)

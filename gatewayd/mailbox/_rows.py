@@ -138,18 +138,7 @@ _ATTACHMENT_TYPE = _lookup(AttachmentType)
 
 # Each message row carries its attachments as one JSON array (a correlated subquery),
 # so reading a page of messages is one statement, not two.
-_FILE_FIELDS = (
-    "id",
-    "position",
-    "type",
-    "content_type",
-    "file_name",
-    "size",
-    "sha256",
-    "width",
-    "height",
-    "vm_duration",
-)
+_FILE_FIELDS = tuple(column for column in ATTACHMENT_COLUMNS if column != "message_id")
 
 
 def _files_column(dialect_name: str) -> sa.ColumnElement[Any]:
