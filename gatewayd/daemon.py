@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import os
 import signal
 import sys
@@ -54,7 +53,7 @@ from gatewayd.guard.stalls import LoopWatchdog
 from gatewayd.guard.tally import Tally, install_accept_error_filter
 from gatewayd.ingress.handler import IngressHandler
 from gatewayd.ingress.server import SmtpListeners
-from gatewayd.logging import get_logger, set_node
+from gatewayd.logging import get_logger, set_level, set_node
 from gatewayd.mailbox import Mailbox, Message
 from gatewayd.metrics import LinkView, Metrics
 from gatewayd.model import MessageType
@@ -307,7 +306,7 @@ class Daemon:
                 part.reload(merged)
         if self.api is not None:
             self.api.auth.reload(merged)
-        logging.getLogger().setLevel(merged.log.level.upper())
+        set_level(merged.log)
         log.info(
             "daemon.reloaded",
             users=len(merged.users),

@@ -267,11 +267,18 @@ def configure_logging(
     else:
         for handler in handlers:
             root.addHandler(handler)
+    set_level(settings)
+    logging.captureWarnings(True)
+    return stop
+
+
+def set_level(settings: LogSettings) -> None:
+    """The level of every line (at start and on SIGHUP); the chatty libraries' loggers
+    never below it."""
+    root = logging.getLogger()
     root.setLevel(settings.level.upper())
     for name, level in _QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(level, root.level))
-    logging.captureWarnings(True)
-    return stop
 
 
 def _nothing() -> None:

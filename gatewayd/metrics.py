@@ -277,8 +277,9 @@ class Metrics:
     def status_entered(self, item: StatusEntered) -> None:
         """A message entered a status (``Mailbox.watch_status``): count its outcome,
         and a failure by its code."""
-        cancelled = item.reason.startswith("cancelled:")
-        self.count_entered(item.type, item.direction, item.status, item.code, cancelled=cancelled)
+        self.count_entered(
+            item.type, item.direction, item.status, item.code, cancelled=item.cancelled
+        )
 
     def count_entered(
         self,

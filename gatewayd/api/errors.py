@@ -20,6 +20,9 @@ from gatewayd.logging import get_logger
 
 log = get_logger("gatewayd.api")
 
+UNAVAILABLE = "Service temporarily unavailable; retry later"  # 503: the mailbox is down
+UNAVAILABLE_RETRY_AFTER = "5"
+
 
 class ErrorCode(StrEnum):
     """The platform's error codes that gatewayd answers with."""
@@ -196,9 +199,9 @@ def install(app: FastAPI) -> None:
     async def unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.warning("api.mailbox_unavailable", path=request.url.path, error=str(exc))
         return JSONResponse(
-            error_body(ErrorCode.INTERNAL, "Service temporarily unavailable; retry later"),
+            error_body(ErrorCode.INTERNAL, UNAVAILABLE),
             status_code=503,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
         )
 
     @app.exception_handler(ClientDisconnect)

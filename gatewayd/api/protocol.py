@@ -28,6 +28,7 @@ from uvicorn.server import ServerState
 
 from gatewayd.guard.listener import Slot
 
+DIRECT_WRITE = 64 * 1024  # writes this large go to the transport at once
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -47,6 +48,10 @@ class _CoalescingTransport:
         self._waiting: list[bytes] = []
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if len(data) >= DIRECT_WRITE:  # a document: no copy, and the transport's flow control
+            self._flush()
+            self._transport.write(data)
+            return
         if not self._waiting:
             asyncio.get_running_loop().call_soon(self._flush)
         self._waiting.append(bytes(data))

@@ -38,7 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gatewayd.admission import Refusal, sms
 from gatewayd.api.auth import USER_STATE
 from gatewayd.api.deps import Context, public_url
-from gatewayd.api.errors import ErrorCode, error_body
+from gatewayd.api.errors import UNAVAILABLE, UNAVAILABLE_RETRY_AFTER, ErrorCode, error_body
+from gatewayd.api.gate import BODY_LIMIT
+from gatewayd.api.send import ORIGIN, SMS_UNIT_LIMIT
 from gatewayd.config.settings import User
 from gatewayd.errors import StoreUnavailable
 from gatewayd.logging import get_logger
@@ -46,14 +48,9 @@ from gatewayd.mailbox import NewMessage
 
 log = get_logger("gatewayd.api")
 
-ORIGIN = "api"  # as send.py
-SMS_UNIT_LIMIT = 1000  # as send.py
 GROUP = "Medium"  # the route's rate-limit group (deps.MediumWriter)
-BODY_LIMIT = 1_000_000  # as the Gate's for JSON bodies
 _PATH = re.compile(r"/restapi/v1\.0/account/([^/]+)/extension/([^/]+)/sms")
-_UNAVAILABLE = orjson.dumps(
-    error_body(ErrorCode.INTERNAL, "Service temporarily unavailable; retry later")
-)
+_UNAVAILABLE = orjson.dumps(error_body(ErrorCode.INTERNAL, UNAVAILABLE))
 
 
 class SmsRoute:
@@ -100,7 +97,9 @@ class SmsRoute:
             made = await asyncio.shield(self.context.mailbox.create_many(batch))
         except StoreUnavailable as exc:
             log.warning("api.mailbox_unavailable", path=scope["path"], error=str(exc))
-            await _answer(send, 503, _UNAVAILABLE, [(b"retry-after", b"5")])
+            await _answer(
+                send, 503, _UNAVAILABLE, [(b"retry-after", UNAVAILABLE_RETRY_AFTER.encode())]
+            )
             return
         self.context.on_queued(made)
         await _answer(

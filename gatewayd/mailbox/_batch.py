@@ -18,9 +18,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
 from gatewayd.errors import StoreError
+from gatewayd.logging import get_logger
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+log = get_logger("gatewayd.mailbox")
 
 Apply = Callable[[Sequence[Item]], Awaitable[Sequence[Result | Exception]]]
 """Writes a batch; returns one result or exception per item, in order."""
@@ -65,17 +67,22 @@ class Batcher(Generic[Item, Result]):
         try:
             while self._waiting:
                 batch = []
+                results: Sequence[Result | Exception] | None = None
                 try:
                     async with self._turn() if self._turn else contextlib.nullcontext():
                         batch, self._waiting = self._waiting, []
                         results = await self._apply([item for item, _ in batch])
-                except Exception as exc:  # the whole batch failed: every caller's
-                    if not batch:  # (the turn could not be taken: what waits fails)
-                        batch, self._waiting = self._waiting, []
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
+                except Exception as exc:
+                    if results is None:  # the whole batch failed: every caller's
+                        if not batch:  # (the turn could not be taken: what waits fails)
+                            batch, self._waiting = self._waiting, []
+                        for _, future in batch:
+                            if not future.done():
+                                future.set_exception(exc)
+                        continue
+                    # Committed; only giving the turn back failed: the callers have
+                    # their results (an error would make them write it all again).
+                    log.error("mailbox.turn_release_failed", batcher=self._name, error=str(exc))
                 for (_, future), result in zip(batch, results, strict=True):
                     if future.done():
                         continue

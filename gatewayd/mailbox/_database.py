@@ -24,6 +24,7 @@ tenth of a second of a command's start. Anything else goes through Alembic's upg
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -155,8 +156,16 @@ class Database:
             yield
             return
         async with self._writing:
+            # The writer thread takes the lock file even if this task is cancelled while
+            # it waits (a stop): then it is given back here, never left held.
+            taking = asyncio.ensure_future(self._sqlite.hold())
             try:
-                await self._sqlite.hold()
+                await asyncio.shield(taking)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await taking
+                    await self._sqlite.let_go()
+                raise
             except Exception as exc:
                 raise self.translate(exc) from exc
             token = _IN_TURN.set(True)

@@ -43,7 +43,7 @@ from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._driver import Body, Fetch, Insert, Op, Spelling, Update
 from gatewayd.mailbox._rows import EVENT_COLUMNS
 from gatewayd.mailbox._schema import to_micros
-from gatewayd.mailbox._status import StatusFeed, log_status
+from gatewayd.mailbox._status import FAILED, StatusFeed, log_status
 from gatewayd.mailbox.records import Outcome, PartAccepted, PartRefused, ReceiptIn, StatusEntered
 from gatewayd.model import (
     Direction,
@@ -65,7 +65,6 @@ EventRow = tuple[int, int, str, str | None, str | None, str, str | None]
 _STATUS = {s.value: s for s in MessageStatus}
 _PART_STATUS = {s.value: s for s in PartStatus}
 _PATHS: dict[tuple[MessageStatus, MessageStatus], tuple[MessageStatus, ...] | None] = {}
-_FAILED = (MessageStatus.SENDING_FAILED, MessageStatus.DELIVERY_FAILED)
 
 
 def _path(current: MessageStatus, target: MessageStatus) -> tuple[MessageStatus, ...] | None:
@@ -124,7 +123,7 @@ class _Group:
     new_parts: set[tuple[int, int]] = field(default_factory=set)
     changed_parts: set[tuple[int, int]] = field(default_factory=set)
     events: list[EventRow] = field(default_factory=list)
-    logs: list[tuple[int, str, str, str]] = field(default_factory=list)
+    logs: list[tuple[int, MessageStatus, MessageStatus, str]] = field(default_factory=list)
     accepted: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
 
     def event(
@@ -173,13 +172,13 @@ class _Group:
             **(detail or {}),
         }
         message = self.messages[message_id]
-        path = _path(message.status, derive_sms_status(p.status for p in parts.values()))
+        target = derive_sms_status(p.status for p in parts.values())
+        path = _path(message.status, target)
         if len(parts) == 1 and path:
             self.follow(message, path, reason, about)  # the status events say it all
             return
         self.event(message_id, "part", reason, about, (current.value, to.value))
         if path is None:
-            target = derive_sms_status(p.status for p in parts.values())
             why = f"status stays {message.status}: parts say {target}"
             self.event(message_id, "note", why, detail)
             return
@@ -199,7 +198,7 @@ class _Group:
         columns["last_modified_time"] = self.now
         for step in path:
             self.event(message.id, "status", reason, detail, (message.status.value, step.value))
-            self.logs.append((message.id, message.status.value, step.value, reason))
+            self.logs.append((message.id, message.status, step, reason))
             if message.status is MessageStatus.QUEUED:
                 columns.update(next_attempt_at=None, lease_owner=None)
             message.status = step
@@ -208,7 +207,7 @@ class _Group:
         if message.status is MessageStatus.DELIVERED:
             done = [p.done_at for p in parts if p.done_at is not None]
             columns["sms_delivery_time"] = max(done) if done else self.now
-        if message.status in _FAILED:
+        if message.status in FAILED:
             columns["delivery_error_code"] = next(
                 (p.error_code for p in parts if p.error_code), None
             )
@@ -413,18 +412,17 @@ class Ledger:
         # events being the audit trail (a line for each at thousands a second costs).
         debug = log.isEnabledFor(logging.DEBUG)
         entered = []
-        for message_id, previous, status, reason in group.logs:
-            step = _STATUS[status]
-            final = step in _FAILED
+        for message_id, previous, step, reason in group.logs:
+            final = step in FAILED
             if final:
-                log_status(message_id, MessageType.SMS.value, previous, status, reason)
+                log_status(message_id, MessageType.SMS.value, previous.value, step.value, reason)
             elif debug:
                 log.debug(
                     "message.status",
                     message_id=message_id,
                     type=MessageType.SMS.value,
-                    previous=previous,
-                    status=status,
+                    previous=previous.value,
+                    status=step.value,
                     reason=reason,
                 )
             code = group.messages[message_id].columns.get("delivery_error_code")

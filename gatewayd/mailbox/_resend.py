@@ -33,7 +33,7 @@ from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._rows import Row, add_events, event_row, fetch_message, message_row, new_id
 from gatewayd.mailbox._schema import attachments, message_parts, messages
 from gatewayd.mailbox._status import FAILED, StatusFeed, move_status, refuse
-from gatewayd.mailbox.records import Message, StatusEntered
+from gatewayd.mailbox.records import CANCELLED, Message, StatusEntered
 from gatewayd.model import (
     AttachmentType,
     Availability,
@@ -46,7 +46,6 @@ from gatewayd.model import (
 
 log = get_logger("gatewayd.mailbox")
 
-CANCELLED = "cancelled: "
 ID_ATTEMPTS = 5
 _SENDABLE = (MessageType.SMS.value, MessageType.FAX.value)
 

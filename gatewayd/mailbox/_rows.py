@@ -98,15 +98,6 @@ ATTACHMENT_COLUMNS = (
 EVENT_COLUMNS = ("message_id", "at", "kind", "from_value", "to_value", "reason", "detail")
 
 
-def _insert(table: str, columns: tuple[str, ...]) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-
-
-INSERT_MESSAGES = _insert("messages", MESSAGE_COLUMNS)
-INSERT_ATTACHMENTS = _insert("attachments", ATTACHMENT_COLUMNS)
-INSERT_EVENTS = _insert("message_events", EVENT_COLUMNS)
-
-
 def new_id() -> int:
     day = int(time.time() - _ID_EPOCH) // 86_400
     return (day << _RANDOM_BITS) | secrets.randbits(_RANDOM_BITS)

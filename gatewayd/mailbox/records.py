@@ -495,6 +495,9 @@ class RateState:
     penalty_until: datetime | None
 
 
+CANCELLED = "cancelled: "  # how the reason of a message Mailbox.cancel ended starts
+
+
 @dataclass(frozen=True, slots=True)
 class StatusEntered:
     """A message entered ``status`` (handed to status watchers once committed).
@@ -506,6 +509,11 @@ class StatusEntered:
     status: MessageStatus
     reason: str
     code: str | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """Cancelled by a person (``Mailbox.cancel``: the reason says so)."""
+        return self.reason.startswith(CANCELLED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ MAX_FRAME = 16 * 1024 * 1024
 class Start:
     settings: Settings
     grace: float
+    beat: float = 0.0  # the node's last heartbeat (time.monotonic()), as Beat
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,7 @@ class Channel:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
+        self._length: int | None = None  # a frame's header read, its payload not yet
 
     @classmethod
     async def open(cls, sock: socket.socket) -> Channel:
@@ -145,12 +147,18 @@ class Channel:
         return transport.get_write_buffer_size() if transport is not None else 0
 
     async def receive(self) -> Message:
+        """The next message. Safe to cancel (a timeout): readexactly takes nothing from
+        the stream until all it asked for is there, and a header already taken is kept
+        for the next call."""
         try:
-            header = await self._reader.readexactly(HEADER.size)
-            (length,) = HEADER.unpack(header)
-            if length > MAX_FRAME:
-                raise ChannelClosed(f"a frame of {length} bytes")
-            return _decode(await self._reader.readexactly(length))
+            if self._length is None:
+                (length,) = HEADER.unpack(await self._reader.readexactly(HEADER.size))
+                if length > MAX_FRAME:
+                    raise ChannelClosed(f"a frame of {length} bytes")
+                self._length = length
+            payload = await self._reader.readexactly(self._length)
+            self._length = None
+            return _decode(payload)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise ChannelClosed("the channel closed") from exc
 

@@ -47,7 +47,7 @@ from gatewayd import __version__
 from gatewayd.cluster import Cluster
 from gatewayd.config.settings import Settings
 from gatewayd.errors import GatewayError
-from gatewayd.logging import configure_logging, get_logger, set_node
+from gatewayd.logging import configure_logging, get_logger, set_level, set_node
 from gatewayd.mailbox import Mailbox, StatusEntered
 from gatewayd.sms.channel import (
     Beat,
@@ -83,9 +83,12 @@ def die_with_parent() -> None:
 
 
 class SmsProcess:
-    def __init__(self, settings: Settings, grace: float, channel: Channel) -> None:
+    def __init__(
+        self, settings: Settings, grace: float, channel: Channel, *, beat: float = 0.0
+    ) -> None:
         self.settings = settings
         self.grace = grace
+        self.beat = beat
         self.channel = channel
         self.stopping = asyncio.Event()
         self.exit_code = EXIT_OK
@@ -95,8 +98,7 @@ class SmsProcess:
         self._entered: Counter[Entered] = Counter()
 
     def _tally(self, item: StatusEntered) -> None:
-        cancelled = item.reason.startswith("cancelled:")
-        self._entered[item.type, item.direction, item.status, item.code, cancelled] += 1
+        self._entered[item.type, item.direction, item.status, item.code, item.cancelled] += 1
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -110,6 +112,7 @@ class SmsProcess:
             return EXIT_STARTUP
         mailbox.watch_status(self._tally)
         cluster = Cluster(mailbox, self.settings.node, version=__version__)
+        cluster.heard(self.beat)  # the daemon's heartbeat when it started this process
         service = SmsService(mailbox, self.settings, cluster=cluster)
         try:
             service.start()
@@ -131,6 +134,7 @@ class SmsProcess:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await service.close()
+            self._send_links(service)  # what entered a status since the last report
             await mailbox.close()
             log.info("sms.process_stopped", exit_code=self.exit_code)
         return self.exit_code
@@ -174,39 +178,44 @@ class SmsProcess:
             elif isinstance(message, Reload):
                 self.settings = message.settings
                 service.reload(message.settings)
-                set_log_level(message.settings)
+                set_level(message.settings.log)
 
     async def _report(self, service: SmsService) -> None:
         """The links' state to the daemon: at most every REPORT_PAUSE when anything of
-        it changed (state, counts, window), else every REPORT_INTERVAL."""
+        it changed (state, counts, window) or messages entered a status, else every
+        REPORT_INTERVAL."""
         last: tuple[LinkSnapshot, ...] | None = None
         next_at = 0.0
         while True:
             now = time.monotonic()
-            links = tuple(
-                LinkSnapshot(
-                    link.name,
-                    link.state_name,
-                    link.bound,
-                    link.window_in_use,
-                    dict(link.counts),
-                    dict(link.responses),
-                    link.error,
-                    link.states,
-                )
-                for link in service.links.links
-            )
+            links = _snapshots(service)
             if links != last or self._entered or now >= next_at:
-                entered, self._entered = self._entered, Counter()
-                self.channel.send(Links(links, entered))
+                self._send_links(service, links)
                 last, next_at = links, now + REPORT_INTERVAL
             await asyncio.sleep(REPORT_PAUSE)
 
+    def _send_links(
+        self, service: SmsService, links: tuple[LinkSnapshot, ...] | None = None
+    ) -> None:
+        entered, self._entered = self._entered, Counter()
+        with contextlib.suppress(ChannelClosed, OSError):
+            self.channel.send(Links(links or _snapshots(service), entered))
 
-def set_log_level(settings: Settings) -> None:
-    import logging  # noqa: PLC0415
 
-    logging.getLogger().setLevel(settings.log.level.upper())
+def _snapshots(service: SmsService) -> tuple[LinkSnapshot, ...]:
+    return tuple(
+        LinkSnapshot(
+            link.name,
+            link.state_name,
+            link.bound,
+            link.window_in_use,
+            dict(link.counts),
+            dict(link.responses),
+            link.error,
+            link.states,
+        )
+        for link in service.links.links
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(start: Start, sock: socket.socket) -> int:
     channel = await Channel.open(sock)
     try:
-        return await SmsProcess(start.settings, start.grace, channel).run()
+        return await SmsProcess(start.settings, start.grace, channel, beat=start.beat).run()
     finally:
         channel.close()
 

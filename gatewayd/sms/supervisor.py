@@ -7,7 +7,8 @@ know, keeps what it says of its links, starts it again when it dies, stops it.
   (the settings, the grace period) as its first message.
 - ``wake``: SMS were queued. A Wake goes WAKE_DELAY later, and at most one waits at a
   time, so a stream of new messages is a wake every few milliseconds, not one each
-  (the SMS process leases at most every 10 ms while they keep coming anyway).
+  (the SMS process leases at most twenty times a second while they keep coming, more
+  when a lease fills up).
 - ``reload``: new settings after SIGHUP (``Reload``).
 - every second while it runs: ``Beat`` with the node's last heartbeat, so that the SMS
   process, like the daemon's own workers, leases nothing while the heartbeat is stale.
@@ -77,7 +78,7 @@ class SmsSupervisor:
         self.on_entered = on_entered
         self.grace = grace
         self.cluster = cluster
-        self.links: list[LinkSnapshot] = self._closed()
+        self.links: list[LinkSnapshot] = self._snapshots("closed")
         self._process: asyncio.subprocess.Process | None = None
         self._channel: Channel | None = None
         self._wake_waiting = False
@@ -139,13 +140,15 @@ class SmsSupervisor:
                     asyncio.create_task(self._listen(channel), name="sms-process-channel"),
                     asyncio.create_task(self._beat(), name="sms-process-beat"),
                 ]
-                code = await process.wait()
-                for helper in helpers:
-                    helper.cancel()
-                await asyncio.gather(*helpers, return_exceptions=True)
-                channel.close()
-                self._channel = None
-                self.links[:] = self._closed()
+                try:
+                    code = await process.wait()
+                finally:  # also when the daemon cancels this task at the end of its grace
+                    for helper in helpers:
+                        helper.cancel()
+                    await asyncio.gather(*helpers, return_exceptions=True)
+                    channel.close()
+                    self._channel = None
+                    self.links[:] = self._snapshots("closed")
                 if self._stopping:
                     return
                 if loop.time() - started >= STABLE_AFTER:
@@ -211,12 +214,10 @@ class SmsSupervisor:
         finally:
             theirs.close()
         channel = await Channel.open(ours)
-        channel.send(Start(self.settings, self.grace))
+        beat = self.cluster.last_beat if self.cluster is not None else 0.0
+        channel.send(Start(self.settings, self.grace, beat))
         self._process, self._channel = process, channel
-        self.links[:] = [
-            LinkSnapshot(link.name, "idle", False, 0, states=STATES)
-            for link in self.settings.sms.links
-        ]
+        self.links[:] = self._snapshots("idle")
         log.info("sms.process_starting", pid=process.pid)
 
     def _send(self, message: Start | Wake | Reload | Beat) -> None:
@@ -248,9 +249,10 @@ class SmsSupervisor:
                 self._send(Beat(self.cluster.last_beat))
             await asyncio.sleep(BEAT_INTERVAL)
 
-    def _closed(self) -> list[LinkSnapshot]:
+    def _snapshots(self, state: str) -> list[LinkSnapshot]:
+        """Each configured link, unbound, in ``state`` (before or without a report)."""
         return [
-            LinkSnapshot(link.name, "closed", False, 0, states=STATES)
+            LinkSnapshot(link.name, state, False, 0, states=STATES)
             for link in self.settings.sms.links
         ]
 
