@@ -20,6 +20,7 @@ from gatewayd import __version__
 from gatewayd.api.app import ApiServer, create_app
 from gatewayd.api.auth import Authenticator
 from gatewayd.api.deps import Context
+from gatewayd.api.sms_route import SmsRoute
 from gatewayd.clock import ManualClock
 from gatewayd.config.settings import ApiSettings, HostPort, Settings, User
 from gatewayd.credentials import hash_token
@@ -492,18 +493,28 @@ async def test_a_trusted_integration_is_never_rate_limited(
 
 
 async def test_an_sms_is_answered_alike_on_the_short_way_and_through_fastapi(
-    api: httpx.AsyncClient, mailbox: Mailbox
+    api: httpx.AsyncClient, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The short way (api/sms_route.py) takes plain JSON; a JSON media type of another
     name is left to the FastAPI route. Both answers must be the same."""
     body = {"from": {"phoneNumber": OUR_NUMBER}, "to": [{"phoneNumber": "+4915112345678"}],
             "text": "Grüße"}  # fmt: skip
+    taken: list[bool] = []  # per request: did the short way take it?
+    admitted = SmsRoute._admitted
+
+    def spied(self: SmsRoute, *args: Any) -> Any:
+        batch = admitted(self, *args)
+        taken.append(batch is not None)
+        return batch
+
+    monkeypatch.setattr(SmsRoute, "_admitted", spied)
     answers = [
         await api.post(f"{MINE}/sms", content=json.dumps(body), headers={"Content-Type": kind})
         for kind in ("application/json", "application/vnd.example+json")
     ]
     short, framework = (a.json() for a in answers)
     assert [a.status_code for a in answers] == [200, 200]
+    assert taken == [True, False]  # the second left to FastAPI (its media type)
     for made in (short, framework):
         stored = await mailbox.get(made["id"])
         assert made == stored.to_json(str(api.base_url).rstrip("/"))
@@ -511,6 +522,10 @@ async def test_an_sms_is_answered_alike_on_the_short_way_and_through_fastapi(
     assert {k: v for k, v in short.items() if k not in differ} == {
         k: v for k, v in framework.items() if k not in differ
     }
+    own = {"id", "uri"}  # each attachment's own; the rest must match
+    assert [{k: v for k, v in a.items() if k not in own} for a in short["attachments"]] == [
+        {k: v for k, v in a.items() if k not in own} for a in framework["attachments"]
+    ]
     same = ("content-type", "x-rate-limit-group", "x-rate-limit-limit",
             "x-rate-limit-remaining", "x-rate-limit-window")  # fmt: skip
     assert [answers[0].headers[h] for h in same] == [answers[1].headers[h] for h in same]

@@ -70,6 +70,7 @@ def test_a_killed_sms_process_is_started_again_and_the_sms_go_on(tmp_path: Path)
     config = shipped_config(tmp_path, smtp_port=smtp_port, api_port=api_port, sim_port=sim_port)
     sim = simulator(sim_port)
     daemon = start(config)
+    second = None
     try:
         seen = wait_for(daemon, "daemon.started")
         if not any(line["event"] == "sms.bound" for line in seen):
@@ -93,11 +94,15 @@ def test_a_killed_sms_process_is_started_again_and_the_sms_go_on(tmp_path: Path)
         assert reply.code == 250, reply
         shown = delivered(config, reply.text.split()[-1])
         assert shown["messageStatus"] == "Delivered", shown
-        # (the link's state reaches /metrics from the SMS process within a second)
+        # The link's state and the SMS's outcome (the only SMS of the run, delivered by
+        # the second SMS process) reach /metrics within a second of the change.
+        delivered_sms = (
+            'gatewayd_messages_total{direction="Outbound",outcome="Delivered",type="SMS"} 1.0'
+        )
         until(
-            lambda: (
-                'gatewayd_smpp_link_up{link="simulator"} 1.0'
-                in httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=30).text
+            lambda: all(
+                line in httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=30).text
+                for line in ('gatewayd_smpp_link_up{link="simulator"} 1.0', delivered_sms)
             )
         )
     finally:
@@ -106,6 +111,7 @@ def test_a_killed_sms_process_is_started_again_and_the_sms_go_on(tmp_path: Path)
         sim.send_signal(signal.SIGTERM)
         sim.communicate(timeout=30)
     assert daemon.returncode == 0, err
+    assert second is not None
     assert not alive(second)  # SIGTERM stopped the SMS process too
 
 
