@@ -1,6 +1,7 @@
 """Message-store API latency: list requests against a 1M-message mailbox.
 
     python bench/api.py [--messages 1000000] [--rate 50] [--seconds 30] [--keep DIR]
+        [--arrivals steady|poisson]
 
 Builds the mailbox of bench/mailbox.py (N messages over 100 extensions and 30 days;
 reused from --keep DIR when it is there), starts ``gatewayd run`` on it as its own
@@ -11,9 +12,18 @@ a second for SECONDS, from four paced client processes (http.client) over keep-a
 connections, each request for a random extension and one of the typical lists: the
 last week (100 a page), SMS only, unread inbound, page 3. Each client first sends one unrecorded
 request of each list (statements compiled, connection open), then the four start
-together. Latency is from the request's scheduled time to the last byte of the answer
-(a late answer delays the next request: that delay is counted). Reports p50 and p99
-per list and overall; the target is p99 under 15 ms. Writes bench/results/api.{json,md}.
+together. Arrivals: ``steady`` (the default), the four clients' schedules interleaved
+so that a request is due every 1/RATE s; or ``poisson``, each client's gaps drawn at
+random (exponential, its mean 4/RATE), so that requests also come together now and
+then, as from independent users. Latency is from the request's scheduled time to the
+last byte of the answer (a late answer delays the next request: that delay is
+counted). Reports p50 and p99 per list and overall; the target is p99 under 15 ms.
+Writes bench/results/api.{json,md}.
+
+Until 2026-12-01 each client's schedule began at a random point of its interval drawn
+from its seed (0 to 3): clients 0 and 1 drew points 0.3 ms apart, so on every tick
+their two requests came together and one waited for the other, in every run; the
+rate was not the steady one described here.
 
 Until 2026-11-30 the clients were four threads of one process with httpx: they shared
 one GIL, so a thread reading an 80 kB answer held up another's for up to the 5 ms
@@ -117,14 +127,25 @@ def config(workdir: Path, port: int) -> Path:
     return path
 
 
-def client(port: int, rate: float, seconds: float, seed: int, *, ready: Any, results: Any) -> None:
+def client(
+    port: int,
+    rate: float,
+    seconds: float,
+    seed: int,
+    *,
+    phase: float,
+    poisson: bool,
+    ready: Any,
+    results: Any,
+) -> None:
     """One paced client, a process of its own: threads would share one GIL, and a
     thread reading an answer would hold up another's for up to the 5 ms switch
     interval. After one unrecorded request of each list (statements compiled,
     connection open) it waits for the other clients (``ready``, a barrier), then sends
-    at ``start + i / rate`` on ``time.monotonic`` (one clock for every process); a late
-    answer delays the next request, and that delay is counted. Puts its samples and
-    errors on ``results``."""
+    at ``start + phase / rate + i / rate`` on ``time.monotonic`` (one clock for every
+    process), or with ``poisson`` at gaps drawn with a mean of 1 / rate; a late answer
+    delays the next request, and that delay is counted. Puts its samples and errors on
+    ``results``."""
     rng = random.Random(seed)
     http = HTTPConnection("127.0.0.1", port, timeout=30)
     http.connect()
@@ -145,9 +166,9 @@ def client(port: int, rate: float, seconds: float, seed: int, *, ready: Any, res
         get(name)
     ready.wait()
     interval = 1 / rate
-    start = time.monotonic() + 0.5 + rng.random() * interval
-    for i in range(int(seconds * rate)):
-        due = start + i * interval
+    due = time.monotonic() + 0.5 + phase * interval
+    for _ in range(int(seconds * rate)):
+        due += rng.expovariate(rate) if poisson else interval
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -177,6 +198,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="requests a second in all")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--keep", type=Path, help="build in (and keep) this directory")
+    parser.add_argument("--arrivals", choices=("steady", "poisson"), default="steady")
     args = parser.parse_args()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="gatewayd-bench-api-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -210,7 +232,12 @@ def main() -> None:
             spawn.Process(
                 target=client,
                 args=(port, args.rate / workers, args.seconds, n),
-                kwargs={"ready": ready, "results": results},
+                kwargs={
+                    "phase": n / workers,  # interleaved: one due every 1/RATE s in all
+                    "poisson": args.arrivals == "poisson",
+                    "ready": ready,
+                    "results": results,
+                },
             )
             for n in range(workers)
         ]
@@ -236,6 +263,7 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "messages": args.messages,
         "rate_per_s": args.rate,
+        "arrivals": args.arrivals,
         "seconds": args.seconds,
         "requests": len(samples),
         "errors": len(errors),
@@ -262,9 +290,9 @@ def main() -> None:
     lines = [
         f"# API list latency ({report['when']})",
         "",
-        f"{args.messages:,} messages, GET message-store at {args.rate:g} requests/s for "
-        f"{args.seconds:g} s over HTTP to `gatewayd run` (SQLite); {len(samples)} requests, "
-        f"{len(errors)} errors.",
+        f"{args.messages:,} messages, GET message-store at {args.rate:g} requests/s "
+        f"({args.arrivals} arrivals) for {args.seconds:g} s over HTTP to `gatewayd run` "
+        f"(SQLite); {len(samples)} requests, {len(errors)} errors.",
         "",
         "| list | p50 ms | p99 ms | requests |",
         "| --- | ---: | ---: | ---: |",
