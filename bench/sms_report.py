@@ -50,6 +50,11 @@ def outcome(
     spent = meter.spent
     gateway = [k for k in GATEWAY if k in spent]
     wall = round(done - first, 3) if done is not None and first is not None else None
+
+    def share(seconds: dict[str, float], key: str) -> float | None:
+        """``key``'s seconds as a share of the run (None: not measured)."""
+        return round(seconds[key] / wall, 2) if wall and key in seconds else None
+
     return {
         "system": system,
         "ok": ok and exact,
@@ -63,18 +68,10 @@ def outcome(
         "gateway_cores_busy": round(sum(spent[k] for k in gateway) / wall, 2) if wall else None,
         "peer_cores_busy": round(spent["peer"] / wall, 2) if wall else None,
         "waiting_for_a_core_s": {name: round(w, 2) for name, w in meter.waited.items()},
-        "event_loop_busy": round(spent[Meter.LOOP] / wall, 2)
-        if wall and Meter.LOOP in spent
-        else None,
-        "event_loop_waiting": round(meter.waited[Meter.LOOP] / wall, 2)
-        if wall and Meter.LOOP in meter.waited
-        else None,
-        "sms_loop_busy": round(spent[Meter.SMS_LOOP] / wall, 2)
-        if wall and Meter.SMS_LOOP in spent
-        else None,
-        "sms_loop_waiting": round(meter.waited[Meter.SMS_LOOP] / wall, 2)
-        if wall and Meter.SMS_LOOP in meter.waited
-        else None,
+        "event_loop_busy": share(spent, Meter.LOOP),
+        "event_loop_waiting": share(meter.waited, Meter.LOOP),
+        "sms_loop_busy": share(spent, Meter.SMS_LOOP),
+        "sms_loop_waiting": share(meter.waited, Meter.SMS_LOOP),
         "checks": checks,
         **extra,
     }

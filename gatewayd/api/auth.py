@@ -74,11 +74,6 @@ class RateLimiter:
 
     async def check(self, user: User, group: str, response: Response) -> None:
         limit = GROUPS[group]
-        headers = {
-            "X-Rate-Limit-Group": group,
-            "X-Rate-Limit-Limit": str(limit),
-            "X-Rate-Limit-Window": str(int(WINDOW)),
-        }
         used = 0
         if self.limits(user):
             key = f"api:{user.extension_id}:{group}"
@@ -87,11 +82,7 @@ class RateLimiter:
             penalised = state.penalty_until is not None and now < state.penalty_until
             if penalised or state.count > limit:
                 await self.mailbox.rate_penalise(key, now + timedelta(seconds=PENALTY))
-                refused = {
-                    **headers,
-                    "X-Rate-Limit-Remaining": "0",
-                    "Retry-After": str(int(PENALTY)),
-                }
+                refused = {**self.headers(group, limit), "Retry-After": str(int(PENALTY))}
                 raise ApiError(
                     429,
                     ErrorCode.RATE_EXCEEDED,

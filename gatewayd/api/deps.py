@@ -119,5 +119,6 @@ def _caller(
 
 Ctx = Annotated[Context, Depends(_context)]
 LightReader = Annotated[Caller, Depends(_caller("Light", write=False))]
-MediumWriter = Annotated[Caller, Depends(_caller("Medium", write=True))]
+MEDIUM = "Medium"  # POST …/sms's rate-limit group (api/sms_route.py's too)
+MediumWriter = Annotated[Caller, Depends(_caller(MEDIUM, write=True))]
 HeavyWriter = Annotated[Caller, Depends(_caller("Heavy", write=True))]

@@ -213,6 +213,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def anything(request: Request, exc: Exception) -> JSONResponse:
         log.exception("api.internal_error", path=request.url.path, method=request.method)
-        return JSONResponse(
-            error_body(ErrorCode.INTERNAL, "Service temporarily unavailable; retry later"), 500
-        )
+        return JSONResponse(error_body(ErrorCode.INTERNAL, UNAVAILABLE), 500)

@@ -8,7 +8,8 @@ rest of the work together. This handler takes a request only when everything abo
 is plainly right, and does exactly what the FastAPI route (send.py) does with it:
 
 - ``POST /restapi/v1.0/account/{accountId}/extension/{extensionId}/sms`` with a JSON
-  body (``Content-Type: application/json``) of a declared length within BODY_LIMIT,
+  body (``Content-Type: application/json``) of a declared length (the Gate keeps it
+  within its limit),
   read whole;
 - the user the Gate found for the bearer token, and ``accountId`` and ``extensionId``
   that are ``~`` or that user's own;
@@ -37,9 +38,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatewayd.admission import Refusal, sms
 from gatewayd.api.auth import USER_STATE
-from gatewayd.api.deps import Context, public_url
+from gatewayd.api.deps import MEDIUM, PREFIX, Context, public_url
 from gatewayd.api.errors import UNAVAILABLE, UNAVAILABLE_RETRY_AFTER, ErrorCode, error_body
-from gatewayd.api.gate import BODY_LIMIT
 from gatewayd.api.send import ORIGIN, SMS_UNIT_LIMIT
 from gatewayd.config.settings import User
 from gatewayd.errors import StoreUnavailable
@@ -48,8 +48,12 @@ from gatewayd.mailbox import NewMessage
 
 log = get_logger("gatewayd.api")
 
-GROUP = "Medium"  # the route's rate-limit group (deps.MediumWriter)
-_PATH = re.compile(r"/restapi/v1\.0/account/([^/]+)/extension/([^/]+)/sms")
+GROUP = MEDIUM  # the route's rate-limit group (deps.MediumWriter, as send.py's)
+_PATH = re.compile(
+    re.escape(f"{PREFIX}/sms")
+    .replace(re.escape("{accountId}"), "([^/]+)")
+    .replace(re.escape("{extensionId}"), "([^/]+)")
+)
 _UNAVAILABLE = orjson.dumps(error_body(ErrorCode.INTERNAL, UNAVAILABLE))
 
 
@@ -77,8 +81,7 @@ class SmsRoute:
         length = headers.get(b"content-length", b"")
         user = scope.get("state", {}).get(USER_STATE)
         if (
-            not length.isdigit()
-            or int(length) > BODY_LIMIT
+            not length.isdigit()  # (the Gate has refused one over BODY_LIMIT)
             or not isinstance(user, User)
             or self.context.auth.limiter.limits(user)
             or where.group(1) not in ("~", str(user.account_id))
@@ -86,12 +89,12 @@ class SmsRoute:
         ):
             await self.app(scope, receive, send)  # the route words what is wrong
             return
-        body, more = await _read(receive, BODY_LIMIT)
-        if more is None:
-            return  # the client went away
-        batch = None if more else self._admitted(headers, user, body)
+        body = await _read(receive)
+        if body is None:
+            return  # the client went away (or the Gate cut the body off)
+        batch = self._admitted(headers, user, body)
         if batch is None:
-            await self.app(scope, _replay(body, more, receive), send)
+            await self.app(scope, _replay(body, receive), send)
             return
         try:
             made = await asyncio.shield(self.context.mailbox.create_many(batch))
@@ -166,31 +169,28 @@ def _sms_body(data: Any) -> tuple[str, list[str], str] | None:
     return sender, [n for n in numbers if n is not None], text
 
 
-async def _read(receive: Receive, limit: int) -> tuple[bytes, bool | None]:
-    """The body, and whether more of it is still to come (it grew past ``limit``);
-    (b"", None) when the client went away."""
-    chunks, size = [], 0
+async def _read(receive: Receive) -> bytes | None:
+    """The whole body (of its declared length: the server reads no further); None
+    when the client went away."""
+    chunks = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"", None
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        more = bool(message.get("more_body", False))
-        if not more or size > limit:
-            return b"".join(chunks), more
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
-    """``receive`` as if what was read of the body had not been read yet."""
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` as if the body had not been read yet."""
     given = False
 
     async def again() -> Message:
         nonlocal given
         if not given:
             given = True
-            return {"type": "http.request", "body": body, "more_body": more}
+            return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
     return again

@@ -3,7 +3,7 @@ per message in one transaction (through the group commit, _commit.py), written a
 tuples in their stored form; the records the callers get back are made from the same
 values, not read back.
 
-Ids come from _rows.new_id. An SMS is threaded by its two numbers (a conversation id
+Ids come from _rows.new_ids. An SMS is threaded by its two numbers (a conversation id
 derived from the account and both numbers, so a reply finds the thread); a new pager
 thread is named after its first message unless the caller gives one.
 """

@@ -99,12 +99,11 @@ EVENT_COLUMNS = ("message_id", "at", "kind", "from_value", "to_value", "reason",
 
 
 def new_id() -> int:
-    day = int(time.time() - _ID_EPOCH) // 86_400
-    return (day << _RANDOM_BITS) | secrets.randbits(_RANDOM_BITS)
+    return new_ids(1)[0]
 
 
 def new_ids(count: int) -> list[int]:
-    """``count`` ids as ``new_id`` makes them, from one read of the system's randomness."""
+    """``count`` ids as laid out above, from one read of the system's randomness."""
     day = int(time.time() - _ID_EPOCH) // 86_400 << _RANDOM_BITS
     drawn = secrets.token_bytes(5 * count)
     mask = (1 << _RANDOM_BITS) - 1

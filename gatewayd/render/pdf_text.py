@@ -8,11 +8,11 @@ of characters worse than Ghostscript's fax pages. Ghostscript has FreeType draw 
 glyph at its true size on the device (204 x 98 pixels per inch, not hinted, the
 monochrome rasteriser with its dropout control) with its origin on a whole pixel.
 
-So at normal resolution the text that ``pdf_fonts`` supplies the faces for (Helvetica,
-Times and Courier, not embedded) is drawn here that way, with FreeType (freetype-py),
-from the same face files PDFium was given; PDFium draws the page with that text
-hidden, and the rest of the page as before. Only text that this cannot change the
-look of is taken, an object at a time:
+So at normal resolution the text whose faces ``pdf_fonts.true_size`` names (Helvetica,
+not embedded; Times and Courier read better as PDFium draws them) is drawn here that
+way, with FreeType (freetype-py), from the same face files PDFium was given; PDFium
+draws the page with that text hidden, and the rest of the page as before. Only text
+that this cannot change the look of is taken, an object at a time:
 
 - a top-level text object (not inside a form XObject), filled (render mode 0), in a
   colour that prints black on a fax (luminance below 128, opaque), with no clip path,

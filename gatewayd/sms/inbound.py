@@ -149,9 +149,8 @@ class Inbound:
                 await self._sweeper
 
     async def __call__(self, link: SmppLink, request: Pdu) -> int:
+        """An inbound SMS (receipts never come here: ``soon`` takes them all)."""
         try:
-            if receipts.is_receipt(request):
-                return await self._receipt(link, request)
             return await self._message(link, request)
         except StoreError as exc:
             log.error("sms.deliver_not_stored", link=link.name, error=str(exc))
@@ -239,16 +238,6 @@ class Inbound:
             detail={"stat": receipt.stat, "err": receipt.error},
         )
         return receipt, item
-
-    async def _receipt(self, link: SmppLink, request: Pdu) -> int:
-        read = self._read_receipt(link, request)
-        if read is None:
-            return Status.ROK
-        receipt, item = read
-        found = await self.rendezvous.receipt_nowait(item)
-        if found is None:
-            return await self._unknown(link, receipt, item)
-        return Status.ROK
 
     async def _unknown(self, link: SmppLink, receipt: receipts.Receipt, item: ReceiptIn) -> int:
         """A receipt no part is known for at first look: wait for the part if it may

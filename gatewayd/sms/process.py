@@ -134,8 +134,8 @@ class SmsProcess:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await service.close()
+            await mailbox.close()  # the ledger's last batch committed
             self._send_links(service)  # what entered a status since the last report
-            await mailbox.close()
             log.info("sms.process_stopped", exit_code=self.exit_code)
         return self.exit_code
 
@@ -167,6 +167,10 @@ class SmsProcess:
             try:
                 message = await self.channel.receive()
             except ChannelClosed:
+                if self.stopping.is_set():
+                    # The daemon's grace ended before ours: its SIGKILL comes after
+                    # ours (STOP_MARGIN); until then the stop goes on as it was.
+                    return
                 # The daemon is gone (PR_SET_PDEATHSIG does this where it can): stop as a
                 # crash would, so that the daemon's successor starts clean.
                 log.error("sms.process_orphaned", reason="the daemon's channel closed")

@@ -73,14 +73,6 @@ class Rendezvous:
 
     # -- the inbound side -----------------------------------------------------------------
 
-    async def receipt(self, item: ReceiptIn, *, within: float) -> Outcome | None:
-        """Record a receipt; None when no part has one of its ids, even after waiting
-        for the parts that could still be recorded."""
-        found = await self.receipt_nowait(item)
-        if found is None:
-            found = await self.receipt_again(item, within=within)
-        return found
-
     def receipt_nowait(self, item: ReceiptIn) -> asyncio.Future[Outcome | None]:
         """The first look: the receipt recorded, or None (no part has its ids yet)."""
         return self._mailbox.recording(item)

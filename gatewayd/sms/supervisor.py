@@ -59,6 +59,7 @@ STABLE_AFTER = 60.0
 BEAT_INTERVAL = 1.0
 WAKE_DELAY = 0.005
 STOP_MARGIN = 5.0
+LAST_WORDS = 1.0  # after it ended: for its last report to be read
 START_WAIT = 15.0  # for the SMS process's first word on its links
 MAX_BACKLOG = 1 << 20  # bytes unread by the SMS process before wakes are dropped
 _PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -88,7 +89,9 @@ class SmsSupervisor:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        """The running SMS process's (None while it is down, between restarts)."""
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
 
     # -- the daemon's calls -------------------------------------------------------------
 
@@ -142,6 +145,9 @@ class SmsSupervisor:
                 ]
                 try:
                     code = await process.wait()
+                    # Its last report may still be in the socket: read to the end.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(helpers[0]), LAST_WORDS)
                 finally:  # also when the daemon cancels this task at the end of its grace
                     for helper in helpers:
                         helper.cancel()
@@ -219,6 +225,9 @@ class SmsSupervisor:
         self._process, self._channel = process, channel
         self.links[:] = self._snapshots("idle")
         log.info("sms.process_starting", pid=process.pid)
+        if self._stopping:  # ``stop`` came while it was being started
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
 
     def _send(self, message: Start | Wake | Reload | Beat) -> None:
         if self._channel is None:
