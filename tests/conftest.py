@@ -89,6 +89,22 @@ def sms(
     )
 
 
+def pager(to: Party | None = None, **more: Any) -> NewMessage:
+    """An outbound pager message from extension 101 (to 102 unless ``to`` says)."""
+    return NewMessage(
+        account_id=ACCOUNT,
+        extension_id=EXTENSION,
+        type=MessageType.PAGER,
+        direction=Direction.OUTBOUND,
+        from_=Party(extension_number="101", extension_id=EXTENSION, name="Alice"),
+        to=(to or Party(extension_number="102"),),
+        origin="test",
+        subject="lunch?",
+        attachments=(NewAttachment.text_of_message(),),
+        **more,
+    )
+
+
 def fax(to: str = "+4940123456", *, document: bytes = b"%PDF-1.4 test", **more: Any) -> NewMessage:
     return NewMessage(
         account_id=ACCOUNT,

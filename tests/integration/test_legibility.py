@@ -102,6 +102,8 @@ async def test_text_reads_as_well_as_ghostscripts(
     scored = await asyncio.gather(*(both(seed) for seed in range(1, PAGES + 1)))
     ours_score = legibility.mean([ours for ours, _ in scored])
     gs_score = legibility.mean([gs for _, gs in scored])
+    # The yardstick reads: a reader that reads nothing would make both scores 0.
+    assert gs_score.chars > 80, (gs_score, scored)
     assert ours_score.chars >= gs_score.chars - CHAR_NOISE, (ours_score, gs_score, scored)
     assert ours_score.words >= gs_score.words - WORD_NOISE, (ours_score, gs_score, scored)
 

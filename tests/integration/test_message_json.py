@@ -42,28 +42,13 @@ from gatewayd.model import (
     ReadStatus,
     VmTranscriptionStatus,
 )
-from tests.conftest import ACCOUNT, EXTENSION, OTHER_EXTENSION, fax, sms
+from tests.conftest import ACCOUNT, EXTENSION, OTHER_EXTENSION, fax, pager, sms
 from tests.integration.test_api import ALICE, USERS, app_for, auth
 from tests.smtp_client import free_port
 
 EVER = datetime(1960, 1, 1, tzinfo=UTC)
 BASES = ("http://127.0.0.1:8080", "https://example.com/gateway/", "")
 ODD_TEXT = 'quotes " and \\ backslash, tab\t, line\nbreak, \x01, \u2028, é, 😀, </script>'
-
-
-def pager(to: Party, **more: Any) -> NewMessage:
-    return NewMessage(
-        account_id=ACCOUNT,
-        extension_id=EXTENSION,
-        type=MessageType.PAGER,
-        direction=Direction.OUTBOUND,
-        from_=Party(extension_number="101", extension_id=EXTENSION, name="Alice"),
-        to=(to,),
-        origin="test",
-        subject="lunch?",
-        attachments=(NewAttachment.text_of_message(),),
-        **more,
-    )
 
 
 async def _set(mailbox: Mailbox, message_id: int, **values: Any) -> None:
@@ -234,7 +219,7 @@ async def _both(mailbox: Mailbox, query: MessageQuery, base: str) -> JsonPage:
     fast = await mailbox.find_json(query, base)
     expected = [m.to_json(base) for m in page.records]
     assert orjson.loads(fast.records) == expected
-    assert orjson.dumps(orjson.loads(fast.records)) == orjson.dumps(expected)
+    assert fast.records == orjson.dumps(expected)  # the bytes the API serves as they are
     assert (fast.size, fast.total, fast.paging()) == (
         len(page.records),
         page.total,

@@ -169,10 +169,10 @@ def test_status_and_readiness_follow_the_smpp_link(tmp_path: Path) -> None:
             told = Datagrams(notify)
             ready = told.wait("READY=1")
             assert "SMPP links 0/1 bound" in ready  # ready: the SMTP door takes mail
+
             # the link is down: status says so, /readyz is 503. (The link is IDLE until
             # the SMS process has started it and said so, a tenth of a second later.)
-            deadline = time.monotonic() + 10
-            while True:
+            def shown_down() -> subprocess.CompletedProcess[str] | None:
                 text = gatewayd("status", "--config", str(config))
                 assert text.returncode == 0, text.stderr
                 down = re.search(
@@ -180,11 +180,10 @@ def test_status_and_readiness_follow_the_smpp_link(tmp_path: Path) -> None:
                     text.stdout,
                     re.MULTILINE,
                 )
-                if down or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+                return text if down else None
+
+            text = until(shown_down, 10, "status showing the link down")
             assert ": NOT READY, up " in text.stdout.splitlines()[0]
-            assert down, text.stdout
             assert re.search(r"^sms\s+FAIL\s+no SMPP link is bound", text.stdout, re.MULTILINE)
             document = status_json(config)
             assert (document["source"], document["ready"]) == ("daemon", False)

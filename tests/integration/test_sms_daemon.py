@@ -25,6 +25,20 @@ from tests.smtp_client import free_port, message, send
 TOKEN = "api-token-for-alice"
 
 
+def delivered(config: Path, message_id: str, within: float = 30) -> dict[str, object]:
+    """The message as ``gatewayd messages show --json`` gives it, once Delivered or
+    when ``within`` seconds have passed (the caller asserts the status)."""
+    deadline = time.monotonic() + within
+    shown: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        result = gatewayd("messages", "show", message_id, "--json", "--config", str(config))
+        shown = json.loads(result.stdout)
+        if shown["messageStatus"] == "Delivered":
+            break
+        time.sleep(0.2)
+    return shown
+
+
 def simulator(port: int) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
@@ -72,14 +86,8 @@ def test_an_email_becomes_a_delivered_sms(tmp_path: Path) -> None:
         )
         assert reply.code == 250, reply
         message_id = reply.text.split()[-1]
-        deadline = time.monotonic() + 20
-        shown: dict[str, object] = {}
-        while time.monotonic() < deadline:
-            result = gatewayd("messages", "show", message_id, "--json", "--config", str(config))
-            shown = json.loads(result.stdout)
-            if shown["messageStatus"] == "Delivered":
-                break
-            time.sleep(0.2)
+        deadline = time.monotonic() + 20  # the later waits count from here too
+        shown = delivered(config, message_id, within=20)
         assert shown["messageStatus"] == "Delivered", shown
         assert shown["smsSendingAttemptsCount"] == 1
         assert "smsDeliveryTime" in shown

@@ -5,17 +5,15 @@ the daemon killed takes its SMS process along; SIGTERM stops both."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import gatewayd
 from tests.integration.test_daemon import start, wait_for
-from tests.integration.test_sms_daemon import simulator
+from tests.integration.test_operations_daemon import until
+from tests.integration.test_sms_daemon import delivered, simulator
 from tests.shipped_config import shipped_config
 from tests.smtp_client import free_port, message, send
 
@@ -46,25 +44,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def until(check: object, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def delivered(config: Path, message_id: str, within: float = 30) -> dict[str, object]:
-    deadline = time.monotonic() + within
-    shown: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        result = gatewayd("messages", "show", message_id, "--json", "--config", str(config))
-        shown = json.loads(result.stdout)
-        if shown["messageStatus"] == "Delivered":
-            break
-        time.sleep(0.2)
-    return shown
-
-
 def test_a_killed_sms_process_is_started_again_and_the_sms_go_on(tmp_path: Path) -> None:
     sim_port, smtp_port, api_port = free_port(), free_port(), free_port()
     config = shipped_config(tmp_path, smtp_port=smtp_port, api_port=api_port, sim_port=sim_port)
@@ -72,9 +51,7 @@ def test_a_killed_sms_process_is_started_again_and_the_sms_go_on(tmp_path: Path)
     daemon = start(config)
     second = None
     try:
-        seen = wait_for(daemon, "daemon.started")
-        if not any(line["event"] == "sms.bound" for line in seen):
-            wait_for(daemon, "sms.bound")
+        wait_for(daemon, "daemon.started", "sms.bound")
         first = sms_process_of(daemon.pid)
         assert first is not None
         # The daemon's /metrics show the SMS process's link (its state arrives within
@@ -122,7 +99,7 @@ def test_a_killed_daemon_takes_its_sms_process_along(tmp_path: Path) -> None:
     daemon = start(config)
     try:
         wait_for(daemon, "daemon.started")
-        until(lambda: sms_process_of(daemon.pid) is not None)
+        until(lambda: sms_process_of(daemon.pid) is not None, within=30)
         child = sms_process_of(daemon.pid)
         assert child is not None
         daemon.kill()

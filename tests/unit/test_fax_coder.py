@@ -259,10 +259,25 @@ def test_glyphs_are_stamped_black_inside_the_box_only() -> None:
     assert black[18:20, 28].all()  # the third square is cut at the box's right edge
     assert not black[:, 29].any()
     assert black.sum() == 4 + 1 + 2
-    with pytest.raises(ValueError, match="bad arguments"):  # a glyph index out of range
-        _fax.stamp(page, 30, 20, 30, 0, 0, 30, 20, rows, cols, starts, glyph + 2, x, y)
+    with pytest.raises(ValueError, match="bad arguments"):  # glyph 2 of two: out of range
+        _fax.stamp(page, 30, 20, 30, 0, 0, 30, 20, rows, cols, starts, glyph + 1, x, y)
     with pytest.raises(ValueError, match="bad arguments"):  # a box beyond the page
         _fax.stamp(page, 30, 20, 30, 0, 0, 31, 20, rows, cols, starts, glyph, x, y)
+
+
+def test_glyphs_are_cut_at_the_box_top_and_bottom() -> None:
+    """The box's rows 2 to 16 inside a 20-row page: what falls above or below it stays
+    white (rows 1 and 17 are the page's, so a missing check shows as ink there)."""
+    page = np.full((20, 30), 255, np.uint8)
+    rows = np.array([0, 0, 1, 1, -1], np.int32)
+    cols = np.array([0, 1, 0, 1, -1], np.int32)
+    starts = np.array([0, 4, 5], np.int32)
+    glyph = np.array([1, 0], np.int32)  # a pixel at row 1; a square on rows 16 and 17
+    x, y = np.array([5, 10], np.int32), np.array([2, 16], np.int32)
+    _fax.stamp(page, 30, 20, 30, 0, 2, 30, 17, rows, cols, starts, glyph, x, y)
+    black = page == 0
+    assert black[16, 10:12].all()
+    assert black.sum() == 2  # not row 1 above the box, nor row 17 below it
 
 
 def test_text_chars_refuses_null_handles() -> None:
