@@ -16,6 +16,7 @@ from gatewayd.errors import StoreError
 from gatewayd.logging import get_logger
 from gatewayd.mailbox._blobs import BlobStore
 from gatewayd.mailbox._database import Database
+from gatewayd.mailbox._ids import new_id
 from gatewayd.mailbox._lifecycle import Lifecycle, set_availability
 from gatewayd.mailbox._queue import check_lease
 from gatewayd.mailbox._rows import (
@@ -24,7 +25,6 @@ from gatewayd.mailbox._rows import (
     event_row,
     fetch_message,
     message_row,
-    new_id,
 )
 from gatewayd.mailbox._schema import attachments, message_parts, messages
 from gatewayd.mailbox._status import StatusFeed, move_status, refuse

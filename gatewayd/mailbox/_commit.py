@@ -6,8 +6,9 @@ they go through a Batcher (_batch.py): the callers that arrive while one transac
 is being written go together in the next, written with one executemany per table
 straight to the driver (_driver.py: rows as tuples in their stored form). Each caller
 still gets its own answer: when a batch fails because one random id collided with a
-stored one, every member is written again on its own (drawing new ids), so one
-caller's bad luck is nobody else's failure.
+stored one (another process or node drew it in the same 1/64 s: _ids.py), the whole
+batch is drawn again and written again; should that keep failing, every member is
+written on its own, so that one caller's failure is nobody else's.
 """
 
 from __future__ import annotations
@@ -59,12 +60,17 @@ class GroupCommit:
         await self._batcher.close()
 
     async def _commit(self, group: Sequence[MakeRows]) -> list[NewRows | Exception]:
-        made = [make() for make in group]
-        try:
-            await self._write(made)
-        except StoreConflict:
-            return [await self._commit_alone(make) for make in group]
-        return list(made)
+        for attempt in range(1, ID_ATTEMPTS + 1):
+            made = [make() for make in group]
+            try:
+                await self._write(made)
+            except StoreConflict:
+                log.info("message.id_collision", attempt=attempt, batch=len(group))
+                continue
+            return list(made)
+        # Not bad luck any more: each on its own, so that whatever collides is only
+        # its own caller's failure.
+        return [await self._commit_alone(make) for make in group]
 
     async def _commit_alone(self, make: MakeRows) -> NewRows | Exception:
         collision: StoreConflict | None = None

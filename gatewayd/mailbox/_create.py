@@ -3,7 +3,7 @@ per message in one transaction (through the group commit, _commit.py), written a
 tuples in their stored form; the records the callers get back are made from the same
 values, not read back.
 
-Ids come from _rows.new_ids. An SMS is threaded by its two numbers (a conversation id
+Ids come from _ids.new_ids. An SMS is threaded by its two numbers (a conversation id
 derived from the account and both numbers, so a reply finds the thread); a new pager
 thread is named after its first message unless the caller gives one.
 """
@@ -23,8 +23,8 @@ from gatewayd.logging import get_logger
 from gatewayd.mailbox._blobs import BlobRef, BlobStore
 from gatewayd.mailbox._commit import GroupCommit, NewRows
 from gatewayd.mailbox._database import Database
+from gatewayd.mailbox._ids import new_ids
 from gatewayd.mailbox._lifecycle import Lifecycle
-from gatewayd.mailbox._rows import new_ids
 from gatewayd.mailbox._schema import to_micros
 from gatewayd.mailbox._status import StatusFeed
 from gatewayd.mailbox.records import Attachment, Message, NewMessage, StatusEntered

@@ -30,7 +30,8 @@ from gatewayd.clock import Clock
 from gatewayd.errors import StoreConflict, StoreError
 from gatewayd.logging import get_logger
 from gatewayd.mailbox._database import Database
-from gatewayd.mailbox._rows import Row, add_events, event_row, fetch_message, message_row, new_id
+from gatewayd.mailbox._ids import new_id
+from gatewayd.mailbox._rows import Row, add_events, event_row, fetch_message, message_row
 from gatewayd.mailbox._schema import attachments, message_parts, messages
 from gatewayd.mailbox._status import FAILED, StatusFeed, move_status, refuse
 from gatewayd.mailbox.records import CANCELLED, Message, StatusEntered

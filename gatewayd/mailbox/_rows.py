@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -32,16 +30,6 @@ from gatewayd.model import (
 
 # A row as SQLAlchemy returns it (RowMapping) or as the store builds it (dict).
 Row = Mapping[Any, Any]
-
-# Ids: the day (since 2020-01-01) in the high 16 bits, 37 random bits below.
-# - Not guessable: 137 billion candidates for each day.
-# - Ordered by day, so new rows land in the table's newest pages, not on random ones.
-# - Below 2**53 until the year 2199, so exact as JSON numbers in JavaScript clients.
-# - A collision with an id already used that day is rare (one in 137,000 inserts even
-#   after a million messages in a day) and handled by drawing again.
-_ID_EPOCH = 1_577_836_800  # 2020-01-01T00:00:00Z
-_RANDOM_BITS = 37
-
 
 # The columns of the rows the hot path writes as tuples (_driver.py), in this order.
 MESSAGE_COLUMNS = (
@@ -96,18 +84,6 @@ ATTACHMENT_COLUMNS = (
     "vm_duration",
 )
 EVENT_COLUMNS = ("message_id", "at", "kind", "from_value", "to_value", "reason", "detail")
-
-
-def new_id() -> int:
-    return new_ids(1)[0]
-
-
-def new_ids(count: int) -> list[int]:
-    """``count`` ids as laid out above, from one read of the system's randomness."""
-    day = int(time.time() - _ID_EPOCH) // 86_400 << _RANDOM_BITS
-    drawn = secrets.token_bytes(5 * count)
-    mask = (1 << _RANDOM_BITS) - 1
-    return [day | int.from_bytes(drawn[i : i + 5], "big") & mask for i in range(0, 5 * count, 5)]
 
 
 def _lookup(kind: Any) -> dict[str | None, Any]:

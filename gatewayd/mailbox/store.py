@@ -54,6 +54,7 @@ from gatewayd.mailbox._blobs import BlobStore, DatabaseBlobStore, FileBlobStore
 from gatewayd.mailbox._changes import Changes
 from gatewayd.mailbox._create import Creator
 from gatewayd.mailbox._database import Database
+from gatewayd.mailbox._ids import new_id
 from gatewayd.mailbox._ledger import Ledger
 from gatewayd.mailbox._lifecycle import Lifecycle
 from gatewayd.mailbox._rates import DatabaseRates, MemoryRates, Rates
@@ -63,7 +64,6 @@ from gatewayd.mailbox._rows import (
     fetch_message,
     load_messages,
     message_row,
-    new_id,
     parts_of,
     select_messages,
 )

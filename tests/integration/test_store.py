@@ -466,16 +466,29 @@ async def test_nothing_half_written_when_a_batch_fails(mailbox: Mailbox) -> None
     assert count == 0
 
 
-async def test_an_id_collision_draws_again(
-    mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+async def test_an_id_collision_draws_the_batch_again(
+    mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from gatewayd.mailbox import store
+    """Another process drew an id already stored (the first draw here is made to): the
+    whole group commit is drawn and written again, and every caller gets its message."""
+    from gatewayd.mailbox import _create
 
+    caplog.set_level("INFO")
     first = await mailbox.create(sms())
-    drawn = iter([first.id, first.attachments[0].id])  # both already taken
-    real = store.new_id
-    monkeypatch.setattr(store, "new_id", lambda: next(drawn, None) or real())
-    second = await mailbox.create(sms())
-    assert second.id != first.id
-    assert (await mailbox.get(second.id)).subject == "Hello"
+    real = _create.new_ids
+    draws: list[int] = []
+
+    def drawing(count: int) -> list[int]:
+        draws.append(count)
+        fresh = real(count)
+        return [first.id, *fresh[1:]] if len(draws) == 1 else fresh
+
+    monkeypatch.setattr(_create, "new_ids", drawing)
+    stored = await asyncio.gather(*(mailbox.create(sms()) for _ in range(3)))
+    assert len(draws) > 3  # drawn again after the collision
+    assert first.id not in {m.id for m in stored}
+    assert len({m.id for m in stored}) == 3
+    for message in stored:
+        assert (await mailbox.get(message.id)).subject == "Hello"
     assert (await mailbox.get(first.id)) == first
+    assert any("message.id_collision" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,89 @@
+"""Message and attachment ids (gatewayd/mailbox/_ids.py): the day and the 1/64 second
+they were drawn in, then 14 random bits; never the same one twice in a process."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from itertools import pairwise
+
+import pytest
+
+from gatewayd.mailbox import _ids
+
+
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that has drawn nothing yet."""
+    monkeypatch.setattr(_ids, "_drawn", _ids._Drawn())
+
+
+def at(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
+    monkeypatch.setattr(_ids.time, "time", moment.timestamp)
+
+
+def test_the_layout_is_day_then_sixty_fourth_of_a_second_then_random(
+    monkeypatch: pytest.MonkeyPatch, fresh: None
+) -> None:
+    moment = datetime(2026, 12, 1, 10, 0, 0, 500_000, tzinfo=UTC)
+    at(monkeypatch, moment)
+    (drawn,) = _ids.new_ids(1)
+    day = (datetime(2026, 12, 1, tzinfo=UTC) - datetime(2020, 1, 1, tzinfo=UTC)).days
+    assert drawn >> 37 == day
+    assert drawn >> 14 & (1 << 23) - 1 == (10 * 3600) * 64 + 32  # 10:00:00.5
+    assert drawn >> 14 << 14 == _ids.prefix(moment.timestamp())
+
+
+def test_ids_stay_exact_in_javascript_until_june_2199(
+    monkeypatch: pytest.MonkeyPatch, fresh: None
+) -> None:
+    at(monkeypatch, datetime(2199, 6, 6, 23, 59, 59, 999_000, tzinfo=UTC))  # 65,535 days on
+    assert max(_ids.new_ids(100)) < 2**53
+
+
+def test_later_ticks_draw_larger_ids(monkeypatch: pytest.MonkeyPatch, fresh: None) -> None:
+    moments = [datetime(2026, 12, 1, 23, 59, 59, 984_375, tzinfo=UTC)]  # the day's last tick
+    moments += [datetime(2026, 12, 2, 0, 0, 0, 15_625 * n, tzinfo=UTC) for n in range(3)]
+    batches = []
+    for moment in moments:
+        at(monkeypatch, moment)
+        batches.append(_ids.new_ids(50))
+    for earlier, later in pairwise(batches):
+        assert max(earlier) < min(later)
+
+
+def random_bits(monkeypatch: pytest.MonkeyPatch, lows: list[int]) -> None:
+    """The system's randomness, as the 14-bit values ``lows`` in turn."""
+    stream = iter(lows)
+
+    def token_bytes(n: int) -> bytes:
+        return b"".join(next(stream).to_bytes(2, "big") for _ in range(n // 2))
+
+    monkeypatch.setattr(_ids.secrets, "token_bytes", token_bytes)
+
+
+def test_a_process_never_draws_an_id_twice(monkeypatch: pytest.MonkeyPatch, fresh: None) -> None:
+    """The same random bits again in the same tick are passed over, not handed out."""
+    moment = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    at(monkeypatch, moment)
+    tick = _ids.prefix(moment.timestamp())
+    random_bits(monkeypatch, [7, 7, 9, 9, 11, 7, 9, 11, 12, *range(100, 200)])
+    assert _ids.new_ids(3) == [tick | 7, tick | 9, tick | 11]
+    assert _ids.new_ids(1) == [tick | 12]
+
+
+def test_a_tick_half_taken_moves_on_to_the_next(
+    monkeypatch: pytest.MonkeyPatch, fresh: None
+) -> None:
+    """Under a burst the ids run ahead of the clock, in order, rather than collide."""
+    moment = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    at(monkeypatch, moment)
+    monkeypatch.setattr(_ids, "_FULL", 4)
+    tick = _ids.prefix(moment.timestamp())
+    drawn = _ids.new_ids(10)
+    assert [i >> 14 for i in drawn] == [tick >> 14] * 4 + [(tick >> 14) + 1] * 4 + [
+        (tick >> 14) + 2
+    ] * 2
+    assert len(set(drawn)) == 10
+    (later,) = _ids.new_ids(1)  # the clock has not moved: on from where the burst was
+    assert later >> 14 == (tick >> 14) + 2
+    assert later not in drawn
