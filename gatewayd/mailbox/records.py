@@ -29,8 +29,9 @@ def iso(moment: datetime | None) -> str | None:
     """``2016-03-10T18:07:52.534Z``: UTC, milliseconds, as the message store writes times."""
     if moment is None:
         return None
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # less "+00:00"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import phonenumbers
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from gatewayd.config.settings import DestinationPolicy
 from gatewayd.destinations import Destination, NumberError, parse_number, refusal
@@ -48,6 +51,71 @@ def test_number_types() -> None:
     assert parse_number("0900 1234567", "DE").number_type == "PREMIUM_RATE"
     assert parse_number("+49 180 5 123456", "DE").number_type == "SHARED_COST"
     assert parse_number("+4930123456", "DE").country_code == 49
+
+
+def _examples() -> list[str]:
+    """libphonenumber's example number of every type in every region, in E.164."""
+    found = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(11):  # FIXED_LINE … VOICEMAIL
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                found.append(
+                    phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+                )
+    return found
+
+
+_ANY_NUMBER = st.builds(
+    lambda country, digits: f"+{country}{digits}",
+    st.sampled_from(sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)),
+    st.text("0123456789", min_size=4, max_size=13),
+)
+_NEAR_AN_EXAMPLE = st.builds(  # an example with its last digits changed: often valid
+    lambda example, tail: example[: -len(tail)] + tail,
+    st.sampled_from(_examples()),
+    st.text("0123456789", min_size=1, max_size=4),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(text=st.one_of(_ANY_NUMBER, _NEAR_AN_EXAMPLE))
+def test_a_number_is_taken_exactly_when_libphonenumber_calls_it_valid(text: str) -> None:
+    """parse_number reads validity off the number's type (one pass of the region's
+    patterns, not two): it must take and type exactly what is_valid_number and
+    number_type say, for numbers of every calling code and type."""
+    try:
+        parsed = phonenumbers.parse(text, "DE")
+    except phonenumbers.NumberParseException:
+        with pytest.raises(NumberError):
+            parse_number(text, "DE")
+        return
+    valid = phonenumbers.is_valid_number(parsed)
+    event("valid" if valid else "invalid")
+    try:
+        found = parse_number(text, "DE")
+    except NumberError:
+        assert not valid
+    else:
+        assert valid
+        assert found.e164 == phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        assert found.number_type == phonenumbers.PhoneNumberType.to_string(
+            phonenumbers.number_type(parsed)
+        )
+
+
+def test_typical_numbers_of_every_region_are_taken() -> None:
+    """libphonenumber's own example number of each type in each region."""
+    taken = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            assert parse_number(e164, region).e164 == e164
+            taken += 1
+    assert taken > 400
 
 
 GERMAN_LANDLINE = Destination("+4930123456", 49, "FIXED_LINE")
