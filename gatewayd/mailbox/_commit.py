@@ -64,8 +64,8 @@ class GroupCommit:
             made = [make() for make in group]
             try:
                 await self._write(made)
-            except StoreConflict:
-                log.info("message.id_collision", attempt=attempt, batch=len(group))
+            except StoreConflict as exc:  # an id drawn elsewhere (or a broken row)
+                log.info("message.id_collision", attempt=attempt, batch=len(group), error=str(exc))
                 continue
             return list(made)
         # Not bad luck any more: each on its own, so that whatever collides is only

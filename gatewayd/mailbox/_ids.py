@@ -10,12 +10,22 @@
 - Not guessable from a counter: 16,384 candidates in each 1/64 s (a million a
   second). An id is not a capability anyway: every route that takes one checks the
   caller's access to the mailbox it is in.
-- Below 2**53 until 6 June 2199 (65,536 days), so exact as JSON numbers in JavaScript clients.
+- Below 2**53 until 6 June 2199 (65,536 days), so exact as JSON numbers in JavaScript
+  clients.
 - Collisions: never between the ids this process draws (it remembers those of the
   current 1/64 s, and moves on to the next one when half of its candidates are taken:
   ids then run a little ahead of the clock, still in order). Another process or node
-  drawing in the same 1/64 s collides with a chance of its ids there in 16,384; the
-  group commit draws the whole batch again (_commit.py), other writers their one id.
+  drawing in the same 1/64 s collides with a chance of its ids there in 16,384: a
+  chance of the other writers' ids a second in a million, per id. On one host that is
+  the SMS process's inbound messages; in a cluster it is the other nodes' traffic,
+  which the old layout (the day's ids in 2**37) reached at the end of a busy day. The
+  group commit then draws the whole batch again (_commit.py), a retried message its
+  new id (_resend.py); a fax's rendering fails and is rendered again at its next
+  lease (_changes.py). Only slots handed out to the writers (a node's number) would
+  rule collisions out.
+- The clock: set back a little, this process stays on its latest tick (ids keep
+  growing); set back more than a minute (after a jump forward), it draws from the
+  clock's time again, and the database's unique key catches a repeat.
 
 Hand-written rather than a ULID or Snowflake library: those are 128 or 64 bits, and
 ours must stay exact in a JavaScript number.
@@ -34,6 +44,9 @@ RANDOM_BITS = 14
 _TICKS_A_DAY = 86_400 * TICKS
 _CANDIDATES = 1 << RANDOM_BITS
 _FULL = _CANDIDATES // 2  # taken in one tick before moving on to the next
+# How far ahead of the clock a burst may run before the clock counts again: a minute
+# of ticks, 31 million ids in one go.
+_AHEAD = 60 * TICKS << RANDOM_BITS
 
 
 class _Drawn:
@@ -60,7 +73,9 @@ def new_ids(count: int) -> list[int]:
     now = prefix(time.time())
     ids: list[int] = []
     with _drawn.lock:
-        if now > _drawn.prefix:
+        if now > _drawn.prefix or now < _drawn.prefix - _AHEAD:
+            # A new tick; or the clock was set back a long way (after a jump forward):
+            # from now again, or ids would stay in that future until the clock got there.
             _drawn.prefix, _drawn.taken = now, set()
         while len(ids) < count:
             # One read of the system's randomness for what is left (and a few more,

@@ -472,6 +472,7 @@ async def test_an_id_collision_draws_the_batch_again(
     """Another process drew an id already stored (the first draw here is made to): the
     whole group commit is drawn and written again, and every caller gets its message."""
     from gatewayd.mailbox import _create
+    from gatewayd.mailbox._commit import GroupCommit
 
     caplog.set_level("INFO")
     first = await mailbox.create(sms())
@@ -483,12 +484,19 @@ async def test_an_id_collision_draws_the_batch_again(
         fresh = real(count)
         return [first.id, *fresh[1:]] if len(draws) == 1 else fresh
 
+    async def alone(*_args: Any) -> Any:
+        raise AssertionError("a collision drew the batch again, not each member alone")
+
     monkeypatch.setattr(_create, "new_ids", drawing)
+    monkeypatch.setattr(GroupCommit, "_commit_alone", alone)
     stored = await asyncio.gather(*(mailbox.create(sms()) for _ in range(3)))
-    assert len(draws) > 3  # drawn again after the collision
+    assert len(draws) == 6  # the batch of three, drawn twice
     assert first.id not in {m.id for m in stored}
     assert len({m.id for m in stored}) == 3
     for message in stored:
         assert (await mailbox.get(message.id)).subject == "Hello"
     assert (await mailbox.get(first.id)) == first
-    assert any("message.id_collision" in r.getMessage() for r in caplog.records)
+    collisions = [r.msg for r in caplog.records if "message.id_collision" in r.getMessage()]
+    assert len(collisions) == 1
+    assert isinstance(collisions[0], dict)
+    assert (collisions[0]["attempt"], collisions[0]["batch"]) == (1, 3)

@@ -11,9 +11,10 @@ import pytest
 from gatewayd.mailbox import _ids
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A process that has drawn nothing yet."""
+    """A process that has drawn nothing yet (and whose drawing is put back after each
+    test: a clock set to 2199 here must not stay in the process's ids)."""
     monkeypatch.setattr(_ids, "_drawn", _ids._Drawn())
 
 
@@ -22,7 +23,7 @@ def at(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
 
 
 def test_the_layout_is_day_then_sixty_fourth_of_a_second_then_random(
-    monkeypatch: pytest.MonkeyPatch, fresh: None
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     moment = datetime(2026, 12, 1, 10, 0, 0, 500_000, tzinfo=UTC)
     at(monkeypatch, moment)
@@ -34,13 +35,13 @@ def test_the_layout_is_day_then_sixty_fourth_of_a_second_then_random(
 
 
 def test_ids_stay_exact_in_javascript_until_june_2199(
-    monkeypatch: pytest.MonkeyPatch, fresh: None
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     at(monkeypatch, datetime(2199, 6, 6, 23, 59, 59, 999_000, tzinfo=UTC))  # 65,535 days on
     assert max(_ids.new_ids(100)) < 2**53
 
 
-def test_later_ticks_draw_larger_ids(monkeypatch: pytest.MonkeyPatch, fresh: None) -> None:
+def test_later_ticks_draw_larger_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     moments = [datetime(2026, 12, 1, 23, 59, 59, 984_375, tzinfo=UTC)]  # the day's last tick
     moments += [datetime(2026, 12, 2, 0, 0, 0, 15_625 * n, tzinfo=UTC) for n in range(3)]
     batches = []
@@ -61,7 +62,7 @@ def random_bits(monkeypatch: pytest.MonkeyPatch, lows: list[int]) -> None:
     monkeypatch.setattr(_ids.secrets, "token_bytes", token_bytes)
 
 
-def test_a_process_never_draws_an_id_twice(monkeypatch: pytest.MonkeyPatch, fresh: None) -> None:
+def test_a_process_never_draws_an_id_twice(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same random bits again in the same tick are passed over, not handed out."""
     moment = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
     at(monkeypatch, moment)
@@ -72,7 +73,7 @@ def test_a_process_never_draws_an_id_twice(monkeypatch: pytest.MonkeyPatch, fres
 
 
 def test_a_tick_half_taken_moves_on_to_the_next(
-    monkeypatch: pytest.MonkeyPatch, fresh: None
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Under a burst the ids run ahead of the clock, in order, rather than collide."""
     moment = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -87,3 +88,19 @@ def test_a_tick_half_taken_moves_on_to_the_next(
     (later,) = _ids.new_ids(1)  # the clock has not moved: on from where the burst was
     assert later >> 14 == (tick >> 14) + 2
     assert later not in drawn
+
+
+def test_a_clock_set_back_a_little_keeps_ids_growing_a_lot_draws_from_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    late = datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC)
+    at(monkeypatch, late)
+    (first,) = _ids.new_ids(1)
+    at(monkeypatch, datetime(2026, 12, 1, 10, 0, 20, tzinfo=UTC))  # 10 s back
+    (second,) = _ids.new_ids(1)
+    assert second >> 14 == first >> 14  # still on the latest tick
+    assert second != first
+    earlier = datetime(2026, 12, 1, 9, 58, tzinfo=UTC)  # 2.5 minutes back
+    at(monkeypatch, earlier)
+    (third,) = _ids.new_ids(1)
+    assert third >> 14 << 14 == _ids.prefix(earlier.timestamp())
