@@ -22,12 +22,11 @@ from gatewayd.logging import get_logger
 from gatewayd.mailbox._batch import Batcher
 from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._driver import Body, Insert
+from gatewayd.mailbox._ids import ID_ATTEMPTS
 from gatewayd.mailbox._rows import ATTACHMENT_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS
 from gatewayd.mailbox.records import Message
 
 log = get_logger("gatewayd.mailbox")
-
-ID_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,32 +59,36 @@ class GroupCommit:
         await self._batcher.close()
 
     async def _commit(self, group: Sequence[MakeRows]) -> list[NewRows | Exception]:
+        try:
+            return list(await self._drawing(group))
+        except StoreConflict:
+            pass
+        # Not bad luck any more: each on its own, so that whatever collides is only
+        # its own caller's failure.
+        results: list[NewRows | Exception] = []
+        for make in group:
+            try:
+                results.extend(await self._drawing([make]))
+            except StoreConflict as exc:
+                results.append(StoreError(f"could not store the messages: {exc}"))
+            except StoreError as exc:  # handed to the caller
+                results.append(exc)
+        return results
+
+    async def _drawing(self, group: Sequence[MakeRows]) -> list[NewRows]:
+        """Write the rows of ``group``, made again with new ids while one collides
+        (ID_ATTEMPTS times; then the last StoreConflict is raised)."""
         for attempt in range(1, ID_ATTEMPTS + 1):
             made = [make() for make in group]
             try:
                 await self._write(made)
             except StoreConflict as exc:  # an id drawn elsewhere (or a broken row)
                 log.info("message.id_collision", attempt=attempt, batch=len(group), error=str(exc))
+                if attempt == ID_ATTEMPTS:
+                    raise
                 continue
-            return list(made)
-        # Not bad luck any more: each on its own, so that whatever collides is only
-        # its own caller's failure.
-        return [await self._commit_alone(make) for make in group]
-
-    async def _commit_alone(self, make: MakeRows) -> NewRows | Exception:
-        collision: StoreConflict | None = None
-        for attempt in range(1, ID_ATTEMPTS + 1):
-            rows = make()
-            try:
-                await self._write([rows])
-            except StoreConflict as exc:
-                log.info("message.id_collision", attempt=attempt)
-                collision = exc
-                continue
-            except StoreError as exc:  # handed to the caller
-                return exc
-            return rows
-        return StoreError(f"could not store the messages: {collision}")
+            return made
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _write(self, made: list[NewRows]) -> None:
         await self._db.transact(lambda _sql: _insert(made))

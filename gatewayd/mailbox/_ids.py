@@ -44,6 +44,7 @@ TICK_BITS = 23  # 86,400 × 64 = 5,529,600 ticks a day, below 2**23
 RANDOM_BITS = 14
 _TICKS_A_DAY = 86_400 * TICKS
 _CANDIDATES = 1 << RANDOM_BITS
+ID_ATTEMPTS = 5  # draws for one write before a collision is not bad luck any more
 _FULL = _CANDIDATES // 2  # taken in one tick before moving on to the next
 # How far ahead of the clock a burst may run before the clock counts again: a minute
 # of ticks, 31 million ids in one go.

@@ -30,7 +30,7 @@ from gatewayd.clock import Clock
 from gatewayd.errors import StoreConflict, StoreError
 from gatewayd.logging import get_logger
 from gatewayd.mailbox._database import Database
-from gatewayd.mailbox._ids import new_id
+from gatewayd.mailbox._ids import ID_ATTEMPTS, new_id
 from gatewayd.mailbox._rows import Row, add_events, event_row, fetch_message, message_row
 from gatewayd.mailbox._schema import attachments, message_parts, messages
 from gatewayd.mailbox._status import FAILED, StatusFeed, move_status, refuse
@@ -47,7 +47,6 @@ from gatewayd.model import (
 
 log = get_logger("gatewayd.mailbox")
 
-ID_ATTEMPTS = 5
 _SENDABLE = (MessageType.SMS.value, MessageType.FAX.value)
 
 # What a retry takes from the original: what the message is, not how it went.

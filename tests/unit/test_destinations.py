@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 import pytest
 from hypothesis import event, given, settings
@@ -53,6 +55,7 @@ def test_number_types() -> None:
     assert parse_number("+4930123456", "DE").country_code == 49
 
 
+@functools.cache
 def _examples() -> list[str]:
     """libphonenumber's example number of every type in every region, in E.164."""
     found = []
@@ -106,16 +109,10 @@ def test_a_number_is_taken_exactly_when_libphonenumber_calls_it_valid(text: str)
 
 def test_typical_numbers_of_every_region_are_taken() -> None:
     """libphonenumber's own example number of each type in each region."""
-    taken = 0
-    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
-        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE):
-            example = phonenumbers.example_number_for_type(region, kind)
-            if example is None:
-                continue
-            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
-            assert parse_number(e164, region).e164 == e164
-            taken += 1
-    assert taken > 400
+    examples = _examples()
+    assert len(examples) > 1000
+    for e164 in examples:
+        assert parse_number(e164, "DE").e164 == e164
 
 
 GERMAN_LANDLINE = Destination("+4930123456", 49, "FIXED_LINE")
