@@ -25,6 +25,8 @@ from gatewayd.config.settings import DestinationPolicy
 _TYPE_NAMES = {
     value: name for name, value in vars(PhoneNumberType).items() if isinstance(value, int)
 }
+# libphonenumber's bounds of a national significant number's length.
+_MIN_NATIONAL, _MAX_NATIONAL = 2, 17
 _SEPARATORS = re.compile(r"[\s.\-()/]")
 _ALLOWED = re.compile(r"^\+?[0-9]+$")
 _WHY_NOT_POSSIBLE = {
@@ -48,10 +50,49 @@ class Destination:
 
 
 def _parse(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+    plain = _plus_number(text)
+    if plain is not None:
+        return plain
     try:
         return phonenumbers.parse(text, region)
     except NumberParseException:
         return None
+
+
+def _plus_number(text: str) -> phonenumbers.PhoneNumber | None:
+    """What ``phonenumbers.parse`` makes of ``+`` and digits alone, the way almost every
+    API client and address writes a number, in the steps such a text needs of it (a
+    calling code, the digits after it); None for whatever needs any other step (a
+    national prefix or a zero after the code, a length out of bounds, no known code):
+    parse itself reads those. Its general steps (finding a number in free text,
+    extensions, normalising letters and other scripts' digits) took two thirds of its
+    time. A test holds the two equal on numbers of every calling code."""
+    digits = text[1:]
+    if text[:1] != "+" or not digits.isascii() or not digits.isdigit() or digits[0] == "0":
+        return None
+    for size in (1, 2, 3):
+        code = int(digits[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = digits[size:]
+    if not _MIN_NATIONAL <= len(national) <= _MAX_NATIONAL or national[0] == "0":
+        return None
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        code, phonenumbers.region_code_for_country_code(code)
+    )
+    if metadata is None:
+        return None
+    prefix = metadata.national_prefix_for_parsing
+    if prefix and _pattern_of(prefix).match(national):
+        return None
+    return phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+
+
+@functools.lru_cache(maxsize=512)
+def _pattern_of(regex: str) -> re.Pattern[str]:
+    return re.compile(regex)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -104,16 +145,39 @@ def refusal(destination: Destination, policy: DestinationPolicy, channel: str) -
     if destination.number_type in policy.refused_number_types:
         kind = destination.number_type.lower().replace("_", " ")
         return f"{destination.e164} is a {kind} number ({channel}.policy.refused_number_types)"
-    for entry in policy.deny:
-        if matches(destination.e164, entry):
-            return f"{destination.e164} is on the deny list ({channel}.policy.deny: {entry})"
-    for entry in policy.refused_ranges:
-        if matches(destination.e164, entry):
-            return (
-                f"{destination.e164} is in a range refused for its cost "
-                f"({channel}.policy.refused_ranges: {entry})"
-            )
+    entry = first_match(destination.e164, policy.deny)
+    if entry is not None:
+        return f"{destination.e164} is on the deny list ({channel}.policy.deny: {entry})"
+    entry = first_match(destination.e164, policy.refused_ranges)
+    if entry is not None:
+        return (
+            f"{destination.e164} is in a range refused for its cost "
+            f"({channel}.policy.refused_ranges: {entry})"
+        )
     return None
+
+
+def first_match(e164: str, entries: tuple[str, ...]) -> str | None:
+    """The first of ``entries`` that ``e164`` matches, or None. (One compiled pattern
+    answers the usual no; then the entries are walked for the one to name.)"""
+    pattern = _any_of(entries)
+    if pattern is None or pattern.fullmatch(e164) is None:
+        return None
+    return next(entry for entry in entries if matches(e164, entry))
+
+
+@functools.lru_cache(maxsize=64)
+def _any_of(entries: tuple[str, ...]) -> re.Pattern[str] | None:
+    """A pattern matching what ``matches`` says any of ``entries`` matches."""
+    if not entries:
+        return None
+    return re.compile("|".join(_pattern(entry) for entry in entries))
+
+
+def _pattern(entry: str) -> str:
+    prefix = entry.endswith("*")
+    digits = entry[:-1] if prefix else entry
+    return "".join("." if c == "?" else re.escape(c) for c in digits) + (".*" if prefix else "")
 
 
 def matches(e164: str, entry: str) -> bool:

@@ -71,6 +71,10 @@ def create_app(context: Context, metrics: Metrics | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         responses=ERRORS,  # type: ignore[arg-type]
+        # gatewayd exports no OpenTelemetry; left on, FastAPI asks the global tracer,
+        # meter and logger providers (and the environment) on every request whether
+        # anyone listens: ~4 % of the event loop under POST .../sms load.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install(app)
     app.state.context = context

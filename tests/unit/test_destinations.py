@@ -8,7 +8,15 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from gatewayd.config.settings import DestinationPolicy
-from gatewayd.destinations import Destination, NumberError, parse_number, refusal
+from gatewayd.destinations import (
+    Destination,
+    NumberError,
+    _plus_number,
+    first_match,
+    matches,
+    parse_number,
+    refusal,
+)
 
 
 @pytest.mark.parametrize(
@@ -146,3 +154,41 @@ GERMAN_LANDLINE = Destination("+4930123456", 49, "FIXED_LINE")
 )  # fmt: skip
 def test_policy(policy: DestinationPolicy, destination: Destination, why: str | None) -> None:
     assert refusal(destination, policy, "fax") == why
+
+
+_ENTRY = st.builds(
+    lambda digits, star: "+" + digits + ("*" if star else ""),
+    st.text("0123456789?", min_size=0, max_size=6),
+    st.booleans(),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    e164=st.builds(lambda d: "+" + d, st.text("0123456789", min_size=1, max_size=8)),
+    entries=st.lists(_ENTRY, max_size=5).map(tuple),
+)
+def test_one_pattern_finds_what_the_entries_one_by_one_find(
+    e164: str, entries: tuple[str, ...]
+) -> None:
+    """The policy's lists go through one compiled pattern; the entry it names must be
+    the first that ``matches`` takes, and none when none does."""
+    expected = next((entry for entry in entries if matches(e164, entry)), None)
+    event("a match" if expected else "no match")
+    assert first_match(e164, entries) == expected
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    text=st.one_of(_ANY_NUMBER, _NEAR_AN_EXAMPLE),
+    region=st.sampled_from(["DE", "US", "GB", "IT", "FR", "BR", "CN", "IN"]),
+)
+def test_a_plus_number_is_read_as_libphonenumber_reads_it(text: str, region: str) -> None:
+    """Text of + and digits skips phonenumbers.parse's general steps (_plus_number);
+    whatever it makes must be the very number parse makes, in every field."""
+    plain = _plus_number(text)
+    event("read here" if plain is not None else "left to parse")
+    if plain is None:
+        return
+    assert plain == phonenumbers.parse(text, region)
+    assert plain == phonenumbers.parse(text, None)
