@@ -8,10 +8,10 @@ straight to the driver (_driver.py: rows as tuples in their stored form). A call
 rows are made as it comes, not once the batch has the writers' turn: the turn is what
 the SMS process's ledger waits for, and making 32 messages' rows inside it held it
 ~1.5 ms longer a batch (5.0 → 3.4 ms a batch, traced under bench/sms_vs_kannel.py).
-Each caller still gets its own answer: when a batch fails because one random id collided with a
-stored one (another process or node drew it in the same 1/64 s: _ids.py), the whole
-batch is drawn again and written again; should that keep failing, every member is
-written on its own, so that one caller's failure is nobody else's.
+Each caller still gets its own answer: when a batch fails because one random id
+collided with a stored one (another process or node drew it in the same 1/64 s:
+_ids.py), the whole batch is drawn again and written again; should that keep failing,
+every member is written on its own, so that one caller's failure is nobody else's.
 """
 
 from __future__ import annotations

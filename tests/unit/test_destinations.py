@@ -156,10 +156,13 @@ def test_policy(policy: DestinationPolicy, destination: Destination, why: str | 
     assert refusal(destination, policy, "fax") == why
 
 
-_ENTRY = st.builds(
-    lambda digits, star: "+" + digits + ("*" if star else ""),
-    st.text("0123456789?", min_size=0, max_size=6),
-    st.booleans(),
+_ENTRY = st.one_of(
+    st.builds(  # as entries are written: +, digits and ?, a trailing * for a prefix
+        lambda digits, star: "+" + digits + ("*" if star else ""),
+        st.text("0123456789?", min_size=0, max_size=6),
+        st.booleans(),
+    ),
+    st.text("+0123456789?*.", max_size=7),  # and as they might be mistyped
 )
 
 
