@@ -85,14 +85,9 @@ def _plus_number(text: str) -> phonenumbers.PhoneNumber | None:
     if metadata is None:
         return None
     prefix = metadata.national_prefix_for_parsing
-    if prefix and _pattern_of(prefix).match(national):
+    if prefix and re.match(prefix, national):  # (re keeps the compiled patterns)
         return None
     return phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
-
-
-@functools.lru_cache(maxsize=512)
-def _pattern_of(regex: str) -> re.Pattern[str]:
-    return re.compile(regex)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -67,15 +67,9 @@ class GroupCommit:
         await self._batcher.close()
 
     async def _commit(self, group: Sequence[Pending]) -> Sequence[NewRows | Exception]:
-        made = [rows for _, rows in group]
-        try:
-            await self._write(made)
-            return made
-        except StoreConflict as exc:  # an id drawn elsewhere (or a broken row)
-            log.info("message.id_collision", attempt=1, batch=len(group), error=str(exc))
         makes = [make for make, _ in group]
         try:
-            return await self._drawing(makes, first_attempt=2)
+            return await self._drawing(makes, [rows for _, rows in group])
         except StoreConflict:
             pass
         # Not bad luck any more: each on its own, so that whatever collides is only
@@ -90,20 +84,25 @@ class GroupCommit:
                 results.append(exc)
         return results
 
-    async def _drawing(self, group: Sequence[MakeRows], first_attempt: int = 1) -> list[NewRows]:
-        """Write the rows of ``group``, made again with new ids while one collides
-        (until attempt ID_ATTEMPTS; then the last StoreConflict is raised)."""
-        for attempt in range(first_attempt, ID_ATTEMPTS + 1):
-            made = [make() for make in group]
+    async def _drawing(
+        self, group: Sequence[MakeRows], made: list[NewRows] | None = None
+    ) -> list[NewRows]:
+        """Write ``made`` (the rows of ``group``, made here when not given), made again
+        with new ids while one collides, ID_ATTEMPTS writes in all; then the last
+        StoreConflict is raised."""
+        for attempt in range(1, ID_ATTEMPTS + 1):
+            if made is None:
+                made = [make() for make in group]
             try:
                 await self._write(made)
-            except StoreConflict as exc:
+            except StoreConflict as exc:  # an id drawn elsewhere (or a broken row)
                 log.info("message.id_collision", attempt=attempt, batch=len(group), error=str(exc))
                 if attempt == ID_ATTEMPTS:
                     raise
+                made = None
                 continue
             return made
-        raise StoreConflict("no draw left")  # first_attempt was past ID_ATTEMPTS
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _write(self, made: list[NewRows]) -> None:
         await self._db.transact(lambda _sql: _insert(made))

@@ -195,3 +195,17 @@ def test_a_plus_number_is_read_as_libphonenumber_reads_it(text: str, region: str
         return
     assert plain == phonenumbers.parse(text, region)
     assert plain == phonenumbers.parse(text, None)
+
+
+def test_the_short_path_takes_the_usual_numbers_and_leaves_the_rest_to_parse() -> None:
+    """The property above passes if _plus_number declines everything; here it must take
+    plain international numbers (libphonenumber's examples, nearly all of them) and
+    decline what needs parse: a national prefix or a zero after the code, no code."""
+    examples = _examples()
+    taken = [e164 for e164 in examples if _plus_number(e164) is not None]
+    assert len(taken) > 0.9 * len(examples)
+    for e164 in taken:
+        assert _plus_number(e164) == phonenumbers.parse(e164, None)
+    assert _plus_number("+4930123456") == phonenumbers.parse("+4930123456", None)
+    for text in ("+44 7911 123456", "+4407911123456", "+390612345678", "+999123", "4930123456"):
+        assert _plus_number(text) is None
