@@ -199,3 +199,14 @@ def split(text: str, concatenation: Concatenation = Concatenation.UDH8) -> Split
 def count_parts(text: str, concatenation: Concatenation = Concatenation.UDH8) -> int:
     """How many SMS the text takes (any number, even past what can be sent)."""
     return len(_parts(text, concatenation)[1])
+
+
+def most_characters(parts: int) -> int:
+    """The most characters a text can have and still take at most ``parts`` parts as
+    count_parts counts them by default (each character costs at least one septet or code
+    unit): any longer text takes more parts, whatever it says."""
+    if parts < 1:
+        return 0
+    if parts == 1:
+        return SINGLE_LIMIT[Alphabet.GSM7]
+    return parts * PART_LIMIT[Concatenation.UDH8][Alphabet.GSM7]

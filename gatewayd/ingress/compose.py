@@ -22,11 +22,15 @@ from gatewayd.model import FaxResolution
 ORIGIN = "smtp"
 
 
-def sms_text(mail: Mail, *, number_in_address: bool) -> str:
-    """The text to send ("" when there is none: admission refuses it)."""
-    text = clean_sms_text(mail.text)
+def sms_text(mail: Mail, *, number_in_address: bool, enough: int | None = None) -> str:
+    """The text to send ("" when there is none: admission refuses it). With ``enough``,
+    a text longer than that is cut just past it: it is refused anyway, and its whole
+    is not read (gatewayd.ingress.text.clean_sms_text)."""
+    text = clean_sms_text(mail.text, enough)
     if not text and number_in_address:
         text = mail.subject.strip()
+        if enough is not None:
+            text = text[: enough + 1]
     return text
 
 

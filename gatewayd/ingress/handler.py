@@ -24,7 +24,8 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
 
-from gatewayd.admission import Channel, Refusal, fax, sms
+from gatewayd import gsm
+from gatewayd.admission import Channel, Code, Refusal, fax, sms
 from gatewayd.admission.mime import MimeLimits
 from gatewayd.config.settings import Settings, User
 from gatewayd.destinations import Destination
@@ -217,15 +218,27 @@ class IngressHandler:
         batch: list[NewMessage] = []
         if to_sms:
             by_number = any(r.destination for r in recipients if r.channel is Channel.SMS)
-            text = compose.sms_text(mail, number_in_address=by_number)
-            batch = sms.messages(
-                text,
-                to_sms,
-                user=user,
-                settings=settings,
-                origin=compose.ORIGIN,
-                sender_email=mail_from,
-            )
+            # A text longer than any SMS can be (255 parts) is cut just past that:
+            # refused all the same, without reading a huge body to its end.
+            enough = gsm.most_characters(gsm.MAX_PARTS)
+            text = compose.sms_text(mail, number_in_address=by_number, enough=enough)
+            try:
+                batch = sms.messages(
+                    text,
+                    to_sms,
+                    user=user,
+                    settings=settings,
+                    origin=compose.ORIGIN,
+                    sender_email=mail_from,
+                )
+            except Refusal as refusal:
+                if refusal.code is Code.TEXT_TOO_LONG and len(text) > enough:
+                    # Counted on the part read: say what is certain.
+                    limit = settings.sms.max_parts
+                    raise RejectedMessage(
+                        replies.text_too_long(gsm.MAX_PARTS, limit, more=True)
+                    ) from None
+                raise
         return _Read(mail, recipients, to_fax, batch)
 
     def _destinations(

@@ -88,8 +88,10 @@ def too_many_parts(limit: int) -> str:
     return f"554 5.6.0 the message has too many MIME parts: at most {limit}"
 
 
-def text_too_long(parts: int, limit: int) -> str:
-    return f"554 5.6.0 text too long: {parts} parts, limit {limit}"
+def text_too_long(parts: int, limit: int, *, more: bool = False) -> str:
+    """``more``: the text was not read to its end, it is longer than ``parts`` parts."""
+    counted = f"more than {parts}" if more else str(parts)
+    return f"554 5.6.0 text too long: {counted} parts, limit {limit}"
 
 
 def no_sms_number(login: str) -> str:

@@ -204,13 +204,14 @@ def test_a_ten_megabyte_sms_body_and_ten_thousand_subject_numbers(
     start_daemon: StartDaemon,
 ) -> None:
     """Refused at once, and the loop is not held while they are read (it was for 1.26 s
-    and 240 ms)."""
+    and 240 ms; then, on a busy machine, for 0.98 s in aiosmtpd's DATA loop and 0.77 s
+    while a thread cleaned all ten megabytes of text in long single regex passes)."""
     daemon = start_daemon()
     body = ("Call me back about the contract please.\n" * 260_000)[: 10 * 1024 * 1024]
     big = message(body=body)
     assert len(big) > 10_000_000
     result = _mail(daemon, big)
-    assert (result.code, "text too long" in result.text) == (554, True), result
+    assert result.line == replies.text_too_long(255, 10, more=True), result
     numbers = ", ".join(f"+4915112{n:06d}" for n in range(10_000))
     result = send(
         daemon.smtp_port,

@@ -57,11 +57,10 @@ def settings(tmp_path: Path) -> Settings:
 
 @asynccontextmanager
 async def running(
-    mailbox: Mailbox, settings: Settings, renderer: Renderer
+    mailbox: Mailbox, settings: Settings, renderer: Renderer, carrier: SpoolCarrier | None = None
 ) -> AsyncIterator[FaxDispatcher]:
-    dispatcher = FaxDispatcher(
-        mailbox, settings, SpoolCarrier(settings.fax.spool), renderer, poll_interval=0.05
-    )
+    carrier = carrier or SpoolCarrier(settings.fax.spool)
+    dispatcher = FaxDispatcher(mailbox, settings, carrier, renderer, poll_interval=0.05)
     task = asyncio.create_task(dispatcher.run())
     try:
         yield dispatcher
@@ -437,6 +436,7 @@ async def test_cancelling_a_fax_the_carrier_has_takes_it_back_there(
     message_id = await queue_fax(mailbox, pages=1)
     async with running(mailbox, settings, renderer) as dispatcher:
         await job_file(settings, f"{message_id}-1")
+        await with_ref(mailbox, message_id)  # the mailbox knows the carrier has it
         cancelled = await mailbox.cancel(message_id, reason="wrong number")
         assert cancelled.failure_reason == "cancelled: wrong number"
         outbox = settings.fax.spool.outbox
@@ -449,3 +449,45 @@ async def test_cancelling_a_fax_the_carrier_has_takes_it_back_there(
     message = await mailbox.get(message_id)
     assert message.message_status is MessageStatus.SENDING_FAILED
     assert message.carrier_ref is not None  # the job it was, on record
+
+
+class _CancelledWhileTaken(SpoolCarrier):
+    """The spool carrier, with the fax cancelled in the mailbox just as the carrier has
+    taken it and before the dispatcher records that it has."""
+
+    def __init__(self, settings: SpoolSettings, mailbox: Mailbox) -> None:
+        super().__init__(settings)
+        self.mailbox = mailbox
+        self.taken: list[str] = []
+
+    async def submit(self, job: Any) -> str:
+        ref = await super().submit(job)
+        self.taken.append(ref)
+        await self.mailbox.cancel(job.message_id, reason="wrong number")
+        return ref
+
+
+async def test_a_fax_cancelled_while_the_carrier_takes_it_is_taken_back_there(
+    mailbox: Mailbox, settings: Settings, renderer: Renderer
+) -> None:
+    message_id = await queue_fax(mailbox, pages=1)
+    carrier = _CancelledWhileTaken(settings.fax.spool, mailbox)
+    async with running(mailbox, settings, renderer, carrier) as dispatcher:
+
+        async def taken() -> bool:
+            return bool(carrier.taken)
+
+        await until(taken)
+        outbox = settings.fax.spool.outbox
+
+        async def taken_back() -> bool:
+            return list(outbox.iterdir()) == []
+
+        await until(taken_back)  # the job file the carrier took is gone again
+        assert dispatcher.jobs == 0
+    message = await mailbox.get(message_id)
+    assert (message.message_status, message.failure_reason) == (
+        MessageStatus.SENDING_FAILED,
+        "cancelled: wrong number",
+    )
+    assert carrier.taken == [f"{message_id}-1"]

@@ -23,6 +23,7 @@ from gatewayd.gsm import (
     gsm7_cost,
     is_gsm7,
     length,
+    most_characters,
     split,
     ucs2_cost,
 )
@@ -150,3 +151,20 @@ def test_length_and_septets_are_what_each_character_costs(text: str) -> None:
     else:
         with pytest.raises(EncodingError, match="not in the GSM"):
             encode_gsm7(text)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 10, 255])
+def test_most_characters_is_the_most_that_fits(parts: int) -> None:
+    most = most_characters(parts)
+    assert count_parts("a" * most) == parts
+    assert count_parts("a" * (most + 1)) == parts + 1
+
+
+@settings(max_examples=200)
+@given(
+    parts=st.integers(1, 12),
+    text=st.text(min_size=1, max_size=2000) | st.text(alphabet=st.sampled_from(GSM_CHARS)),
+)
+def test_a_text_longer_than_most_characters_takes_more_parts(parts: int, text: str) -> None:
+    if len(text) > most_characters(parts):
+        assert count_parts(text) > parts

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatewayd.ingress.text import clean_sms_text
 from gatewayd.render.html import html_to_text
@@ -37,6 +39,33 @@ from gatewayd.render.html import html_to_text
 )
 def test_clean_sms_text(body: str, text: str) -> None:
     assert clean_sms_text(body) == text
+
+
+_LINES = st.sampled_from(
+    ["Hello", "  spaced  ", "", " ", "> quoted", "Sent from my iPhone", "-- ", "x" * 30,
+     "On Tue, Bob wrote:", "From: Bob", "Sent: Tuesday", "Get Outlook for iOS", "\t"]
+) | st.text(max_size=20)  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(lines=st.lists(_LINES, max_size=30), newline=st.sampled_from(["\n", "\r\n", "\r"]),
+       enough=st.integers(0, 80))  # fmt: skip
+def test_a_cut_text_is_longer_than_enough_and_so_is_the_whole(
+    lines: list[str], newline: str, enough: int
+) -> None:
+    """Cut or not, the verdict "longer than enough" is the whole text's."""
+    body = newline.join(lines)
+    whole, cut = clean_sms_text(body), clean_sms_text(body, enough)
+    if len(whole) <= enough:
+        assert cut == whole
+    else:
+        assert len(cut) > enough
+        assert len(cut) <= enough + 1 or cut == whole
+
+
+def test_a_huge_body_is_cut_after_its_first_lines() -> None:
+    body = "Call me back about the contract please.\n" * 260_000
+    assert clean_sms_text(body, 1530) == body[:1531]
 
 
 @pytest.mark.parametrize(
