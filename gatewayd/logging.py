@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import logging.handlers
 import os
@@ -36,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
 import structlog
 from structlog.typing import EventDict, Processor
 
@@ -124,16 +126,51 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+# orjson as the stdlib's json.dumps(ensure_ascii=False, default=str) writes a line:
+# datetimes and dataclasses through str(), keys that are not strings as strings.
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
+)
+
+
+def _render_json(_logger: Any, _name: str, event_dict: EventDict) -> str:
+    """The line as JSON, by orjson (a fifth of the stdlib's time); what orjson cannot
+    write (an integer past 64 bits) by the stdlib."""
+    try:
+        return orjson.dumps(event_dict, default=str, option=_ORJSON_OPTIONS).decode()
+    except TypeError:
+        return json.dumps(event_dict, ensure_ascii=False, default=str)
+
+
+class _RenderedOnce(logging.Formatter):
+    """A formatter whose text for a record is kept on the record, so that the handlers
+    that share it (stdout and the file both write JSON) render each line once."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+        self._key = f"_gatewayd_rendered_{id(self)}"
+
+    def format(self, record: logging.LogRecord) -> str:
+        text: str | None = record.__dict__.get(self._key)
+        if text is None:
+            text = self.inner.format(record)
+            record.__dict__[self._key] = text
+        return text
+
+
 def _json_formatter(shared: list[Processor]) -> logging.Formatter:
-    return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            structlog.processors.UnicodeDecoder(),
-            _order_keys,
-            structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
-        ],
+    return _RenderedOnce(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.UnicodeDecoder(),
+                _order_keys,
+                _render_json,
+            ],
+        )
     )
 
 
@@ -232,6 +269,7 @@ def configure_logging(
     Returns the function that flushes and stops the writer thread (a no-op without one)."""
     stream = stream if stream is not None else sys.stdout
     shared = _shared_processors()
+    json_lines = _json_formatter(shared)
     use_console = settings.format == "console" or (settings.format == "auto" and stream.isatty())
     if use_console:
         console: logging.Formatter = structlog.stdlib.ProcessorFormatter(
@@ -242,7 +280,7 @@ def configure_logging(
             ],
         )
     else:
-        console = _json_formatter(shared)
+        console = json_lines
     if writes_to_journal(stream):
         console = JournalPriority(console)
     handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
@@ -251,7 +289,7 @@ def configure_logging(
         settings.file.parent.mkdir(parents=True, exist_ok=True)
         # WatchedFileHandler reopens the file after logrotate moves it.
         file_handler = _LogFile(settings.file)
-        file_handler.setFormatter(_json_formatter(shared))
+        file_handler.setFormatter(json_lines)  # the same lines as stdout's: rendered once
         handlers.append(file_handler)
     root = logging.getLogger()
     for old in root.handlers[:]:
@@ -269,6 +307,10 @@ def configure_logging(
             root.addHandler(handler)
     set_level(settings)
     logging.captureWarnings(True)
+    # No line shows where in the source it was logged from: the logging module need
+    # not look it up, walking the stack, for every line (its documented switch, in
+    # the "Optimization" section of the logging HOWTO).
+    logging._srcfile = None
     return stop
 
 

@@ -3,10 +3,13 @@ message, stdlib loggers through the same path, secrets and bodies never written.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,62 @@ def test_aiosmtpd_never_logs_mail_data_even_at_debug() -> None:
     logging.getLogger("mail.log").debug("DATA readline: %s", b"Dear Bob, the secret plan")
     get_logger("gatewayd.test").debug("visible")
     assert [line["event"] for line in lines(out)] == ["visible"]
+
+
+class _Colour(enum.Enum):
+    RED = 1
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ümlaut €",
+        [1, "two", None, 3.5, True],
+        (1, 2),
+        {"nested": {"n": 1}},
+        {7: "a key that is no string"},
+        datetime(2026, 12, 1, 15, 0, tzinfo=UTC),
+        _Point(3),
+        _Colour.RED,
+        2**70,
+        Path("/var/lib/gatewayd"),
+    ],
+)
+def test_a_line_holds_what_the_stdlib_json_would_write(value: object) -> None:
+    """The renderer is orjson's; what a line says is what json.dumps(ensure_ascii=False,
+    default=str) said before it, but for a plain Enum (written as its value, not as
+    ``Class.NAME``) and the spacing (none)."""
+    out = io.StringIO()
+    configure_logging(LogSettings(format="json", file=None), stream=out)
+    get_logger("gatewayd.test").info("x.value", value=value)
+    (line,) = lines(out)
+    if isinstance(value, enum.Enum):  # a plain Enum (ours are all str or int ones): its value
+        assert line["value"] == value.value
+        return
+    assert line["value"] == json.loads(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def test_stdout_and_the_file_render_each_line_once(tmp_path: Path) -> None:
+    out = io.StringIO()
+    path = tmp_path / "gatewayd.log"
+    configure_logging(LogSettings(format="json", file=path), stream=out)
+    rendered = []
+    formatters = {handler.formatter for handler in logging.getLogger().handlers}
+    (shared,) = formatters  # one formatter for both handlers
+    assert isinstance(shared, logging.Formatter)
+    inner = shared.inner  # type: ignore[attr-defined]
+    original = inner.format
+
+    def counted(record: logging.LogRecord) -> str:
+        rendered.append(record)
+        return original(record)  # type: ignore[no-any-return]
+
+    inner.format = counted
+    get_logger("gatewayd.test").info("x.once", n=1)
+    assert len(rendered) == 1
+    assert out.getvalue() == path.read_text()
