@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -232,6 +232,7 @@ class Metrics:
         self.smtp_replies = Counter(
             "gatewayd_smtp_replies", "SMTP replies sent, by code", ["code"], registry=self.registry
         )
+        self._smtp_reply_counters: dict[str, Any] = {}
         self.render_seconds = Histogram(
             "gatewayd_render_seconds",
             "Time to render one fax into its TIFF",
@@ -272,7 +273,10 @@ class Metrics:
             self._live.links = links
 
     def smtp_reply(self, code: str) -> None:
-        self.smtp_replies.labels(code).inc()
+        counter = self._smtp_reply_counters.get(code)
+        if counter is None:  # labels() takes a lock and builds a key: once per code
+            counter = self._smtp_reply_counters[code] = self.smtp_replies.labels(code)
+        counter.inc()
 
     def status_entered(self, item: StatusEntered) -> None:
         """A message entered a status (``Mailbox.watch_status``): count its outcome,

@@ -39,6 +39,7 @@ from gatewayd.mailbox import Mailbox, Message, NewMessage
 
 log = get_logger("gatewayd.smtp")
 
+TRUST_MEMORY = 4096  # peer addresses whose trust _is_trusted keeps
 PARSE_IN_THREAD_BYTES = 128 * 1024  # smaller mails are read on the loop: it is quicker
 
 
@@ -66,6 +67,7 @@ class IngressHandler:
         self.office = office
         self.limiter = senders.RateLimiter(mailbox, settings.smtp.rate_per_minute)
         self._trusted = [ipaddress.ip_network(n) for n in settings.smtp.trusted_networks]
+        self._trust: dict[str, bool] = {}  # the answers of _is_trusted, by peer address
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -290,6 +292,16 @@ class IngressHandler:
         return data if isinstance(data, User) else None
 
     def _is_trusted(self, host: str) -> bool:
+        """Whether ``host`` is in ``smtp.trusted_networks``: asked at every MAIL, the
+        answer is kept by address (a few thousand at most, then forgotten at once)."""
+        trusted = self._trust.get(host)
+        if trusted is None:
+            if len(self._trust) >= TRUST_MEMORY:
+                self._trust.clear()
+            trusted = self._trust[host] = self._in_trusted_networks(host)
+        return trusted
+
+    def _in_trusted_networks(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host.partition("%")[0])
         except ValueError:
