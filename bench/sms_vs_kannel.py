@@ -162,6 +162,9 @@ def workdir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+ACK_GRACE = 10.0  # seconds Kannel's last receipt acknowledgements may trail its callbacks
+
+
 def kannel_run(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
     n = args.messages
     with workdir("bench-kannel-") as work:
@@ -216,6 +219,12 @@ def kannel_run(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
             done = sink.last.value if sink.finals.value >= n else None
             meter.stop()
             meter.add("clients", sent["cpu_s"])
+            # Kannel may call the dlr-url before its deliver_sm_resp has reached the
+            # peer: the check waits a moment for the last acknowledgements (the end
+            # time stays the last callback's).
+            settle = time.monotonic() + ACK_GRACE
+            while peer.stats()["receipts_acked"] < n and time.monotonic() < settle:
+                time.sleep(0.05)
             seen = peer.stats()
             dlrs = sink.stop()
             sink = None
