@@ -48,7 +48,7 @@ class _Part(Message):
         value = self.get(header)
         if not isinstance(value, str):  # missing, or a Header object: the stdlib's way
             return super()._get_params_preserve(failobj, header)  # type: ignore[misc]
-        cache: dict[tuple[str, str], list[Any]] = self.__dict__.setdefault("_params", {})
+        cache: dict[tuple[str, str], list[Any]] = self.__dict__.setdefault("_gatewayd_params", {})
         key = (header.lower(), value)
         params = cache.get(key)
         if params is None:

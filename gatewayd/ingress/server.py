@@ -185,7 +185,7 @@ class GatewaySMTP(SMTP):
         for a 10 MB mail of short lines held the loop for a quarter of a second and
         more (a second on a busy machine); here each piece is a few operations in C."""
         buffer = getattr(self._reader, "_buffer", None)
-        if not isinstance(buffer, bytearray):  # not asyncio's StreamReader: its way
+        if not isinstance(buffer, bytearray) or self._decode_data:  # aiosmtpd's own way
             self._in_data, self._last_data = True, self.loop.time()
             try:
                 await super().smtp_DATA(arg)
@@ -210,7 +210,7 @@ class GatewaySMTP(SMTP):
             read = await self._read_data()
         except (asyncio.CancelledError, asyncio.IncompleteReadError) as exc:
             # The connection ended before the mail did (aiosmtpd cancels us on EOF).
-            log.info("smtp.lost_in_data", peer=str(self.session.peer if self.session else None))
+            log.debug("smtp.lost_in_data", peer=str(self.session.peer if self.session else None))
             self._writer.close()
             if isinstance(exc, asyncio.CancelledError):
                 raise
