@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -232,7 +232,7 @@ class Metrics:
         self.smtp_replies = Counter(
             "gatewayd_smtp_replies", "SMTP replies sent, by code", ["code"], registry=self.registry
         )
-        self._smtp_reply_counters: dict[str, Any] = {}
+        self._smtp_reply_counters: dict[str, Counter] = {}
         self.render_seconds = Histogram(
             "gatewayd_render_seconds",
             "Time to render one fax into its TIFF",

@@ -39,6 +39,9 @@ from gatewayd.mailbox import Mailbox, Message, NewMessage
 
 log = get_logger("gatewayd.smtp")
 
+# Past this many characters an SMS text takes more than the 255 parts any SMS may have:
+# refused whatever it says, so a mail's body is not read further (compose.sms_text).
+TEXT_READ_LIMIT = gsm.most_characters(gsm.MAX_PARTS)
 TRUST_MEMORY = 4096  # peer addresses whose trust _is_trusted keeps
 PARSE_IN_THREAD_BYTES = 128 * 1024  # smaller mails are read on the loop: it is quicker
 
@@ -220,10 +223,7 @@ class IngressHandler:
         batch: list[NewMessage] = []
         if to_sms:
             by_number = any(r.destination for r in recipients if r.channel is Channel.SMS)
-            # A text longer than any SMS can be (255 parts) is cut just past that:
-            # refused all the same, without reading a huge body to its end.
-            enough = gsm.most_characters(gsm.MAX_PARTS)
-            text = compose.sms_text(mail, number_in_address=by_number, enough=enough)
+            text = compose.sms_text(mail, number_in_address=by_number, enough=TEXT_READ_LIMIT)
             try:
                 batch = sms.messages(
                     text,
@@ -234,7 +234,7 @@ class IngressHandler:
                     sender_email=mail_from,
                 )
             except Refusal as refusal:
-                if refusal.code is Code.TEXT_TOO_LONG and len(text) > enough:
+                if refusal.code is Code.TEXT_TOO_LONG and len(text) > TEXT_READ_LIMIT:
                     # Counted on the part read: say what is certain.
                     limit = settings.sms.max_parts
                     raise RejectedMessage(

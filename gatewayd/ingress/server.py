@@ -23,6 +23,8 @@ import re
 import ssl
 import weakref
 from base64 import b64decode
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any, AnyStr, cast
 
@@ -186,11 +188,8 @@ class GatewaySMTP(SMTP):
         more (a second on a busy machine); here each piece is a few operations in C."""
         buffer = getattr(self._reader, "_buffer", None)
         if not isinstance(buffer, bytearray) or self._decode_data:  # aiosmtpd's own way
-            self._in_data, self._last_data = True, self.loop.time()
-            try:
+            with self._receiving():
                 await super().smtp_DATA(arg)
-            finally:
-                self._in_data = False
             return
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
@@ -205,9 +204,9 @@ class GatewaySMTP(SMTP):
         # The DATA line's CRLF is where an empty mail's end marker begins: put back in
         # front of what follows, the marker is one search for CRLF "." CRLF throughout.
         buffer[0:0] = b"\r\n"
-        self._in_data, self._last_data = True, self.loop.time()
         try:
-            read = await self._read_data()
+            with self._receiving():
+                read = await self._read_data()
         except (asyncio.CancelledError, asyncio.IncompleteReadError) as exc:
             # The connection ended before the mail did (aiosmtpd cancels us on EOF).
             log.debug("smtp.lost_in_data", peer=str(self.session.peer if self.session else None))
@@ -215,16 +214,21 @@ class GatewaySMTP(SMTP):
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        if isinstance(read, bytes):
+            self.envelope.content = self.envelope.original_content = read
+            status = await self._call_handler_hook("DATA")
+            read = "250 OK" if status is MISSING else status
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push(read)
+
+    @contextmanager
+    def _receiving(self) -> Iterator[None]:
+        """DATA bytes coming in: each moves the idle deadline on (``data_received``)."""
+        self._in_data, self._last_data = True, self.loop.time()
+        try:
+            yield
         finally:
             self._in_data = False
-        if isinstance(read, str):
-            await self.push(read)
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            return
-        self.envelope.content = self.envelope.original_content = read
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()  # type: ignore[no-untyped-call]
-        await self.push("250 OK" if status is MISSING else status)
 
     async def _read_data(self) -> bytes | str:
         """The mail up to the end marker, dots unstuffed (RFC 5321 4.5.2); or, read to

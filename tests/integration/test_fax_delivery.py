@@ -19,6 +19,7 @@ import pytest
 
 from gatewayd.clock import ManualClock
 from gatewayd.config.settings import FaxSettings, Settings, SpoolSettings, User
+from gatewayd.fax.carrier import FaxJob
 from gatewayd.fax.dispatcher import FaxDispatcher
 from gatewayd.fax.spool import SpoolCarrier, parse_result
 from gatewayd.mailbox import Mailbox, Message, NewAttachment
@@ -460,7 +461,7 @@ class _CancelledWhileTaken(SpoolCarrier):
         self.mailbox = mailbox
         self.taken: list[str] = []
 
-    async def submit(self, job: Any) -> str:
+    async def submit(self, job: FaxJob) -> str:
         ref = await super().submit(job)
         self.taken.append(ref)
         await self.mailbox.cancel(job.message_id, reason="wrong number")

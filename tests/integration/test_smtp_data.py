@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -149,3 +150,18 @@ def test_empty_mail_stuffed_dots_and_a_lone_dot_in_a_line() -> None:
     assert (ours[0][:3], ours[2]) == ("250", [b""])
     ours = asyncio.run(_session(_ours, [stream[:3], stream[3:]]))
     assert (ours[0][:3], ours[2]) == ("250", [b"\r\n.\r\nx\r\n.y\r\n .\r\n"])
+
+
+def test_the_mail_is_read_by_our_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not by aiosmtpd's, to which the server falls back without asyncio's reader: the
+    comparison above would hold just as well if it always fell back."""
+    calls: list[bytes | str] = []
+    read = GatewaySMTP._read_data
+
+    async def counted(self: GatewaySMTP) -> bytes | str:
+        calls.append(await read(self))
+        return calls[-1]
+
+    monkeypatch.setattr(GatewaySMTP, "_read_data", counted)
+    ours = asyncio.run(_session(_ours, [b"one\r\n..two\r\n.\r\n"]))
+    assert ours[2] == calls == [b"one\r\n.two\r\n"]

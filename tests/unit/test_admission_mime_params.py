@@ -4,6 +4,7 @@ question asked of a part answers as the stdlib's own Message answers it."""
 from __future__ import annotations
 
 import email
+import email.message
 import email.policy
 from email.message import Message
 from pathlib import Path
@@ -83,3 +84,21 @@ def test_a_header_set_after_parsing_is_read_anew() -> None:
     del part["Content-Type"]
     part["Content-Type"] = "text/plain; charset=us-ascii"
     assert part.get_content_charset() == "us-ascii"
+
+
+def test_a_header_is_parsed_once_however_many_parameters_are_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Equal answers hold without the cache too; this is what the cache is for."""
+    part = parse(b'Content-Type: text/plain; charset="utf-8"; format=flowed\r\n\r\nx\r\n')
+    parsed: list[str] = []
+    split = email.message._parseparam  # type: ignore[attr-defined]
+
+    def counted(value: str) -> object:
+        parsed.append(value)
+        return split(value)
+
+    monkeypatch.setattr(email.message, "_parseparam", counted)
+    answers = [part.get_content_charset(), part.get_param("format"), part.get_param("delsp")]
+    assert answers == ["utf-8", "flowed", None]
+    assert len(parsed) == 1

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gatewayd.ingress import text as text_module
 from gatewayd.ingress.text import clean_sms_text
 from gatewayd.render.html import html_to_text
 
@@ -63,9 +64,19 @@ def test_a_cut_text_is_longer_than_enough_and_so_is_the_whole(
         assert len(cut) <= enough + 1 or cut == whole
 
 
-def test_a_huge_body_is_cut_after_its_first_lines() -> None:
+def test_a_huge_body_is_cut_after_its_first_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut, and read no further than the cut: the lines looked at are counted."""
     body = "Call me back about the contract please.\n" * 260_000
+    looked_at: list[str] = []
+
+    class Counting:
+        def match(self, line: str) -> None:
+            looked_at.append(line)
+
+    monkeypatch.setattr(text_module, "_REPLY_HEADERS", [Counting()])
     assert clean_sms_text(body, 1530) == body[:1531]
+    lines_to_the_cut = body[:1531].count("\n") + 1
+    assert len(looked_at) <= 2 * (lines_to_the_cut + 1)  # the line, and it with the next
 
 
 @pytest.mark.parametrize(
