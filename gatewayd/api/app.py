@@ -4,13 +4,13 @@
 ``Metrics`` it serves at /metrics): the message store (store.py, send.py), the
 operators' routes under /gatewayd/v1 (admin.py), /healthz, /readyz and /metrics
 (health.py), behind the Gate (api/gate.py: the token before the body, the body
-limits) and then, for ``POST …/sms`` that is plainly right, a short way past FastAPI
-(api/sms_route.py). The OpenAPI document declares the bearer token on every operation.
+limits). The OpenAPI document declares the bearer token on every operation.
 ``ApiServer`` serves it on ``[api] listen`` (TLS when ``tls_cert`` and ``tls_key`` are
 set): gatewayd.guard's accept loop with the connection caps (``api.max_connections``,
 ``api.max_connections_per_address``; 503 beyond them) hands each connection to
 uvicorn's protocol with read timeouts (api/protocol.py), which writes what one turn of
-the event loop answered in one system call; it stops within the daemon's grace.
+the event loop answered in one system call and answers a plainly right ``POST …/sms``
+itself, past the app (api/sms_route.py); it stops within the daemon's grace.
 """
 
 from __future__ import annotations
@@ -96,9 +96,7 @@ def create_app(context: Context, metrics: Metrics | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    # Outermost first: the Gate (token, body limits), then the short way for POST …/sms.
-    app.add_middleware(SmsRoute, context=context)
-    app.add_middleware(Gate, auth=lambda: context.auth)
+    app.add_middleware(Gate, auth=lambda: context.auth)  # the token, the body limits
     return app
 
 
@@ -133,6 +131,7 @@ class ApiServer:
         )
         self.server = _EmbeddedServer(config)
         self.auth: Authenticator = context.auth
+        self.short = SmsRoute(context)  # POST …/sms, answered by the connection itself
         self.acceptor: Acceptor | None = None
         self._task: asyncio.Task[None] | None = None
         self._timeouts_tally: Tally | None = None
@@ -184,6 +183,7 @@ class ApiServer:
             timeouts=self.timeouts,
             slot=slot,
             on_timeout=tally.add if tally is not None else None,
+            short=self.short,
         )
 
     async def stop(self, grace: float = 5.0) -> None:

@@ -13,17 +13,30 @@ not have (its issue #157) and the connection's place under the listener's caps.
   when it is lost.
 - What one turn of the event loop wrote is written in one system call
   (``_CoalescingTransport``): uvicorn writes an answer's head and body apart.
+- A ``ShortWay`` (api/sms_route.py: ``POST …/sms`` from an integration) may answer a
+  request itself, past the ASGI application and uvicorn's answer machinery: it says at
+  the request's head whether it would (``wants``), is given the whole body, and answers
+  or declines (``answer`` returns None); a declined request goes to the application
+  with its body as read. Its answer is written in one piece, with the head uvicorn
+  would have written (its default headers, ``connection: close`` when the connection
+  ends), and the connection goes on as after any answer (keep-alive, the next
+  pipelined request). A request with ``Expect: 100-continue`` is the application's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from uvicorn._types import ASGI3Application, HTTPScope
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from gatewayd.guard.listener import Slot
@@ -36,6 +49,25 @@ REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnect
 class ReadTimeouts:
     header: float
     body: float
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A short way's answer: ``headers`` without Content-Length (written here)."""
+
+    status: int
+    headers: Sequence[tuple[bytes, bytes]]
+    body: bytes
+
+
+class ShortWay(Protocol):
+    def wants(self, scope: HTTPScope) -> bool:
+        """At the request's head: whether to be given this request (else the app's)."""
+        ...
+
+    async def answer(self, scope: HTTPScope, body: bytes) -> Answer | None:
+        """The answer to the request with this whole body; None: the app's to answer."""
+        ...
 
 
 class _CoalescingTransport:
@@ -55,6 +87,12 @@ class _CoalescingTransport:
         if not self._waiting:
             asyncio.get_running_loop().call_soon(self._flush)
         self._waiting.append(bytes(data))
+
+    def write_now(self, data: bytes) -> None:
+        """``data`` to the transport now (after what is waiting)."""
+        self._flush()
+        if not self._transport.is_closing():
+            self._transport.write(data)
 
     def _flush(self) -> None:
         if self._waiting:
@@ -82,8 +120,11 @@ class GuardedHttp(HttpToolsProtocol):
         timeouts: ReadTimeouts,
         slot: Slot | None = None,
         on_timeout: Callable[[str], None] | None = None,
+        short: ShortWay | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        self.short = short
+        self._short_waiting: RequestResponseCycle | None = None  # its body is still coming
         self.timeouts = timeouts
         self.slot = slot
         self.on_timeout = on_timeout  # told "header" or "body" (the server tallies them)
@@ -133,6 +174,62 @@ class GuardedHttp(HttpToolsProtocol):
             self._body_timer.cancel()
             self._body_timer = None
         super().on_message_complete()
+        cycle, self._short_waiting = self._short_waiting, None
+        if cycle is not None and not cycle.more_body:
+            self._short_start(cycle)
+
+    # -- the short way -------------------------------------------------------------------
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """uvicorn starts each request here (when its head is in, or when the request
+        before it on the connection is answered): the short way's, if it wants it."""
+        short = self.short
+        if (
+            short is None
+            or app is not self.app  # uvicorn's own 503 (its concurrency limit)
+            or cycle.waiting_for_100_continue
+            or not short.wants(cycle.scope)
+        ):
+            super()._start_asgi_task(cycle, app)
+        elif cycle.more_body:
+            self._short_waiting = cycle  # on_message_complete starts it
+        else:
+            self._short_start(cycle)
+
+    def _short_start(self, cycle: RequestResponseCycle) -> None:
+        task = self.loop.create_task(self._short_answer(cycle))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _short_answer(self, cycle: RequestResponseCycle) -> None:
+        assert self.short is not None  # (only a ShortWay's request comes here)
+        try:
+            answer = await self.short.answer(cycle.scope, bytes(cycle.body))
+        except BaseException:
+            self.transport.close()  # (the short way words its own failures: a stop)
+            raise
+        if answer is None:
+            super()._start_asgi_task(cycle, self.app)
+        elif not cycle.disconnected:
+            self._write_answer(cycle, answer)
+
+    def _write_answer(self, cycle: RequestResponseCycle, answer: Answer) -> None:
+        """What uvicorn's ``send`` would write for this answer, in one piece; then the
+        connection goes on as uvicorn's would."""
+        keep_alive = cycle.keep_alive  # (False also when the server is stopping)
+        parts = [STATUS_LINE[answer.status]]
+        for name, value in (*cycle.default_headers, *answer.headers):
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"content-length: %d\r\n" % len(answer.body))
+        if not keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts += (b"\r\n", answer.body)
+        cycle.response_started = cycle.response_complete = True
+        self.transport.write_now(b"".join(parts))  # type: ignore[attr-defined]
+        cycle.message_event.set()
+        if not keep_alive:
+            self.transport.close()
+        cycle.on_response()
 
     # -- the timers --------------------------------------------------------------------------
 

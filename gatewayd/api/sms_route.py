@@ -1,18 +1,22 @@
-"""``POST …/sms`` the short way: a plain ASGI middleware between the Gate (api/gate.py:
-the token checked before the body is read, the body limits) and FastAPI's routing, for
-the one request that comes thousands of times a second from an integration.
+"""``POST …/sms`` the short way: answered by the HTTP connection itself
+(api/protocol.py, a ``ShortWay``), past uvicorn's answer machinery, the ASGI middleware
+(the Gate, api/gate.py) and FastAPI's routing, for the one request that comes thousands
+of times a second from an integration.
 
 FastAPI spends about a third of a millisecond of processor time on each request
-(dependency resolution, the pydantic model, its response machinery): more than the
-rest of the work together. This handler takes a request only when everything about it
-is plainly right, and does exactly what the FastAPI route (send.py) does with it:
+(dependency resolution, the pydantic model, its response machinery), and the ASGI
+layers around it (a task, the middleware, uvicorn's ``send``) a tenth more: more than
+the rest of the work together. This handler takes a request only when everything about
+it is plainly right, and does exactly what the Gate and the FastAPI route (send.py) do
+with it:
 
-- ``POST /restapi/v1.0/account/{accountId}/extension/{extensionId}/sms`` with a JSON
-  body (``Content-Type: application/json``) of a declared length (the Gate keeps it
-  within its limit),
-  read whole;
-- the user the Gate found for the bearer token, and ``accountId`` and ``extensionId``
-  that are ``~`` or that user's own;
+- ``POST /restapi/v1.0/account/{accountId}/extension/{extensionId}/sms`` with a
+  declared Content-Length of at most ``SHORT_BODY_LIMIT`` (far above the largest valid
+  body; the Gate's limits stay with the app) and no ``Expect: 100-continue``, read
+  whole, with ``Content-Type: application/json``;
+- a bearer token whose user is known without a query (a configured user's, or a stored
+  token's cached answer: ``Authenticator.known_user``), and ``accountId`` and
+  ``extensionId`` that are ``~`` or that user's own;
 - no rate limit counts this user (``[api] rate_limits = false``, or the user's
   ``rate_limits = false``): the limits' bookkeeping stays with the FastAPI route;
 - the body has the shape of ``SmsBody`` (``from.phoneNumber``, one to ten ``to`` with a
@@ -21,10 +25,10 @@ is plainly right, and does exactly what the FastAPI route (send.py) does with it
 
 It then stores the message (group commit; the answer only after the commit), wakes
 the dispatchers, and answers 200 with the message's JSON and the same X-Rate-Limit-*
-headers. Anything else (no token, another extension, a body FastAPI would refuse, a
-refusal) is handed to the FastAPI app with the body as read, so every error is worded
-by the one route that words them. A mailbox that is unavailable is 503 with
-Retry-After, as there; other failures go up as there too.
+headers. Anything else (no token, a token to look up, another extension, a body FastAPI
+would refuse, a refusal) is handed to the app with the body as read, so every error is
+worded by the one route that words them. A mailbox that is unavailable is 503 with
+Retry-After, any other failure 500, as the app answers them.
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ import re
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn._types import HTTPScope
 
 from gatewayd.admission import Refusal, sms
 from gatewayd.api.auth import USER_STATE
 from gatewayd.api.deps import MEDIUM, PREFIX, Context, public_url
 from gatewayd.api.errors import UNAVAILABLE, UNAVAILABLE_RETRY_AFTER, ErrorCode, error_body
+from gatewayd.api.protocol import Answer
 from gatewayd.api.send import ORIGIN, SMS_UNIT_LIMIT
 from gatewayd.config.settings import User
 from gatewayd.errors import StoreUnavailable
@@ -49,74 +54,80 @@ from gatewayd.mailbox import NewMessage
 log = get_logger("gatewayd.api")
 
 GROUP = MEDIUM  # the route's rate-limit group (deps.MediumWriter, as send.py's)
+SHORT_BODY_LIMIT = 64 * 1024  # bytes: a valid body is at most ~11 KB (1000 characters as \uXXXX)
 _PATH = re.compile(
     re.escape(f"{PREFIX}/sms")
     .replace(re.escape("{accountId}"), "([^/]+)")
     .replace(re.escape("{extensionId}"), "([^/]+)")
 )
-_UNAVAILABLE = orjson.dumps(error_body(ErrorCode.INTERNAL, UNAVAILABLE))
+_JSON = (b"content-type", b"application/json")
+_UNAVAILABLE = Answer(
+    503,
+    (_JSON, (b"retry-after", UNAVAILABLE_RETRY_AFTER.encode())),
+    orjson.dumps(error_body(ErrorCode.INTERNAL, UNAVAILABLE)),
+)
+_FAILED = Answer(500, (_JSON,), orjson.dumps(error_body(ErrorCode.INTERNAL, UNAVAILABLE)))
 
 
 class SmsRoute:
-    """ASGI app: the plainly right ``POST …/sms`` here, everything else to ``app``."""
+    """The ``ShortWay`` of the API's connections: the plainly right ``POST …/sms``."""
 
-    def __init__(self, app: ASGIApp, context: Context) -> None:
-        self.app = app
+    def __init__(self, context: Context) -> None:
         self.context = context
-        self._headers = [
-            (name.lower().encode(), value.encode())
-            for name, value in self.context.auth.limiter.headers(GROUP).items()
-        ]
+        self._headers = (
+            _JSON,
+            *(
+                (name.lower().encode(), value.encode())
+                for name, value in self.context.auth.limiter.headers(GROUP).items()
+            ),
+        )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or not scope["path"].endswith("/sms")
-            or (where := _PATH.fullmatch(scope["path"])) is None
-        ):
-            await self.app(scope, receive, send)
-            return
+    def wants(self, scope: HTTPScope) -> bool:
+        """The route, a small declared body, a known user who may post here unlimited
+        (left in the request's state, as the Gate leaves it). Else the app's at once:
+        an unknown token is refused there before the body is read."""
+        if scope["method"] != "POST" or not scope["path"].endswith("/sms"):
+            return False
+        where = _PATH.fullmatch(scope["path"])
         headers = dict(scope["headers"])
         length = headers.get(b"content-length", b"")
-        user = scope.get("state", {}).get(USER_STATE)
+        if where is None or not length.isdigit() or int(length) > SHORT_BODY_LIMIT:
+            return False
+        auth = self.context.auth
+        user = auth.known_user(headers.get(b"authorization", b"").decode("latin-1"))
         if (
-            not length.isdigit()  # (the Gate has refused one over BODY_LIMIT)
-            or not isinstance(user, User)
-            or self.context.auth.limiter.limits(user)
+            user is None
+            or auth.limiter.limits(user)
             or where.group(1) not in ("~", str(user.account_id))
             or where.group(2) not in ("~", str(user.extension_id))
         ):
-            await self.app(scope, receive, send)  # the route words what is wrong
-            return
-        body = await _read(receive)
-        if body is None:
-            return  # the client went away (or the Gate cut the body off)
-        batch = self._admitted(headers, user, body)
-        if batch is None:
-            await self.app(scope, _replay(body, receive), send)
-            return
-        try:
-            made = await asyncio.shield(self.context.mailbox.create_many(batch))
-        except StoreUnavailable as exc:
-            log.warning("api.mailbox_unavailable", path=scope["path"], error=str(exc))
-            await _answer(
-                send, 503, _UNAVAILABLE, [(b"retry-after", UNAVAILABLE_RETRY_AFTER.encode())]
-            )
-            return
-        self.context.on_queued(made)
-        await _answer(
-            send,
-            200,
-            orjson.dumps(made[0].to_json(public_url(self.context.settings))),
-            self._headers,
-        )
+            return False
+        scope["state"][USER_STATE] = user
+        return True
 
-    def _admitted(
-        self, headers: dict[bytes, bytes], user: User, body: bytes
-    ) -> list[NewMessage] | None:
-        """The messages to store, or None: the FastAPI route answers this request."""
-        kind = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    async def answer(self, scope: HTTPScope, body: bytes) -> Answer | None:
+        try:
+            batch = self._admitted(scope, body)
+            if batch is None:
+                return None
+            try:
+                made = await asyncio.shield(self.context.mailbox.create_many(batch))
+            except StoreUnavailable as exc:
+                log.warning("api.mailbox_unavailable", path=scope["path"], error=str(exc))
+                return _UNAVAILABLE
+            self.context.on_queued(made)
+            json = made[0].to_json(public_url(self.context.settings))
+            return Answer(200, self._headers, orjson.dumps(json))
+        except Exception:
+            log.exception("api.internal_error", path=scope["path"], method="POST")
+            return _FAILED
+
+    def _admitted(self, scope: HTTPScope, body: bytes) -> list[NewMessage] | None:
+        """The messages to store, or None: the app answers this request."""
+        kind = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                kind = value.split(b";", 1)[0].strip().lower()
         if kind != b"application/json":
             return None
         try:
@@ -127,19 +138,26 @@ class SmsRoute:
         if fields is None:
             return None
         sender, numbers, text = fields
-        try:
-            return sms.messages(
-                text,
-                numbers,
-                user=user,
-                settings=self.context.settings,
-                origin=ORIGIN,
-                from_number=sender,
-                max_destinations=1,
-                max_units=SMS_UNIT_LIMIT,
-            )
-        except Refusal:
-            return None
+        user: User = scope["state"][USER_STATE]
+        return _messages(self.context, user, sender, numbers, text)
+
+
+def _messages(
+    context: Context, user: User, sender: str, numbers: list[str], text: str
+) -> list[NewMessage] | None:
+    try:
+        return sms.messages(
+            text,
+            numbers,
+            user=user,
+            settings=context.settings,
+            origin=ORIGIN,
+            from_number=sender,
+            max_destinations=1,
+            max_units=SMS_UNIT_LIMIT,
+        )
+    except Refusal:
+        return None
 
 
 def _phone(value: Any) -> str | None:
@@ -167,45 +185,3 @@ def _sms_body(data: Any) -> tuple[str, list[str], str] | None:
     if any(number is None for number in numbers):
         return None
     return sender, [n for n in numbers if n is not None], text
-
-
-async def _read(receive: Receive) -> bytes | None:
-    """The whole body (of its declared length: the server reads no further); None
-    when the client went away."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """``receive`` as if the body had not been read yet."""
-    given = False
-
-    async def again() -> Message:
-        nonlocal given
-        if not given:
-            given = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return again
-
-
-async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                *headers,
-                (b"content-length", str(len(body)).encode()),
-                (b"content-type", b"application/json"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -11,6 +11,7 @@ thread is named after its first message unless the caller gives one.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -81,7 +82,7 @@ class Creator:
                 ref.sha256 for group in refs for ref in group if ref is not None
             )
             raise
-        for message in rows.records:
+        for message in rows.records if log.isEnabledFor(logging.DEBUG) else ():
             log.debug(
                 "message.created",
                 message_id=message.id,

@@ -21,8 +21,12 @@ form (times as microseconds, JSON as text). ``Database.transact`` runs a body:
   never wait for each other inside SQLite; and the writer threads of the daemon's
   processes (the daemon and its SMS process) take turns on a lock file beside the
   database (``flock``): a writer waiting there is woken the moment the other is done,
-  where SQLite's own busy handler would poll, sleeping 1, 2, 5, 10 ms ... A batcher
-  takes its turn *before* it gathers its batch (``Database.turn``), so that what
+  where SQLite's own busy handler would poll, sleeping 1, 2, 5, 10 ms ... A free turn
+  is taken on the event loop's thread (a non-blocking ``flock``; giving it back never
+  waits either): two trips to the thread fewer a batch, each of which waited for a
+  busy event loop to hear of it (taking the turn under the API's ingest: median 4.0
+  ms before, 0.14 ms now); only a turn held elsewhere is waited for in the thread. A
+  batcher takes its turn *before* it gathers its batch (``Database.turn``), so that what
   arrives while the other process writes goes in this transaction, not the next: under
   contention batches grow and commits (fsyncs) fall.
 - PostgreSQL: on SQLAlchemy's pooled writer connection, straight to asyncpg
@@ -186,16 +190,32 @@ class SqliteWriter:
         return await loop.run_in_executor(self._thread, self._transaction, body)
 
     async def hold(self) -> None:
-        """Take the writers' turn now, for the transactions run until ``let_go``."""
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._take_turn)
+        """Take the writers' turn now, for the transactions run until ``let_go``: here
+        when nobody holds it (no trip to the thread), else in the thread, waiting."""
+        if not self._try_turn():
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._take_turn)
 
     async def let_go(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._give_turn)
+        """Give the turn back (here: unlocking never waits)."""
+        self._give_turn()
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._close)
         self._thread.shutdown(wait=True)
+
+    def _try_turn(self) -> bool:
+        """The turn taken without waiting; False when another writer has it (or the
+        thread has not opened the lock file yet)."""
+        turn = self._turn
+        if turn is None or self._connection is None:
+            return False
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        self._held = True
+        return True
 
     def _take_turn(self) -> None:
         self._connect()
