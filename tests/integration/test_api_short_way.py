@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gatewayd.api.app import ApiServer
-from gatewayd.api.sms_route import SmsRoute
+from gatewayd.api.sms_route import SHORT_BODY_LIMIT, SmsRoute
 from gatewayd.config.settings import ApiSettings, HostPort, Settings
 from gatewayd.errors import StoreUnavailable
 from gatewayd.mailbox import Mailbox, Message
@@ -200,3 +200,22 @@ async def test_an_unexpected_failure_is_500_in_the_documented_shape(
     assert json.loads(body)["errorCode"] == "CMN-201"
     assert b"RuntimeError" not in body
     assert b"something" not in body
+
+
+async def test_a_body_past_its_limit_goes_to_the_app(server: ApiServer, taken: list[bool]) -> None:
+    """Valid, but declared longer than SHORT_BODY_LIMIT (padded with JSON whitespace):
+    the app's, and answered alike."""
+    body = json.dumps(
+        {
+            "from": {"phoneNumber": OUR_NUMBER},
+            "to": [{"phoneNumber": "+4915112345678"}],
+            "text": "padded",
+        }
+    ).encode()
+    padded = body[:-1] + b" " * (SHORT_BODY_LIMIT + 1 - len(body)) + b"}"
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(request(body=padded))
+    status, _, answer = await read_answer(reader)
+    writer.close()
+    assert (status, json.loads(answer)["subject"]) == (200, "padded")
+    assert taken == []  # never given to the short way
