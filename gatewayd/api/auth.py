@@ -3,7 +3,8 @@
 A caller is the user whose API token (``Authorization: Bearer <token>``) hashes to the
 ``api_token_hash`` of their ``[[users]]`` entry, or to a token ``gatewayd token create``
 kept in the mailbox for them (not revoked, not expired). The token is checked before
-FastAPI reads a body (api/gate.py, which leaves the user in the request's state); the
+FastAPI reads a body (api/gate.py, which leaves the user in the request's state; the
+short way of ``POST …/sms`` asks ``known_user`` at the request's head); the
 dependencies here add the rest. Tokens in the mailbox take effect at once, without a
 reload: each is looked up by its hash (one index probe) and the answer, found or not,
 is kept for ``TOKEN_CACHE_SECONDS`` (1 s), so a busy client costs one query a second

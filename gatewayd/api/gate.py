@@ -1,4 +1,7 @@
-"""What every request passes before FastAPI reads a byte of its body (pure ASGI):
+"""What every request passes before FastAPI reads a byte of its body (pure ASGI). A
+``POST …/sms`` that the connection answers itself (api/sms_route.py) never comes here:
+the short way takes only a token whose user it knows and a body far below the limit,
+and hands everything else here with its body unread or as read.
 
 1. Under ``/restapi/`` and ``/gatewayd/``, the bearer token: a request without a valid
    one is answered 401 (CMN-405 or OAU-149) and the connection closed, its body unread. The user

@@ -182,7 +182,9 @@ class GuardedHttp(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         """uvicorn starts each request here (when its head is in, or when the request
-        before it on the connection is answered): the short way's, if it wants it."""
+        before it on the connection is answered): the short way's, if it wants it.
+        (uvicorn ≥ 0.45, as pyproject.toml asks; tests/integration/test_api_short_way.py
+        fails if the short way is never given a request.)"""
         short = self.short
         if (
             short is None
