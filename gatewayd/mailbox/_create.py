@@ -82,17 +82,18 @@ class Creator:
                 ref.sha256 for group in refs for ref in group if ref is not None
             )
             raise
-        for message in rows.records if log.isEnabledFor(logging.DEBUG) else ():
-            log.debug(
-                "message.created",
-                message_id=message.id,
-                type=message.type.value,
-                direction=message.direction.value,
-                status=message.message_status.value,
-                extension_id=message.extension_id,
-                origin=message.origin,
-                attachments=len(message.attachments),
-            )
+        if log.isEnabledFor(logging.DEBUG):  # (a line a message costs even when dropped)
+            for message in rows.records:
+                log.debug(
+                    "message.created",
+                    message_id=message.id,
+                    type=message.type.value,
+                    direction=message.direction.value,
+                    status=message.message_status.value,
+                    extension_id=message.extension_id,
+                    origin=message.origin,
+                    attachments=len(message.attachments),
+                )
         self._feed.publish(
             StatusEntered(m.id, m.type, m.direction, m.message_status, "created")
             for m in rows.records

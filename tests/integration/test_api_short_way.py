@@ -55,6 +55,12 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return seen
 
 
+def sms_body(text: str, to: str = "+4915112345678") -> bytes:
+    return json.dumps(
+        {"from": {"phoneNumber": OUR_NUMBER}, "to": [{"phoneNumber": to}], "text": text}
+    ).encode()
+
+
 def request(
     text: str = "hello",
     *,
@@ -65,9 +71,7 @@ def request(
     kind: str = "application/json",
 ) -> bytes:
     if body is None:
-        body = json.dumps(
-            {"from": {"phoneNumber": OUR_NUMBER}, "to": [{"phoneNumber": to}], "text": text}
-        ).encode()
+        body = sms_body(text, to)
     head = (
         f"POST {MINE}/sms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
         f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
@@ -161,57 +165,59 @@ async def test_what_it_declines_is_answered_by_the_app(
     assert taken == [False, False, False]
 
 
+async def failing(
+    server: ApiServer, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> tuple[Answer, asyncio.StreamReader, asyncio.StreamWriter]:
+    """The answer to one SMS while storing raises ``error`` (injected: a database that
+    stays locked past its busy timeout would take 30 s), and the connection it came on;
+    the mailbox works again afterwards."""
+
+    async def raising(*_args: Any) -> Any:
+        raise error
+
+    with monkeypatch.context() as patched:
+        patched.setattr(mailbox, "create_many", raising)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request())
+        answer = await read_answer(reader)
+    return answer, reader, writer
+
+
 async def test_an_unavailable_mailbox_is_503_with_retry_after(
     server: ApiServer, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch, taken: list[bool]
 ) -> None:
-    """(The failure is injected: a database that stays locked past its busy timeout
-    would take 30 s.)"""
-
-    async def unavailable(*_args: Any) -> Any:
-        raise StoreUnavailable("mailbox database sqlite:///x is unavailable: database is locked")
-
-    monkeypatch.setattr(mailbox, "create_many", unavailable)
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    writer.write(request())
-    status, headers, body = await read_answer(reader)
+    unavailable = StoreUnavailable("mailbox database x is unavailable: database is locked")
+    (status, headers, body), reader, writer = await failing(
+        server, mailbox, monkeypatch, unavailable
+    )
     assert (status, headers["retry-after"]) == (503, "5")
     error = json.loads(body)
     assert error["errorCode"] == "CMN-201"
     assert "Service temporarily unavailable" in error["message"]
-    monkeypatch.undo()
     writer.write(request("again"))  # the connection goes on
     status, _, body = await read_answer(reader)
-    assert (status, json.loads(body)["subject"]) == (200, "again")
     writer.close()
+    assert (status, json.loads(body)["subject"]) == (200, "again")
+    assert taken == [True, True]  # both answered by the short way, not the app
 
 
 async def test_an_unexpected_failure_is_500_in_the_documented_shape(
-    server: ApiServer, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+    server: ApiServer, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch, taken: list[bool]
 ) -> None:
-    async def broken(*_args: Any) -> Any:
-        raise RuntimeError("something no client should read")
-
-    monkeypatch.setattr(mailbox, "create_many", broken)
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    writer.write(request())
-    status, _, body = await read_answer(reader)
+    broken = RuntimeError("something no client should read")
+    (status, _, body), _, writer = await failing(server, mailbox, monkeypatch, broken)
     writer.close()
     assert status == 500
     assert json.loads(body)["errorCode"] == "CMN-201"
     assert b"RuntimeError" not in body
     assert b"something" not in body
+    assert taken == [True]  # worded by the short way itself
 
 
 async def test_a_body_past_its_limit_goes_to_the_app(server: ApiServer, taken: list[bool]) -> None:
     """Valid, but declared longer than SHORT_BODY_LIMIT (padded with JSON whitespace):
     the app's, and answered alike."""
-    body = json.dumps(
-        {
-            "from": {"phoneNumber": OUR_NUMBER},
-            "to": [{"phoneNumber": "+4915112345678"}],
-            "text": "padded",
-        }
-    ).encode()
+    body = sms_body("padded")
     padded = body[:-1] + b" " * (SHORT_BODY_LIMIT + 1 - len(body)) + b"}"
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(request(body=padded))
