@@ -1,6 +1,6 @@
 """SMTP ingest benchmark: how many mails the door accepts, and how fast it answers.
 
-    python bench/smtp_ingest.py [--seconds 30] [--clients 16] [--kinds sms,fax]
+    python bench/smtp_ingest.py [--seconds 30] [--clients 32] [--kinds sms,fax]
 
 Starts ``gatewayd run`` as its own process (a fresh SQLite mailbox in a temp dir,
 loopback only) and, in another process, CLIENTS SMTP clients that each send mail after
@@ -208,7 +208,7 @@ def start_daemon(workdir: Path, port: int) -> subprocess.Popen[bytes]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--kinds", default="sms,fax", help="phases to run, in order")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="gatewayd-smtp-bench-"))

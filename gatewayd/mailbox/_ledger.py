@@ -64,6 +64,11 @@ EventRow = tuple[int, int, str, str | None, str | None, str, str | None]
 
 _STATUS = {s.value: s for s in MessageStatus}
 _PART_STATUS = {s.value: s for s in PartStatus}
+# The stored text of each status (an enum's ``.value`` is a Python-level lookup, and
+# this runs several times for every acceptance and receipt).
+_STORED: dict[MessageStatus | PartStatus, str] = {s: s.value for s in (*MessageStatus, *PartStatus)}
+_ONE_PART = {s: derive_sms_status((s,)) for s in PartStatus}  # an SMS of one part
+_SMS = MessageType.SMS.value
 _PATHS: dict[tuple[MessageStatus, MessageStatus], tuple[MessageStatus, ...] | None] = {}
 
 
@@ -104,7 +109,7 @@ class _Part:
 
     def values(self) -> tuple[Any, ...]:
         return (
-            self.status.value,
+            _STORED[self.status],
             self.link,
             self.carrier_id,
             self.error_code,
@@ -172,12 +177,15 @@ class _Group:
             **(detail or {}),
         }
         message = self.messages[message_id]
-        target = derive_sms_status(p.status for p in parts.values())
+        if len(parts) == 1:
+            target = _ONE_PART[to]
+        else:
+            target = derive_sms_status(p.status for p in parts.values())
         path = _path(message.status, target)
         if len(parts) == 1 and path:
             self.follow(message, path, reason, about)  # the status events say it all
             return
-        self.event(message_id, "part", reason, about, (current.value, to.value))
+        self.event(message_id, "part", reason, about, (_STORED[current], _STORED[to]))
         if path is None:
             why = f"status stays {message.status}: parts say {target}"
             self.event(message_id, "note", why, detail)
@@ -197,12 +205,13 @@ class _Group:
         columns = message.columns
         columns["last_modified_time"] = self.now
         for step in path:
-            self.event(message.id, "status", reason, detail, (message.status.value, step.value))
+            moved = (_STORED[message.status], _STORED[step])
+            self.event(message.id, "status", reason, detail, moved)
             self.logs.append((message.id, message.status, step, reason))
             if message.status is MessageStatus.QUEUED:
                 columns.update(next_attempt_at=None, lease_owner=None)
             message.status = step
-        columns["message_status"] = message.status.value
+        columns["message_status"] = _STORED[message.status]
         parts = self.parts[message.id].values()
         if message.status is MessageStatus.DELIVERED:
             done = [p.done_at for p in parts if p.done_at is not None]
@@ -262,7 +271,7 @@ def _apply(group: _Group, item: Item, by_carrier: Places) -> Outcome | Exception
     message = group.messages.get(item.message_id)
     if message is None:
         return MessageNotFound(item.message_id)
-    if message.type != MessageType.SMS.value:
+    if message.type != _SMS:
         return StoreError(f"message {item.message_id} is a {message.type}, not an SMS")
     try:
         group.ensure_parts(item.message_id, item.parts)
