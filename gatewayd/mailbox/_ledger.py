@@ -65,7 +65,8 @@ EventRow = tuple[int, int, str, str | None, str | None, str, str | None]
 _STATUS = {s.value: s for s in MessageStatus}
 _PART_STATUS = {s.value: s for s in PartStatus}
 # The stored text of each status (an enum's ``.value`` is a Python-level lookup, and
-# this runs several times for every acceptance and receipt).
+# this runs several times for every acceptance and receipt). A message status and a
+# part status of the same text are equal strings and share an entry: that text.
 _STORED: dict[MessageStatus | PartStatus, str] = {s: s.value for s in (*MessageStatus, *PartStatus)}
 _ONE_PART = {s: derive_sms_status((s,)) for s in PartStatus}  # an SMS of one part
 _SMS = MessageType.SMS.value
