@@ -40,12 +40,12 @@ from typing import Any
 import orjson
 from uvicorn._types import HTTPScope
 
-from gatewayd.admission import Refusal, sms
+from gatewayd.admission import Refusal
 from gatewayd.api.auth import USER_STATE
 from gatewayd.api.deps import MEDIUM, PREFIX, Context, public_url
 from gatewayd.api.errors import UNAVAILABLE, UNAVAILABLE_RETRY_AFTER, ErrorCode, error_body
 from gatewayd.api.protocol import Answer
-from gatewayd.api.send import ORIGIN, SMS_UNIT_LIMIT
+from gatewayd.api.send import sms_batch
 from gatewayd.config.settings import User
 from gatewayd.errors import StoreUnavailable
 from gatewayd.logging import get_logger
@@ -142,25 +142,10 @@ class SmsRoute:
             return None
         sender, numbers, text = fields
         user: User = scope["state"][USER_STATE]
-        return _messages(self.context, user, sender, numbers, text)
-
-
-def _messages(
-    context: Context, user: User, sender: str, numbers: list[str], text: str
-) -> list[NewMessage] | None:
-    try:
-        return sms.messages(
-            text,
-            numbers,
-            user=user,
-            settings=context.settings,
-            origin=ORIGIN,
-            from_number=sender,
-            max_destinations=1,
-            max_units=SMS_UNIT_LIMIT,
-        )
-    except Refusal:
-        return None
+        try:
+            return sms_batch(self.context, user, sender, numbers, text)
+        except Refusal:
+            return None
 
 
 def _phone(value: Any) -> str | None:

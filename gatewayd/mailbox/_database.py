@@ -156,24 +156,25 @@ class Database:
             yield
             return
         async with self._writing:
-            # The writer thread takes the lock file even if this task is cancelled while
-            # it waits (a stop): then it is given back here, never left held.
-            taking = asyncio.ensure_future(self._sqlite.hold())
-            try:
-                await asyncio.shield(taking)
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await taking
-                    await self._sqlite.let_go()
-                raise
-            except Exception as exc:
-                raise self.translate(exc) from exc
+            if not self._sqlite.try_hold():  # (free: taken at once, no task, no trip)
+                # Waited for in the writer thread, which takes the lock file even if this
+                # task is cancelled meanwhile (a stop): then it is given back here.
+                taking = asyncio.ensure_future(self._sqlite.hold())
+                try:
+                    await asyncio.shield(taking)
+                except asyncio.CancelledError:
+                    with contextlib.suppress(Exception):
+                        await taking
+                        self._sqlite.let_go()
+                    raise
+                except Exception as exc:
+                    raise self.translate(exc) from exc
             token = _IN_TURN.set(True)
             try:
                 yield
             finally:
                 _IN_TURN.reset(token)
-                await asyncio.shield(self._sqlite.let_go())
+                self._sqlite.let_go()
 
     async def transact(self, make: Callable[[Spelling], Body[T]]) -> T:
         """Run the transaction body ``make(spelling)`` builds, on the driver's own

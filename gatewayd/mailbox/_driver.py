@@ -192,11 +192,11 @@ class SqliteWriter:
     async def hold(self) -> None:
         """Take the writers' turn now, for the transactions run until ``let_go``: here
         when nobody holds it (no trip to the thread), else in the thread, waiting."""
-        if not self._try_turn():
+        if not self.try_hold():
             await asyncio.get_running_loop().run_in_executor(self._thread, self._take_turn)
 
-    async def let_go(self) -> None:
-        """Give the turn back (here: unlocking never waits)."""
+    def let_go(self) -> None:
+        """Give the turn back (here, on the caller's thread: unlocking never waits)."""
         self._give_turn()
 
     async def close(self) -> None:
@@ -204,9 +204,9 @@ class SqliteWriter:
         await loop.run_in_executor(self._thread, self._close)
         self._thread.shutdown(wait=True)
 
-    def _try_turn(self) -> bool:
-        """The turn taken without waiting; False when another writer has it (or the
-        thread has not opened the lock file yet)."""
+    def try_hold(self) -> bool:
+        """``hold`` without waiting, here; False when another writer has the turn (or
+        the thread has not opened the lock file yet)."""
         turn = self._turn
         if turn is None or self._connection is None:
             return False

@@ -1,6 +1,8 @@
-"""The writers' turn on SQLite (mailbox/_driver.py): the lock file beside the database,
-taken on the event loop's thread when it is free, waited for in the writer thread when
-another writer (here: another open file, as the SMS process's would be) holds it."""
+"""The writers' turn on SQLite (mailbox/_driver.py, through ``Database.turn``): the lock
+file beside the database, taken on the event loop's thread when it is free, waited for
+in the writer thread when another writer (here: another open file, as the SMS
+process's would be) holds it, and given back when the block ends or its task is
+cancelled while it waits."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd.config.settings import SQLITE_FILE_NAME, MailboxSettings
+from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._driver import Execute, Fetch, SqliteWriter
 
 
@@ -45,7 +49,7 @@ async def test_a_free_turn_is_taken_without_the_writer_thread(
     try:
         with pytest.raises(BlockingIOError):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # it is held
-        await writer.let_go()
+        writer.let_go()
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # given back: free
         fcntl.flock(other, fcntl.LOCK_UN)
     finally:
@@ -71,7 +75,68 @@ async def test_a_held_turn_is_waited_for_then_taken(writer: SqliteWriter, tmp_pa
         assert await writer.run(body()) == [(1,)]  # a transaction in the turn
         with pytest.raises(BlockingIOError):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        await writer.let_go()
+        writer.let_go()
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(other)
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    db = Database(MailboxSettings(data_dir=tmp_path))
+    async with db.turn():  # the writer thread opens the database and the lock file
+        pass
+    yield db
+    await db.close()
+
+
+def lock_file(tmp_path: Path) -> int:
+    return os.open(tmp_path / f"{SQLITE_FILE_NAME}-writer", os.O_RDWR)
+
+
+async def test_the_turn_of_a_database_is_given_back_when_its_block_ends(
+    database: Database, tmp_path: Path
+) -> None:
+    other = lock_file(tmp_path)
+    try:
+        async with database.turn():  # free: taken at once
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # given back
+        entered = asyncio.Event()
+
+        async def writer() -> None:
+            async with database.turn():
+                entered.set()
+
+        waiting = asyncio.ensure_future(writer())
+        await asyncio.sleep(0.3)
+        assert not entered.is_set()  # held elsewhere: waited for
+        fcntl.flock(other, fcntl.LOCK_UN)
+        await asyncio.wait_for(waiting, 5)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and given back again
+        fcntl.flock(other, fcntl.LOCK_UN)
+    finally:
+        os.close(other)
+
+
+async def test_a_writer_stopped_while_it_waits_for_the_turn_leaves_it_free(
+    database: Database, tmp_path: Path
+) -> None:
+    other = lock_file(tmp_path)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free (the fixture's turn ended)
+
+        async def writer() -> None:
+            async with database.turn():
+                raise AssertionError("never given the turn")
+
+        waiting = asyncio.ensure_future(writer())
+        await asyncio.sleep(0.3)
+        waiting.cancel()  # a stop, while the writer thread waits on the lock file
+        fcntl.flock(other, fcntl.LOCK_UN)  # the thread takes it now, and gives it back
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, 5)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: not left held
     finally:
         os.close(other)
