@@ -10,13 +10,16 @@ commit of new messages, the SMS ledger, the SMS lease). Those are written here a
 form (times as microseconds, JSON as text). ``Database.transact`` runs a body:
 
 - SQLite: in a thread of its own with its own connection (the same pragmas as the
-  engines'), BEGIN IMMEDIATE to COMMIT in one trip from the event loop. Many rows of
-  a narrow table go in one statement, ``json_each`` over one JSON parameter (UPDATE
-  ... FROM needs SQLite 3.33), so the thread steps the statement once and needs
-  Python's lock once, not once a row: a thread that must win that lock back from a
-  busy event loop for every row (executemany) waits up to the interpreter's switch
-  interval each time. A wide table's rows (messages: 36 columns) go by executemany,
-  since json_extract parses a row's JSON once per column. This process's SQLAlchemy
+  engines'), BEGIN IMMEDIATE to COMMIT in one trip from the event loop. Many rows go
+  in one statement, so that the thread steps it once and needs Python's lock once,
+  not once a row: a thread that must win that lock back from a busy event loop for
+  every row (executemany) waits for it each time (16 new messages by executemany held
+  the group commit's thread 5.9 ms, 0.8 ms of it working, under bench/smtp_ingest.py).
+  New rows go in one multi-row ``INSERT ... VALUES (...), (...)``, of any width (up
+  to SQLite's limit of parameters a statement), values bound as they are. Changed
+  rows go as an ``UPDATE ... FROM json_each(?)`` over one JSON parameter (SQLite 3.33
+  and later) when narrow, since json_extract parses a row's JSON once per column; a
+  wide update, and a text JSON cannot carry, row by row. This process's SQLAlchemy
   writers and these transactions take turns on one asyncio lock (Database), so they
   never wait for each other inside SQLite; and the writer threads of the daemon's
   processes (the daemon and its SMS process) take turns on a lock file beside the
@@ -64,6 +67,13 @@ _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 # json_extract parses a row's JSON once per column: past this many columns, executemany
 # (a step a row) costs less than one statement over json_each.
 _JSON_COLUMNS = 12
+# Rows a multi-row INSERT takes at most (fewer where SQLite's limit of parameters a
+# statement says so). Each count of rows is a statement of its own, prepared once and
+# kept in the connection's cache (_STATEMENTS): preparing one costs more than
+# stepping it (16 messages: 0.8 against 0.25 ms), so a batch of 100 events goes as
+# 32 + 32 + 32 + 4, not as one statement prepared for this count alone.
+_VALUES_ROWS = 32
+_STATEMENTS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +148,10 @@ def _item(index: int) -> str:
     return f"json_extract(j.value, '$[{index}]')"
 
 
-@lru_cache(maxsize=64)
-def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
-    picks = ", ".join(_item(i) for i in range(len(columns)))
-    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {picks} FROM json_each(?) AS j"
+@lru_cache(maxsize=256)
+def _sqlite_insert(table: str, columns: tuple[str, ...], count: int) -> str:
+    row = f"({', '.join('?' * len(columns))})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * count)}"
 
 
 @lru_cache(maxsize=64)
@@ -231,7 +241,10 @@ class SqliteWriter:
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
             connection = sqlite3.connect(
-                self._path, timeout=self._busy_timeout, isolation_level=None
+                self._path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                cached_statements=_STATEMENTS,
             )
             for pragma in self._pragmas:
                 connection.execute(pragma)
@@ -288,15 +301,26 @@ def _sqlite_op(connection: sqlite3.Connection, op: Op) -> Any:
     if not op.rows:
         return 0
     if isinstance(op, Insert):
-        rows = _as_json(op.rows) if len(op.columns) <= _JSON_COLUMNS else None
-        if rows is not None:
-            return connection.execute(_sqlite_insert(op.table, op.columns), (rows,)).rowcount
-        return connection.executemany(_insert(op.table, op.columns), op.rows).rowcount
+        return _insert_rows(connection, op)
     rows = _as_json(op.rows) if len(op.columns) + len(op.keys) <= _JSON_COLUMNS else None
     if rows is not None and _UPDATE_FROM:
         sql = _sqlite_update(op.table, op.columns, op.keys)
         return connection.execute(sql, (rows,)).rowcount
     return connection.executemany(_update(op.table, op.columns, op.keys), op.rows).rowcount
+
+
+def _insert_rows(connection: sqlite3.Connection, op: Insert) -> int:
+    """``op``'s rows, _VALUES_ROWS (or as many as SQLite binds) a statement."""
+    limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    step = max(1, min(_VALUES_ROWS, limit // len(op.columns)))
+    written = 0
+    for start in range(0, len(op.rows), step):
+        chunk = op.rows[start : start + step]
+        values = [value for row in chunk for value in row]
+        written += connection.execute(
+            _sqlite_insert(op.table, op.columns, len(chunk)), values
+        ).rowcount
+    return written
 
 
 def _as_json(rows: Sequence[Sequence[Any]]) -> str | None:
