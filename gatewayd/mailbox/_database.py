@@ -24,10 +24,8 @@ tenth of a second of a command's start. Anything else goes through Alembic's upg
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,7 +60,6 @@ def _json_dumps(value: Any) -> str:
 
 WRITE_QUEUE_TIMEOUT_SECONDS = 60.0
 _POSTGRES = PostgresSpelling()
-_IN_TURN: ContextVar[bool] = ContextVar("mailbox_in_turn", default=False)
 
 
 def _pragmas(settings: MailboxSettings) -> list[str]:
@@ -147,46 +144,21 @@ class Database:
         except (sa_exc.SQLAlchemyError, OSError) as exc:
             raise self.translate(exc) from exc
 
-    @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """This process's and (SQLite) the other processes' writers' turn, taken before
-        the caller gathers what it will write; ``transact`` inside the block runs in it.
-        (PostgreSQL: no turn to take.)"""
-        if self._sqlite is None:
-            yield
-            return
-        async with self._writing:
-            if not self._sqlite.try_hold():  # (free: taken at once, no task, no trip)
-                # Waited for in the writer thread, which takes the lock file even if this
-                # task is cancelled meanwhile (a stop): then it is given back here.
-                taking = asyncio.ensure_future(self._sqlite.hold())
-                try:
-                    await asyncio.shield(taking)
-                except asyncio.CancelledError:
-                    with contextlib.suppress(Exception):
-                        await taking
-                        self._sqlite.let_go()
-                    raise
-                except Exception as exc:
-                    raise self.translate(exc) from exc
-            token = _IN_TURN.set(True)
-            try:
-                yield
-            finally:
-                _IN_TURN.reset(token)
-                self._sqlite.let_go()
+    def turn_free(self) -> bool:
+        """Whether no writer holds the writers' turn now (PostgreSQL: there is none)."""
+        return self._sqlite is None or self._sqlite.turn_free()
 
     async def transact(self, make: Callable[[Spelling], Body[T]]) -> T:
         """Run the transaction body ``make(spelling)`` builds, on the driver's own
         connection (_driver.py), for the statements that run for every message;
-        committed when the body returns, rolled back if it raises."""
+        committed when the body returns, rolled back if it raises. ``make`` is called
+        once the writers' turn is held (SQLite: in the writer thread, holding the lock
+        file), so a batch may take in there what arrived until then (_batch.py)."""
         try:
             if self._sqlite is not None:
-                body = make(self._sqlite.spelling)
-                if _IN_TURN.get():
-                    return await self._sqlite.run(body)
+                sqlite = self._sqlite
                 async with self._writing:
-                    return await self._sqlite.run(body)
+                    return await sqlite.run(lambda: make(sqlite.spelling))
             async with self._writer.connect() as conn:
                 raw = await conn.get_raw_connection()
                 return await _driver.run_postgres(raw.driver_connection, make(_POSTGRES))

@@ -24,14 +24,13 @@ form (times as microseconds, JSON as text). ``Database.transact`` runs a body:
   never wait for each other inside SQLite; and the writer threads of the daemon's
   processes (the daemon and its SMS process) take turns on a lock file beside the
   database (``flock``): a writer waiting there is woken the moment the other is done,
-  where SQLite's own busy handler would poll, sleeping 1, 2, 5, 10 ms ... A free turn
-  is taken on the event loop's thread (a non-blocking ``flock``; giving it back never
-  waits either): two trips to the thread fewer a batch, each of which waited for a
-  busy event loop to hear of it (taking the turn under the API's ingest: median 4.0
-  ms before, 0.14 ms now); only a turn held elsewhere is waited for in the thread. A
-  batcher takes its turn *before* it gathers its batch (``Database.turn``), so that what
-  arrives while the other process writes goes in this transaction, not the next: under
-  contention batches grow and commits (fsyncs) fall.
+  where SQLite's own busy handler would poll, sleeping 1, 2, 5, 10 ms ... The turn is
+  taken by the writer thread for each transaction, and given back by it the moment
+  the transaction ends; the transaction's body is made (``run``'s ``make``) only once
+  the turn is held, so that a batch takes in what arrived while the other process
+  wrote (_batch.py) and the turn is never held across a trip between threads.
+  ``turn_free`` says, on any thread, whether a writer holds it now (a second
+  descriptor of the lock file, tried and let go).
 - PostgreSQL: on SQLAlchemy's pooled writer connection, straight to asyncpg
   (executemany for many rows), ``?`` placeholders numbered ``$1``, ``$2``, ...
 
@@ -191,52 +190,33 @@ class SqliteWriter:
         self._busy_timeout = busy_timeout
         self._connection: sqlite3.Connection | None = None
         self._turn: int | None = None  # the lock file's descriptor
-        self._held = False  # the turn is taken (by ``hold``) for the transactions to come
+        self._peek: int | None = None  # the lock file again: is anyone writing?
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbox-writer")
         self.spelling = SqliteSpelling()
 
-    async def run(self, body: Body[T]) -> T:
+    async def run(self, make: Callable[[], Body[T]]) -> T:
+        """The transaction whose body ``make`` makes, in the writer thread, once it holds
+        the writers' turn (so ``make`` may take in what arrived until then)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._transaction, body)
+        return await loop.run_in_executor(self._thread, self._transaction, make)
 
-    async def hold(self) -> None:
-        """Take the writers' turn now, for the transactions run until ``let_go``: here
-        when nobody holds it (no trip to the thread), else in the thread, waiting."""
-        if not self.try_hold():
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._take_turn)
-
-    def let_go(self) -> None:
-        """Give the turn back (here, on the caller's thread: unlocking never waits)."""
-        self._give_turn()
+    def turn_free(self) -> bool:
+        """Whether no writer (of this process or another) holds the turn now: a lock
+        file descriptor of its own, tried and let go, on the caller's thread."""
+        peek = self._peek
+        if peek is None:
+            return True
+        try:
+            fcntl.flock(peek, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(peek, fcntl.LOCK_UN)
+        return True
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._close)
         self._thread.shutdown(wait=True)
-
-    def try_hold(self) -> bool:
-        """``hold`` without waiting, here; False when another writer has the turn (or
-        the thread has not opened the lock file yet)."""
-        turn = self._turn
-        if turn is None or self._connection is None:
-            return False
-        try:
-            fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        self._held = True
-        return True
-
-    def _take_turn(self) -> None:
-        self._connect()
-        if self._turn is not None:
-            fcntl.flock(self._turn, fcntl.LOCK_EX)
-        self._held = True
-
-    def _give_turn(self) -> None:
-        self._held = False
-        if self._turn is not None:
-            fcntl.flock(self._turn, fcntl.LOCK_UN)
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -251,22 +231,25 @@ class SqliteWriter:
             self._connection = connection
         if self._turn is None and self._path not in ("", ":memory:"):
             self._turn = os.open(f"{self._path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+            self._peek = os.open(f"{self._path}-writer", os.O_RDWR)
         return self._connection
 
     def _close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-        if self._turn is not None:
-            os.close(self._turn)
-            self._turn = None
+        for fd in (self._turn, self._peek):
+            if fd is not None:
+                os.close(fd)
+        self._turn = self._peek = None
 
-    def _transaction(self, body: Body[T]) -> T:
+    def _transaction(self, make: Callable[[], Body[T]]) -> T:
         connection = self._connect()
-        mine = self._turn is not None and not self._held  # a turn of its own
-        if mine:
-            fcntl.flock(self._turn, fcntl.LOCK_EX)  # type: ignore[arg-type]
+        turn = self._turn
+        if turn is not None:
+            fcntl.flock(turn, fcntl.LOCK_EX)  # woken the moment the other writer is done
         try:
+            body = make()
             connection.execute("BEGIN IMMEDIATE")
             try:
                 result = _drive(body, lambda op: _sqlite_op(connection, op))
@@ -276,8 +259,8 @@ class SqliteWriter:
                     connection.execute("ROLLBACK")
                 raise
         finally:
-            if mine:
-                fcntl.flock(self._turn, fcntl.LOCK_UN)  # type: ignore[arg-type]
+            if turn is not None:
+                fcntl.flock(turn, fcntl.LOCK_UN)
         return result
 
 

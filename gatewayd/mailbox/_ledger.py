@@ -38,7 +38,7 @@ import orjson
 from gatewayd.clock import Clock
 from gatewayd.errors import MessageNotFound, StoreError
 from gatewayd.logging import get_logger
-from gatewayd.mailbox._batch import Batcher
+from gatewayd.mailbox._batch import Batcher, Take
 from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._driver import Body, Fetch, Insert, Op, Spelling, Update
 from gatewayd.mailbox._rows import EVENT_COLUMNS
@@ -400,7 +400,7 @@ class Ledger:
         self._db = db
         self._clock = clock
         self._feed = feed
-        self._batcher: Batcher[Item, Result] = Batcher(self.apply, name="sms-ledger", turn=db.turn)
+        self._batcher: Batcher[Item, Result] = Batcher(self.apply, name="sms-ledger")
 
     async def record(self, item: Item) -> Outcome | None:
         """Write ``item``; its outcome once committed (None: a receipt for no known
@@ -414,10 +414,17 @@ class Ledger:
     async def close(self) -> None:
         await self._batcher.close()
 
-    async def apply(self, items: Sequence[Item]) -> list[Result | Exception]:
-        """Apply ``items`` in one transaction, in order."""
-        group = _Group(to_micros(self._clock.now()))
-        results = await self._db.transact(lambda sql: _transaction(sql, group, items))
+    async def apply(self, take: Take[Item, Result]) -> list[Result | Exception]:
+        """Apply the items ``take`` gives (where the writers' turn is held) in one
+        transaction, in order."""
+        groups: list[_Group] = []
+
+        def make(sql: Spelling) -> Body[list[Outcome | Exception | None]]:
+            groups.append(_Group(to_micros(self._clock.now())))
+            return _transaction(sql, groups[0], take())
+
+        results = await self._db.transact(make)
+        [group] = groups
         # A failure is logged at warning (log_status); the rest are debug lines, the
         # events being the audit trail (a line for each at thousands a second costs).
         debug = log.isEnabledFor(logging.DEBUG)

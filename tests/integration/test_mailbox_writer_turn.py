@@ -1,142 +1,184 @@
-"""The writers' turn on SQLite (mailbox/_driver.py, through ``Database.turn``): the lock
-file beside the database, taken on the event loop's thread when it is free, waited for
-in the writer thread when another writer (here: another open file, as the SMS
-process's would be) holds it, and given back when the block ends or its task is
-cancelled while it waits."""
+"""The writers' turn on SQLite (mailbox/_driver.py): the lock file beside the database,
+taken by the writer thread for each transaction and given back when it ends; the body
+of a transaction is made only once the turn is held, so a batch (mailbox/_batch.py)
+takes in what arrived while another writer (here: another open file, as the SMS
+process's would be) held it."""
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
 import os
-import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gatewayd.config.settings import SQLITE_FILE_NAME, MailboxSettings
+from gatewayd.mailbox._batch import Batcher, Take
 from gatewayd.mailbox._database import Database
-from gatewayd.mailbox._driver import Execute, Fetch, SqliteWriter
-
-
-@pytest.fixture
-async def writer(tmp_path: Path) -> AsyncIterator[SqliteWriter]:
-    writer = SqliteWriter(str(tmp_path / "m.sqlite3"), ["PRAGMA journal_mode=WAL"], 5.0)
-
-    def body():  # type: ignore[no-untyped-def]
-        yield Execute("CREATE TABLE t (x INTEGER)")
-
-    await writer.run(body())  # the thread opens the database and the lock file
-    yield writer
-    await writer.close()
-
-
-def other_writer(tmp_path: Path) -> int:
-    """The lock file opened apart, as another process opens it."""
-    return os.open(tmp_path / "m.sqlite3-writer", os.O_RDWR)
-
-
-async def test_a_free_turn_is_taken_without_the_writer_thread(
-    writer: SqliteWriter, tmp_path: Path
-) -> None:
-    busy, done = threading.Event(), threading.Event()
-    loop = asyncio.get_running_loop()
-    blocked = loop.run_in_executor(writer._thread, lambda: (busy.set(), done.wait(10)))
-    await asyncio.to_thread(busy.wait, 10)
-    await asyncio.wait_for(writer.hold(), 2)  # the thread is busy: taken here
-    other = other_writer(tmp_path)
-    try:
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # it is held
-        writer.let_go()
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # given back: free
-        fcntl.flock(other, fcntl.LOCK_UN)
-    finally:
-        os.close(other)
-        done.set()
-        await blocked
-
-
-async def test_a_held_turn_is_waited_for_then_taken(writer: SqliteWriter, tmp_path: Path) -> None:
-    other = other_writer(tmp_path)
-    try:
-        fcntl.flock(other, fcntl.LOCK_EX)
-        taking = asyncio.ensure_future(writer.hold())
-        await asyncio.sleep(0.3)
-        assert not taking.done()  # waiting in the writer thread
-        fcntl.flock(other, fcntl.LOCK_UN)
-        await asyncio.wait_for(taking, 5)
-
-        def body():  # type: ignore[no-untyped-def]
-            yield Execute("INSERT INTO t VALUES (?)", (1,))
-            return (yield Fetch("SELECT count(*) FROM t"))
-
-        assert await writer.run(body()) == [(1,)]  # a transaction in the turn
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        writer.let_go()
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    finally:
-        os.close(other)
+from gatewayd.mailbox._driver import Body, Execute, Fetch, Insert, Spelling
 
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
     db = Database(MailboxSettings(data_dir=tmp_path))
-    async with db.turn():  # the writer thread opens the database and the lock file
-        pass
+
+    def body(_sql: Spelling) -> Body[None]:
+        yield Execute("CREATE TABLE t (x INTEGER)")
+
+    await db.transact(body)  # the writer thread opens the database and the lock file
     yield db
     await db.close()
 
 
-def lock_file(tmp_path: Path) -> int:
-    return os.open(tmp_path / f"{SQLITE_FILE_NAME}-writer", os.O_RDWR)
+@pytest.fixture
+def other(database: Database, tmp_path: Path) -> Iterator[int]:
+    """The lock file opened apart, as another process opens it."""
+    fd = os.open(tmp_path / f"{SQLITE_FILE_NAME}-writer", os.O_RDWR)
+    yield fd
+    os.close(fd)
 
 
-async def test_the_turn_of_a_database_is_given_back_when_its_block_ends(
-    database: Database, tmp_path: Path
-) -> None:
-    other = lock_file(tmp_path)
+def is_free(fd: int) -> bool:
     try:
-        async with database.turn():  # free: taken at once
-            with pytest.raises(BlockingIOError):
-                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # given back
-        entered = asyncio.Event()
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
 
-        async def writer() -> None:
-            async with database.turn():
-                entered.set()
 
-        waiting = asyncio.ensure_future(writer())
-        await asyncio.sleep(0.3)
-        assert not entered.is_set()  # held elsewhere: waited for
-        fcntl.flock(other, fcntl.LOCK_UN)
-        await asyncio.wait_for(waiting, 5)
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and given back again
-        fcntl.flock(other, fcntl.LOCK_UN)
-    finally:
-        os.close(other)
+async def test_a_transaction_holds_the_turn_and_gives_it_back(
+    database: Database, other: int
+) -> None:
+    seen: list[bool] = []
+
+    def body() -> Body[Any]:
+        seen.append(is_free(other))
+        yield Execute("INSERT INTO t VALUES (?)", (1,))
+        return (yield Fetch("SELECT count(*) FROM t"))
+
+    def make(_sql: Spelling) -> Body[Any]:
+        seen.append(is_free(other))
+        return body()
+
+    assert await database.transact(make) == [(1,)]
+    assert seen == [False, False]  # held while the body was made, and while it ran
+    assert is_free(other)  # given back
+
+
+async def test_a_batch_waits_for_the_turn_and_takes_in_what_came_meanwhile(
+    database: Database, other: int
+) -> None:
+    batches: list[list[int]] = []
+
+    def insert(items: list[int]) -> Body[None]:
+        yield Insert("t", ("x",), [(x,) for x in items])
+
+    async def apply(take: Take[int, int]) -> list[int | Exception]:
+        def make(_sql: Spelling) -> Body[None]:  # as the group commit's: takes at once
+            batches.append(take())
+            return insert(batches[-1])
+
+        await database.transact(make)
+        return [x * 10 for x in take()]
+
+    batcher: Batcher[int, int] = Batcher(apply, name="test")
+    fcntl.flock(other, fcntl.LOCK_EX)  # another process writes
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0.3)
+    assert not first.done()  # waiting in the writer thread, nothing taken yet
+    assert batches == []
+    later = [asyncio.ensure_future(batcher.submit(n)) for n in (2, 3)]
+    await asyncio.sleep(0.05)
+    fcntl.flock(other, fcntl.LOCK_UN)
+    assert await asyncio.wait_for(asyncio.gather(first, *later), 5) == [10, 20, 30]
+    assert batches == [[1, 2, 3]]  # one transaction, taken once the turn was had
+
+    def count(_sql: Spelling) -> Body[Any]:
+        return (yield Fetch("SELECT count(*) FROM t"))
+
+    assert await database.transact(count) == [(3,)]
+    assert is_free(other)
+    await batcher.close()
 
 
 async def test_a_writer_stopped_while_it_waits_for_the_turn_leaves_it_free(
-    database: Database, tmp_path: Path
+    database: Database, other: int
 ) -> None:
-    other = lock_file(tmp_path)
-    try:
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free (the fixture's turn ended)
+    fcntl.flock(other, fcntl.LOCK_EX)
 
-        async def writer() -> None:
-            async with database.turn():
-                raise AssertionError("never given the turn")
+    def body(_sql: Spelling) -> Body[None]:
+        yield Execute("INSERT INTO t VALUES (?)", (7,))
 
-        waiting = asyncio.ensure_future(writer())
-        await asyncio.sleep(0.3)
-        waiting.cancel()  # a stop, while the writer thread waits on the lock file
-        fcntl.flock(other, fcntl.LOCK_UN)  # the thread takes it now, and gives it back
-        with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(waiting, 5)
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: not left held
-    finally:
-        os.close(other)
+    waiting = asyncio.ensure_future(database.transact(body))
+    await asyncio.sleep(0.3)
+    waiting.cancel()  # a stop, while the writer thread waits on the lock file
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    fcntl.flock(other, fcntl.LOCK_UN)  # the thread takes it now, writes, and gives it back
+    for _ in range(100):
+        if is_free(other):
+            break
+        await asyncio.sleep(0.05)
+    assert is_free(other)  # not left held
+
+    def count(_sql: Spelling) -> Body[Any]:
+        return (yield Fetch("SELECT count(*) FROM t"))
+
+    assert await database.transact(count) == [(1,)]  # a write given up is still written
+
+
+async def test_the_turn_is_free_only_while_no_writer_holds_it(
+    database: Database, other: int
+) -> None:
+    assert database.turn_free()
+    fcntl.flock(other, fcntl.LOCK_EX)
+    assert not database.turn_free()  # another process writes
+    fcntl.flock(other, fcntl.LOCK_UN)
+    seen: list[bool] = []
+
+    def one() -> Body[None]:
+        yield Execute("INSERT INTO t VALUES (1)")
+
+    def make(_sql: Spelling) -> Body[None]:
+        seen.append(database.turn_free())  # this process's writer thread holds it
+        return one()
+
+    await database.transact(make)
+    assert seen == [False]
+    assert database.turn_free()
+    assert is_free(other)  # looking did not take it
+
+
+async def test_a_batch_taken_early_leaves_what_comes_later_to_the_next(
+    database: Database, other: int
+) -> None:
+    """The group commit's way (``early``, there: while the turn is free): the batch is
+    what waits at that moment, even if the turn must then be waited for; what comes
+    meanwhile is the next batch."""
+    batches: list[list[int]] = []
+
+    def insert(items: list[int]) -> Body[None]:
+        yield Insert("t", ("x",), [(x,) for x in items])
+
+    async def apply(take: Take[int, int]) -> list[int | Exception]:
+        def make(_sql: Spelling) -> Body[None]:
+            batches.append(take())
+            return insert(batches[-1])
+
+        await database.transact(make)
+        return [x * 10 for x in take()]
+
+    batcher: Batcher[int, int] = Batcher(apply, name="test", early=lambda: True)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0.3)
+    later = [asyncio.ensure_future(batcher.submit(n)) for n in (2, 3)]
+    await asyncio.sleep(0.05)
+    fcntl.flock(other, fcntl.LOCK_UN)
+    assert await asyncio.wait_for(asyncio.gather(first, *later), 5) == [10, 20, 30]
+    assert batches == [[1], [2, 3]]
+    await batcher.close()
