@@ -6,7 +6,9 @@ a second, would otherwise each wait for a transaction and an fsync of their own.
 Callers hand an item to ``submit`` and wait; one worker task hands ``apply`` a
 ``Take``, and gives each caller its own result (or its own exception) once the batch
 is written. A failure of the whole batch is every caller's. A caller that gives up
-does not stop the write: its item is written anyway.
+does not stop the write: its item is written anyway. A worker stopped (cancelled)
+fails what it has not answered, and its Take, if the writer thread has not called it
+yet, then takes nothing: what is asked for later is left to the next worker.
 
 ``apply`` calls its Take where it holds the writers' turn: on SQLite, in the writer
 thread, once the lock file is held (Database.transact makes the transaction's body
@@ -46,9 +48,7 @@ class Take(Generic[Item, Result]):
         self.pairs: _Pairs[Item, Result] | None = None
 
     def __call__(self) -> list[Item]:
-        if self.pairs is None:
-            self.pairs = self._batcher._swap()
-        return [item for item, _ in self.pairs]
+        return [item for item, _ in self._batcher._claim(self)]
 
 
 Apply = Callable[[Take[Item, Result]], Awaitable[Sequence[Result | Exception]]]
@@ -88,10 +88,11 @@ class Batcher(Generic[Item, Result]):
         if self._worker is not None:
             await self._worker
 
-    def _swap(self) -> _Pairs[Item, Result]:
+    def _claim(self, take: Take[Item, Result]) -> _Pairs[Item, Result]:
         with self._lock:
-            taken, self._waiting = self._waiting, []
-        return taken
+            if take.pairs is None:
+                take.pairs, self._waiting = self._waiting, []
+            return take.pairs
 
     async def _run(self) -> None:
         take: Take[Item, Result] | None = None
@@ -117,7 +118,13 @@ class Batcher(Generic[Item, Result]):
                         future.set_result(result)
             take = None
         finally:
-            left = (take.pairs or [] if take is not None else []) + self._swap()
-            for _, future in left:  # only if we were cancelled mid-way
+            with self._lock:  # only if we were cancelled mid-way:
+                taken: _Pairs[Item, Result] = []
+                if take is not None:
+                    if take.pairs is None:
+                        take.pairs = []  # a transaction still to come takes nothing
+                    taken = take.pairs
+                left, self._waiting = taken + self._waiting, []
+            for _, future in left:
                 if not future.done():
                     future.set_exception(StoreError("the mailbox was closed while writing"))

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from gatewayd.config.settings import SQLITE_FILE_NAME, MailboxSettings
+from gatewayd.errors import StoreError
 from gatewayd.mailbox._batch import Batcher, Take
 from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._driver import Body, Execute, Fetch, Insert, Spelling
@@ -181,4 +182,37 @@ async def test_a_batch_taken_early_leaves_what_comes_later_to_the_next(
     fcntl.flock(other, fcntl.LOCK_UN)
     assert await asyncio.wait_for(asyncio.gather(first, *later), 5) == [10, 20, 30]
     assert batches == [[1], [2, 3]]
+    await batcher.close()
+
+
+async def test_a_batcher_stopped_while_its_batch_waits_for_the_turn_leaves_nothing_hanging(
+    database: Database, other: int
+) -> None:
+    """Its worker cancelled (a stop) while the writer thread waits for the turn: what
+    it had asked for fails at once; the transaction, when the turn comes, takes
+    nothing, so what is asked for afterwards goes in a batch of its own and is answered."""
+
+    def insert(items: list[int]) -> Body[None]:
+        yield Insert("t", ("x",), [(x,) for x in items])
+
+    async def apply(take: Take[int, int]) -> list[int | Exception]:
+        await database.transact(lambda _sql: insert(take()))
+        return [x * 10 for x in take()]
+
+    batcher: Batcher[int, int] = Batcher(apply, name="test")
+    fcntl.flock(other, fcntl.LOCK_EX)
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0.3)  # the thread waits for the turn, nothing taken yet
+    assert batcher._worker is not None
+    batcher._worker.cancel()
+    with pytest.raises(StoreError):
+        await asyncio.wait_for(first, 5)
+    later = asyncio.ensure_future(batcher.submit(2))
+    fcntl.flock(other, fcntl.LOCK_UN)
+    assert await asyncio.wait_for(later, 5) == 20
+
+    def rows(_sql: Spelling) -> Body[Any]:
+        return (yield Fetch("SELECT x FROM t ORDER BY x"))
+
+    assert await database.transact(rows) == [(2,)]
     await batcher.close()
