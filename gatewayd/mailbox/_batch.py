@@ -104,12 +104,12 @@ class Batcher(Generic[Item, Result]):
                 try:
                     results = await self._apply(take)
                 except Exception as exc:  # the whole batch failed: every caller's
-                    take()  # (nothing taken: the turn or the database was not had)
-                    for _, future in take.pairs or []:
+                    # (taken now if it was not: the turn or the database was not had)
+                    for _, future in self._claim(take):
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), result in zip(take.pairs or [], results, strict=True):
+                for (_, future), result in zip(self._claim(take), results, strict=True):
                     if future.done():
                         continue
                     if isinstance(result, Exception):

@@ -417,14 +417,13 @@ class Ledger:
     async def apply(self, take: Take[Item, Result]) -> list[Result | Exception]:
         """Apply the items ``take`` gives (where the writers' turn is held) in one
         transaction, in order."""
-        groups: list[_Group] = []
+        group = _Group(now=0)
 
         def make(sql: Spelling) -> Body[list[Outcome | Exception | None]]:
-            groups.append(_Group(to_micros(self._clock.now())))
-            return _transaction(sql, groups[0], take())
+            group.now = to_micros(self._clock.now())  # the batch's time: its turn's
+            return _transaction(sql, group, take())
 
         results = await self._db.transact(make)
-        [group] = groups
         # A failure is logged at warning (log_status); the rest are debug lines, the
         # events being the audit trail (a line for each at thousands a second costs).
         debug = log.isEnabledFor(logging.DEBUG)
