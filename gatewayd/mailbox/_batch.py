@@ -41,14 +41,15 @@ _Pairs = list[tuple[Item, "asyncio.Future[Result]"]]
 
 
 class Take(Generic[Item, Result]):
-    """What waits, taken once (on whichever thread calls first); the same items after."""
+    """What waits, taken once (on whichever thread calls first); the same items after.
+    The first call may take only the ``limit`` first: the rest wait for the next."""
 
     def __init__(self, batcher: Batcher[Item, Result]) -> None:
         self._batcher = batcher
         self.pairs: _Pairs[Item, Result] | None = None
 
-    def __call__(self) -> list[Item]:
-        return [item for item, _ in self._batcher._claim(self)]
+    def __call__(self, limit: int | None = None) -> list[Item]:
+        return [item for item, _ in self._batcher._claim(self, limit)]
 
 
 Apply = Callable[[Take[Item, Result]], Awaitable[Sequence[Result | Exception]]]
@@ -88,10 +89,13 @@ class Batcher(Generic[Item, Result]):
         if self._worker is not None:
             await self._worker
 
-    def _claim(self, take: Take[Item, Result]) -> _Pairs[Item, Result]:
+    def _claim(self, take: Take[Item, Result], limit: int | None = None) -> _Pairs[Item, Result]:
         with self._lock:
             if take.pairs is None:
-                take.pairs, self._waiting = self._waiting, []
+                if limit is None or len(self._waiting) <= limit:
+                    take.pairs, self._waiting = self._waiting, []
+                else:
+                    take.pairs, self._waiting = self._waiting[:limit], self._waiting[limit:]
             return take.pairs
 
     async def _run(self) -> None:

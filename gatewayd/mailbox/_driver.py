@@ -118,6 +118,11 @@ Body = Generator[Op, Any, T]
 class Spelling(Protocol):
     """How this database says what SQL spells differently."""
 
+    data_version: str | None
+    """SQL answering one number that changes when another connection (another
+    process) has committed since this connection's last look; None where writers do
+    not take turns (PostgreSQL)."""
+
     def any_of(self, column: str, kind: Kind) -> str:
         """SQL saying ``column`` is one of the values of one parameter (``values``)."""
         ...
@@ -128,6 +133,8 @@ class Spelling(Protocol):
 
 
 class SqliteSpelling:
+    data_version: str | None = "PRAGMA data_version"
+
     def any_of(self, column: str, kind: Kind) -> str:
         return f"{column} IN (SELECT value FROM json_each(?))"
 
@@ -136,6 +143,8 @@ class SqliteSpelling:
 
 
 class PostgresSpelling:
+    data_version: str | None = None
+
     def any_of(self, column: str, kind: Kind) -> str:
         return f"{column} = ANY(?::{kind}[])"
 

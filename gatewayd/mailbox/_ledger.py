@@ -6,9 +6,17 @@ gateway at what the disk can fsync; here the facts that arrive while a transacti
 being written gather and go together in the next, set-based: two SELECTs for the whole
 group (the parts the receipts name; the messages and their parts), the status machine
 applied in memory item by item, in arrival order (a receipt right behind its own
-acceptance finds it), then one executemany per table. Every caller still gets its own
-answer, after the commit. The statements go straight to the driver over plain tuples
-(_driver.py): this runs for every SMS, twice.
+acceptance finds it), then each table's rows in one statement (or a few). Every
+caller still gets its own answer, after the commit. The statements go straight to the
+driver over plain tuples (_driver.py): this runs for every SMS, twice.
+
+On SQLite the ledger holds the writers' turn for as long as its batch takes, and the
+daemon's group commit, with clients waiting on it, waits that long when it comes
+meanwhile. So while another process is writing (another connection has committed
+since the ledger's last transaction: SQLite's ``PRAGMA data_version``, read once the
+turn is held), a transaction takes at most SHARED_BATCH items and leaves the rest, in
+order, to the next. Alone (the SMS service draining a queue) it takes all that waits:
+a cap there costs throughput. Measured in docs/sms.md.
 
 The status machine is the one in gatewayd.model: a part moves
 Queued -> Sent -> Delivered / DeliveryFailed, or Queued -> SendingFailed; the message
@@ -59,6 +67,10 @@ log = get_logger("gatewayd.mailbox")
 
 
 Item = PartAccepted | PartRefused | ReceiptIn
+Result = Outcome | None
+SHARED_BATCH = 48
+"""Items a transaction at most while another process writes too (the daemon taking in
+messages): its group commit waits for the writers' turn while the ledger holds it."""
 EventRow = tuple[int, int, str, str | None, str | None, str, str | None]
 """message_events without its id: (message_id, at, kind, from, to, reason, detail)."""
 
@@ -379,9 +391,23 @@ def _write(group: _Group) -> Generator[Op, Any, None]:
     yield Insert("message_events", EVENT_COLUMNS, group.events)
 
 
+@dataclass(slots=True)
+class _Others:
+    """What this connection last saw of the other processes' commits (data_version)."""
+
+    version: Any = None
+
+
 def _transaction(
-    sql: Spelling, group: _Group, items: Sequence[Item]
+    sql: Spelling, group: _Group, take: Take[Item, Result], others: _Others
 ) -> Body[list[Outcome | Exception | None]]:
+    limit = None
+    if sql.data_version is not None:  # (SQLite: the turn is held)
+        [(version,)] = yield Fetch(sql.data_version, ())
+        if version != others.version:  # another process has written since our last look
+            limit = SHARED_BATCH
+        others.version = version
+    items = take(limit)
     by_carrier = yield from _load(sql, group, items)
     results = [_apply(group, item, by_carrier) for item in items]
     yield from _write(group)
@@ -389,8 +415,6 @@ def _transaction(
 
 
 # -- group commit -----------------------------------------------------------------------
-
-Result = Outcome | None
 
 
 class Ledger:
@@ -401,6 +425,7 @@ class Ledger:
         self._clock = clock
         self._feed = feed
         self._batcher: Batcher[Item, Result] = Batcher(self.apply, name="sms-ledger")
+        self._others = _Others()  # (read and written in the writer thread only)
 
     async def record(self, item: Item) -> Outcome | None:
         """Write ``item``; its outcome once committed (None: a receipt for no known
@@ -421,7 +446,7 @@ class Ledger:
 
         def make(sql: Spelling) -> Body[list[Outcome | Exception | None]]:
             group.now = to_micros(self._clock.now())  # the batch's time: its turn's
-            return _transaction(sql, group, take())
+            return _transaction(sql, group, take, self._others)
 
         results = await self._db.transact(make)
         # A failure is logged at warning (log_status); the rest are debug lines, the

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import hashlib
 import itertools
+import os
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from gatewayd.clock import ManualClock
-from gatewayd.config.settings import MailboxSettings
+from gatewayd.config.settings import SQLITE_FILE_NAME, MailboxSettings
 from gatewayd.errors import InvalidTransition, MessageNotFound, StoreError
 from gatewayd.mailbox import (
     Mailbox,
@@ -26,6 +29,7 @@ from gatewayd.mailbox import (
     Party,
     ReceiptIn,
     _driver,
+    _ledger,
 )
 from gatewayd.mailbox._schema import message_events
 from gatewayd.model import (
@@ -502,3 +506,56 @@ async def test_an_id_collision_draws_the_batch_again(
     assert len(collisions) == 1
     assert isinstance(collisions[0], dict)
     assert (collisions[0]["attempt"], collisions[0]["batch"]) == (1, 3)
+
+
+@pytest.mark.parametrize("other_writes", [False, True])
+async def test_the_ledger_keeps_its_transactions_short_while_another_process_writes(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, other_writes: bool
+) -> None:
+    """The SMS process's ledger holds the writers' turn for as long as its batch takes;
+    while the daemon is taking in messages (another connection has committed since
+    the ledger's last transaction: SQLite's data_version), it takes at most
+    SHARED_BATCH items in its next transaction, so that the daemon's group commit waits
+    less, and the rest go in the one after, in order. With nobody else writing, it
+    takes all that waits. Here the acceptances pile up while another process holds the
+    turn."""
+    monkeypatch.setattr(_ledger, "SHARED_BATCH", 2)
+    batches: list[list[int]] = []
+    load = _ledger._load
+
+    def watched(sql: Any, group: Any, items: Any) -> Any:
+        batches.append([item.message_id for item in items])
+        return (yield from load(sql, group, items))
+
+    monkeypatch.setattr(_ledger, "_load", watched)
+    settings = MailboxSettings(data_dir=tmp_path / "data")
+    box = await Mailbox.open(settings, clock=clock)
+    try:
+        made = await box.create_many([sms(to=f"+49151000000{n:02d}") for n in range(6)])
+        await accepted(box, made[0].id, 0, 1, "first")  # the ledger has looked once
+        turn = os.open(settings.data_dir / f"{SQLITE_FILE_NAME}-writer", os.O_RDWR)
+        other = sqlite3.connect(settings.data_dir / SQLITE_FILE_NAME, isolation_level=None)
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX)  # another process writes...
+            waiting = [
+                asyncio.ensure_future(accepted(box, m.id, 0, 1, f"id{m.id}")) for m in made[1:]
+            ]
+            await asyncio.sleep(0.2)
+            if other_writes:  # ...and commits (as the daemon's group commit would)
+                other.execute(
+                    "UPDATE messages SET read_status = 'Read' WHERE id = ?", (made[0].id,)
+                )
+            fcntl.flock(turn, fcntl.LOCK_UN)
+            outcomes = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+        finally:
+            other.close()
+            os.close(turn)
+        assert [o.status for o in outcomes] == [S.SENT] * 5
+        ids = [m.id for m in made[1:]]
+        if other_writes:  # the next has seen nothing new from the other: takes the rest
+            assert batches[1:] == [ids[0:2], ids[2:]]
+        else:
+            assert batches[1:] == [ids]
+        assert [(await box.get(m.id)).message_status for m in made] == [S.SENT] * 6
+    finally:
+        await box.close()
