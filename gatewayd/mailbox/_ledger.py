@@ -391,23 +391,9 @@ def _write(group: _Group) -> Generator[Op, Any, None]:
     yield Insert("message_events", EVENT_COLUMNS, group.events)
 
 
-@dataclass(slots=True)
-class _Others:
-    """What this connection last saw of the other processes' commits (data_version)."""
-
-    version: Any = None
-
-
 def _transaction(
-    sql: Spelling, group: _Group, take: Take[Item, Result], others: _Others
+    sql: Spelling, group: _Group, items: Sequence[Item]
 ) -> Body[list[Outcome | Exception | None]]:
-    limit = None
-    if sql.data_version is not None:  # (SQLite: the turn is held)
-        [(version,)] = yield Fetch(sql.data_version, ())
-        if version != others.version:  # another process has written since our last look
-            limit = SHARED_BATCH
-        others.version = version
-    items = take(limit)
     by_carrier = yield from _load(sql, group, items)
     results = [_apply(group, item, by_carrier) for item in items]
     yield from _write(group)
@@ -425,7 +411,7 @@ class Ledger:
         self._clock = clock
         self._feed = feed
         self._batcher: Batcher[Item, Result] = Batcher(self.apply, name="sms-ledger")
-        self._others = _Others()  # (read and written in the writer thread only)
+        self._seen: object = None  # the last data_version read (in the writer thread)
 
     async def record(self, item: Item) -> Outcome | None:
         """Write ``item``; its outcome once committed (None: a receipt for no known
@@ -439,6 +425,15 @@ class Ledger:
     async def close(self) -> None:
         await self._batcher.close()
 
+    def _take(self, sql: Spelling, take: Take[Item, Result]) -> Body[list[Item]]:
+        """This transaction's items: at most SHARED_BATCH when another process has
+        committed since the ledger last looked (SQLite's data_version), else all."""
+        if sql.data_version is None:  # PostgreSQL: no writers' turn to keep short
+            return take()
+        [(version,)] = yield Fetch(sql.data_version, ())
+        seen, self._seen = self._seen, version
+        return take(SHARED_BATCH if version != seen else None)
+
     async def apply(self, take: Take[Item, Result]) -> list[Result | Exception]:
         """Apply the items ``take`` gives (where the writers' turn is held) in one
         transaction, in order."""
@@ -446,7 +441,8 @@ class Ledger:
 
         def make(sql: Spelling) -> Body[list[Outcome | Exception | None]]:
             group.now = to_micros(self._clock.now())  # the batch's time: its turn's
-            return _transaction(sql, group, take, self._others)
+            items = yield from self._take(sql, take)
+            return (yield from _transaction(sql, group, items))
 
         results = await self._db.transact(make)
         # A failure is logged at warning (log_status); the rest are debug lines, the

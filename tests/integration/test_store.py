@@ -28,6 +28,7 @@ from gatewayd.mailbox import (
     PartRefused,
     Party,
     ReceiptIn,
+    _commit,
     _driver,
     _ledger,
 )
@@ -557,5 +558,40 @@ async def test_the_ledger_keeps_its_transactions_short_while_another_process_wri
         else:
             assert batches[1:] == [ids]
         assert [(await box.get(m.id)).message_status for m in made] == [S.SENT] * 6
+    finally:
+        await box.close()
+
+
+async def test_new_messages_that_come_while_another_process_writes_go_in_one_transaction(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commit takes its batch at once only while the writers' turn is free;
+    held by another process, the batch is taken once the turn comes, so what arrives
+    meanwhile goes in the same transaction (mailbox/_batch.py)."""
+    batches: list[int] = []
+    insert = _commit._insert
+
+    def watched(made: list[Any]) -> Any:
+        batches.append(len(made))
+        return (yield from insert(made))
+
+    monkeypatch.setattr(_commit, "_insert", watched)
+    settings = MailboxSettings(data_dir=tmp_path / "data")
+    box = await Mailbox.open(settings, clock=clock)
+    try:
+        await box.create(sms())  # the writer thread has opened the lock file
+        turn = os.open(settings.data_dir / f"{SQLITE_FILE_NAME}-writer", os.O_RDWR)
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX)  # another process writes
+            first = asyncio.ensure_future(box.create(sms(to="+4915100000001")))
+            await asyncio.sleep(0.2)
+            later = [asyncio.ensure_future(box.create(sms(to=f"+491510000000{n}"))) for n in (2, 3)]
+            await asyncio.sleep(0.05)
+            fcntl.flock(turn, fcntl.LOCK_UN)
+            made = await asyncio.wait_for(asyncio.gather(first, *later), 10)
+        finally:
+            os.close(turn)
+        assert batches == [1, 3]
+        assert [m.to[0].phone_number for m in made] == [f"+491510000000{n}" for n in (1, 2, 3)]
     finally:
         await box.close()
