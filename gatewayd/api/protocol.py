@@ -60,13 +60,17 @@ class Answer:
     body: bytes
 
 
+Reply = Callable[[Answer | None], None]
+
+
 class ShortWay(Protocol):
     def wants(self, scope: HTTPScope) -> bool:
         """At the request's head: whether to be given this request (else the app's)."""
         ...
 
-    async def answer(self, scope: HTTPScope, body: bytes) -> Answer | None:
-        """The answer to the request with this whole body; None: the app's to answer."""
+    def answer(self, scope: HTTPScope, body: bytes, reply: Reply) -> None:
+        """Call ``reply`` once, now or later, with the answer to the request with this
+        whole body; None: the app's to answer. (No task a request: a callback.)"""
         ...
 
 
@@ -150,14 +154,13 @@ class GuardedHttp(HttpToolsProtocol):
         if self._in_body:
             self._last_body = self.loop.time()
         super().data_received(data)
+        self._arm_timers()
 
     # -- the parser's callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._begun = True
-        if self._head_timer is None:
-            self._start_head()
+        self._begun = True  # (its head timer once these bytes are parsed: _arm_timers)
 
     def on_headers_complete(self) -> None:
         self._begun = False
@@ -165,7 +168,6 @@ class GuardedHttp(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         self._in_body, self._last_body = True, self.loop.time()
-        self._body_timer = self.loop.call_later(self.timeouts.body, self._body_check)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -199,21 +201,26 @@ class GuardedHttp(HttpToolsProtocol):
             self._short_start(cycle)
 
     def _short_start(self, cycle: RequestResponseCycle) -> None:
-        task = self.loop.create_task(self._short_answer(cycle))
-        task.add_done_callback(self.tasks.discard)
-        self.tasks.add(task)
-
-    async def _short_answer(self, cycle: RequestResponseCycle) -> None:
+        """The short way's, with no task: uvicorn's shutdown waits for the connection
+        (its answer not yet written), and the answer is written when it comes."""
         assert self.short is not None  # (only a ShortWay's request comes here)
         try:
-            answer = await self.short.answer(cycle.scope, bytes(cycle.body))
+            self.short.answer(
+                cycle.scope, bytes(cycle.body), lambda answer: self._short_reply(cycle, answer)
+            )
         except BaseException:
             self.transport.close()  # (the short way words its own failures: a stop)
             raise
-        if answer is None:
-            super()._start_asgi_task(cycle, self.app)
-        elif not cycle.disconnected:
-            self._write_answer(cycle, answer)
+
+    def _short_reply(self, cycle: RequestResponseCycle, answer: Answer | None) -> None:
+        try:
+            if answer is None:
+                super()._start_asgi_task(cycle, self.app)
+            elif not cycle.disconnected:
+                self._write_answer(cycle, answer)
+        except BaseException:
+            self.transport.close()  # (no client left waiting for what never comes)
+            raise
 
     def _write_answer(self, cycle: RequestResponseCycle, answer: Answer) -> None:
         """What uvicorn's ``send`` would write for this answer, in one piece; then the
@@ -237,6 +244,15 @@ class GuardedHttp(HttpToolsProtocol):
 
     def _start_head(self) -> None:
         self._head_timer = self.loop.call_later(self.timeouts.header, self._head_expired)
+
+    def _arm_timers(self) -> None:
+        """The timers of a request still coming, once the bytes at hand are parsed:
+        none for one that came whole, as most do (a timer armed and cancelled in the
+        same call cost ~2 µs, two a request)."""
+        if self._begun and self._head_timer is None:
+            self._start_head()
+        if self._in_body and self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.timeouts.body, self._body_check)
 
     def _cancel_timers(self) -> None:
         for timer in (self._head_timer, self._body_timer):

@@ -44,12 +44,12 @@ from gatewayd.admission import Refusal
 from gatewayd.api.auth import USER_STATE
 from gatewayd.api.deps import MEDIUM, PREFIX, Context, public_url
 from gatewayd.api.errors import UNAVAILABLE, UNAVAILABLE_RETRY_AFTER, ErrorCode, error_body
-from gatewayd.api.protocol import Answer
+from gatewayd.api.protocol import Answer, Reply
 from gatewayd.api.send import sms_batch
 from gatewayd.config.settings import User
 from gatewayd.errors import StoreUnavailable
 from gatewayd.logging import get_logger
-from gatewayd.mailbox import NewMessage
+from gatewayd.mailbox import Message, NewMessage
 
 log = get_logger("gatewayd.api")
 
@@ -108,19 +108,29 @@ class SmsRoute:
         scope["state"][USER_STATE] = user
         return True
 
-    async def answer(self, scope: HTTPScope, body: bytes) -> Answer | None:
+    def answer(self, scope: HTTPScope, body: bytes, reply: Reply) -> None:
         try:
             batch = self._admitted(scope, body)
             if batch is None:
-                return None
-            try:
-                made = await asyncio.shield(self.context.mailbox.create_many(batch))
-            except StoreUnavailable as exc:
-                log.warning("api.mailbox_unavailable", path=scope["path"], error=str(exc))
-                return _UNAVAILABLE
+                reply(None)
+                return
+            stored = self.context.mailbox.create_texts(batch)
+        except Exception:
+            log.exception("api.internal_error", path=scope["path"], method="POST")
+            reply(_FAILED)
+            return
+        stored.add_done_callback(lambda stored: reply(self._stored(scope, stored)))
+
+    def _stored(self, scope: HTTPScope, stored: asyncio.Future[list[Message]]) -> Answer:
+        """The answer once the messages are committed (or not)."""
+        try:
+            made = stored.result()
             self.context.on_queued(made)
             json = made[0].to_json(public_url(self.context.settings))
             return Answer(200, self._headers, orjson.dumps(json))
+        except StoreUnavailable as exc:
+            log.warning("api.mailbox_unavailable", path=scope["path"], error=str(exc))
+            return _UNAVAILABLE
         except Exception:
             log.exception("api.internal_error", path=scope["path"], method="POST")
             return _FAILED

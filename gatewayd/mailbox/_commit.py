@@ -16,6 +16,7 @@ every member is written on its own, so that one caller's failure is nobody else'
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,10 @@ class GroupCommit:
         the SMS process waits for meanwhile; again, with new ids, if an id collides);
         returns the rows as written."""
         return await self._batcher.submit((make_rows, make_rows()))
+
+    def insert_soon(self, make_rows: MakeRows) -> asyncio.Future[NewRows]:
+        """``insert`` with no coroutine: the future of the rows as written."""
+        return self._batcher.submit_nowait((make_rows, make_rows()))
 
     async def close(self) -> None:
         await self._batcher.close()

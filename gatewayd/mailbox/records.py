@@ -100,8 +100,12 @@ class NewAttachment:
 
     @classmethod
     def text_of_message(cls) -> NewAttachment:
-        """The Text attachment of an SMS or pager message: its subject, as UTF-8."""
-        return cls(AttachmentType.TEXT, "text/plain", message_text=True)
+        """The Text attachment of an SMS or pager message: its subject, as UTF-8 (one
+        record for all: it is frozen, and the API makes thousands a second)."""
+        return _TEXT_OF_MESSAGE
+
+
+_TEXT_OF_MESSAGE = NewAttachment(AttachmentType.TEXT, "text/plain", message_text=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +151,7 @@ class Attachment:
         out: dict[str, Any] = {
             "id": self.id,
             "uri": f"{message_uri}/content/{self.id}",
-            "type": self.type.value,
+            "type": self.type._value_,
             "contentType": self.content_type,
             "size": self.size,
         }
@@ -247,28 +251,29 @@ class Message:
     def to_json(self, base_url: str = "", *, internal: bool = False) -> dict[str, Any]:
         """The message as the message-store API returns it; ``internal`` adds a
         ``gatewayd`` block with the dispatcher's state (for operators). The list writes
-        the same JSON in SQL (_message_json.py): change both together."""
+        the same JSON in SQL (_message_json.py): change both together. (Enums by
+        ``_value_``: their value without the ``value`` property's call.)"""
         uri = base_url.rstrip("/") + self.path
         to = [p.to_json() for p in self.to]
         if self.type is MessageType.FAX and self.direction is Direction.OUTBOUND:
             for entry in to:
-                entry["messageStatus"] = self.message_status.value
+                entry["messageStatus"] = self.message_status._value_
                 if self.fax_error_code:
                     entry["faxErrorCode"] = self.fax_error_code
         out: dict[str, Any] = {
             "uri": uri,
             "id": self.id,
             "extensionId": str(self.extension_id),
-            "type": self.type.value,
-            "direction": self.direction.value,
+            "type": self.type._value_,
+            "direction": self.direction._value_,
             "from": self.from_.to_json(),
             "to": to,
             "creationTime": iso(self.creation_time),
             "lastModifiedTime": iso(self.last_modified_time),
-            "readStatus": self.read_status.value,
-            "priority": self.priority.value,
-            "availability": self.availability.value,
-            "messageStatus": self.message_status.value,
+            "readStatus": self.read_status._value_,
+            "priority": self.priority._value_,
+            "availability": self.availability._value_,
+            "messageStatus": self.message_status._value_,
             "attachments": [a.to_json(uri) for a in self.attachments],
         }
         if self.subject is not None:
@@ -287,7 +292,7 @@ class Message:
                 out["deliveryErrorCode"] = self.delivery_error_code
         if self.type is MessageType.FAX:
             for key, value in (
-                ("faxResolution", self.fax_resolution and self.fax_resolution.value),
+                ("faxResolution", self.fax_resolution and self.fax_resolution._value_),
                 ("faxPageCount", self.fax_page_count),
                 ("coverIndex", self.cover_index),
                 ("coverPageText", self.cover_page_text),
@@ -296,7 +301,7 @@ class Message:
                 if value is not None:
                     out[key] = value
         if self.vm_transcription_status is not None:
-            out["vmTranscriptionStatus"] = self.vm_transcription_status.value
+            out["vmTranscriptionStatus"] = self.vm_transcription_status._value_
         if self.pg_to_department is not None:
             out["pgToDepartment"] = self.pg_to_department
         if internal:

@@ -188,6 +188,11 @@ class Mailbox:
         several recipients becomes several messages)."""
         return await self._creator.create_many(batch)
 
+    def create_texts(self, batch: Sequence[NewMessage]) -> asyncio.Future[list[Message]]:
+        """``create_many`` for SMS and pager messages (no attachment bytes), without a
+        task: the future of their records (the API's short way, api/sms_route.py)."""
+        return self._creator.create_texts(batch)
+
     @staticmethod
     def new_conversation_id() -> int:
         """A fresh id for a new thread (a pager message and its copies share one)."""

@@ -242,6 +242,51 @@ async def test_silent_slow_header_and_slow_body_clients_are_cut_off(
     assert lag.worst < 0.5
 
 
+async def test_a_kept_alive_client_slow_in_its_next_request_is_cut_off(
+    make_api: Callable[..., Awaitable[Api]],
+) -> None:
+    """The timers of a request are armed once the bytes at hand are parsed (none for a
+    request that came whole): a second request on the connection whose head or body
+    then trickles in is timed out all the same."""
+    api = await make_api(header_timeout=1.0, body_timeout=1.0)
+
+    def second(request: bytes, tail: bytes) -> tuple[int, float, int]:
+        sock = _raw(api.port, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        with sock:
+            first, headers, body = _status(sock)
+            while len(body) < int(headers["content-length"]):
+                body += sock.recv(65536)
+            started = time.monotonic()
+            sock.sendall(request)  # the head begun (or whole, and the body begun)
+            for byte in tail:  # then a byte every 50 ms: never still for a second
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    break
+                time.sleep(0.05)
+                if time.monotonic() - started > 3:
+                    break
+            status, _, _ = _status(sock)
+        return first, time.monotonic() - started, status
+
+    head = asyncio.to_thread(second, b"GET /nowhere HTTP/1.1\r\n", b"Host: x\r\n" * 20)
+    body = asyncio.to_thread(
+        second,
+        (
+            f"PUT {API_PREFIX}/message-store/1 HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n{"
+        ).encode(),
+        b"",  # (and then nothing)
+    )
+    (
+        (head_first, head_time, head_status),
+        (body_first, body_time, body_status),
+    ) = await asyncio.gather(head, body)
+    assert (head_first, head_status, head_time < 3) == (404, 408, True)
+    assert (body_first, body_status, body_time < 3) == (404, 408, True)
+
+
 async def test_connections_beyond_the_caps_are_answered_503(
     make_api: Callable[..., Awaitable[Api]],
 ) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from gatewayd.api.app import ApiServer
+from gatewayd.api.protocol import Answer as ShortAnswer
+from gatewayd.api.protocol import Reply
 from gatewayd.api.sms_route import SHORT_BODY_LIMIT, SmsRoute
 from gatewayd.config.settings import ApiSettings, HostPort, Settings
 from gatewayd.errors import StoreUnavailable
@@ -46,10 +48,12 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     seen: list[bool] = []
     answer = SmsRoute.answer
 
-    async def spied(self: SmsRoute, *args: Any) -> Any:
-        found = await answer(self, *args)
-        seen.append(found is not None)
-        return found
+    def spied(self: SmsRoute, scope: Any, body: bytes, reply: Reply) -> None:
+        def told(found: ShortAnswer | None) -> None:
+            seen.append(found is not None)
+            reply(found)
+
+        answer(self, scope, body, told)
 
     monkeypatch.setattr(SmsRoute, "answer", spied)
     return seen
@@ -168,15 +172,18 @@ async def test_what_it_declines_is_answered_by_the_app(
 async def failing(
     server: ApiServer, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> tuple[Answer, asyncio.StreamReader, asyncio.StreamWriter]:
-    """The answer to one SMS while storing raises ``error`` (injected: a database that
-    stays locked past its busy timeout would take 30 s), and the connection it came on;
-    the mailbox works again afterwards."""
+    """The answer to one SMS while storing fails with ``error`` (injected, where the
+    group commit's answer comes: a database that stays locked past its busy timeout
+    would take 30 s), and the connection it came on; the mailbox works again
+    afterwards."""
 
-    async def raising(*_args: Any) -> Any:
-        raise error
+    def failed(*_args: Any) -> asyncio.Future[list[Message]]:
+        future: asyncio.Future[list[Message]] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, future.set_exception, error)
+        return future
 
     with monkeypatch.context() as patched:
-        patched.setattr(mailbox, "create_many", raising)
+        patched.setattr(mailbox, "create_texts", failed)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(request())
         answer = await read_answer(reader)

@@ -123,6 +123,32 @@ async def test_sms_threads_by_the_two_numbers(mailbox: Mailbox) -> None:
     assert out.to_json()["conversation"]["id"] == str(out.conversation_id)
 
 
+async def test_texts_are_stored_without_a_task_as_create_many_stores_them(
+    mailbox: Mailbox,
+) -> None:
+    """create_texts (the API's short way): the same records and rows as create_many,
+    their creation told once committed, even to a caller who gave up the future."""
+    told: list[int] = []
+    mailbox.watch_status(lambda entered: told.append(entered.message_id))
+    made = await mailbox.create_texts([sms("+4915100000001"), pager()])
+    assert [m.message_status for m in made] == [S.QUEUED, S.SENT]
+    assert [await mailbox.get(m.id) for m in made] == made
+    assert told == [m.id for m in made]
+    given_up = mailbox.create_texts([sms("+4915100000002")])
+    given_up.cancel()
+    for _ in range(500):  # written and told all the same
+        if len(told) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert len(told) == 3
+    assert (await mailbox.get(told[2])).to[0].phone_number == "+4915100000002"
+    assert await mailbox.create_texts([]) == []
+    with pytest.raises(ValueError, match="no attachment bytes"):
+        mailbox.create_texts([fax()])
+    with pytest.raises(StoreError):  # refused at once, as create_many refuses it
+        mailbox.create_texts([dataclasses.replace(sms(), type=MessageType.VOICEMAIL)])
+
+
 async def test_a_pager_thread_is_named_after_its_first_message(mailbox: Mailbox) -> None:
     first = await mailbox.create(pager())
     assert first.message_status is S.SENT

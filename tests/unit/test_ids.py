@@ -3,6 +3,9 @@ they were drawn in, then 14 random bits; never the same one twice in a process."
 
 from __future__ import annotations
 
+import itertools
+import os
+from array import array
 from datetime import UTC, datetime
 from itertools import pairwise
 
@@ -53,11 +56,12 @@ def test_later_ticks_draw_larger_ids(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def random_bits(monkeypatch: pytest.MonkeyPatch, lows: list[int]) -> None:
-    """The system's randomness, as the 14-bit values ``lows`` in turn."""
-    stream = iter(lows)
+    """The system's randomness, as the 14-bit values ``lows`` in turn (then 0s: the
+    process reads it a pool of candidates at a time)."""
+    stream = itertools.chain(lows, itertools.repeat(0))
 
     def token_bytes(n: int) -> bytes:
-        return b"".join(next(stream).to_bytes(2, "big") for _ in range(n // 2))
+        return array("H", [next(stream) for _ in range(n // 2)]).tobytes()
 
     monkeypatch.setattr(_ids.secrets, "token_bytes", token_bytes)
 
@@ -104,3 +108,24 @@ def test_a_clock_set_back_a_little_keeps_ids_growing_a_lot_draws_from_it_again(
     at(monkeypatch, earlier)
     (third,) = _ids.new_ids(1)
     assert third >> 14 << 14 == _ids.prefix(earlier.timestamp())
+
+
+def test_a_forked_child_draws_its_own_random_bits() -> None:
+    """The candidates read ahead from the system's randomness are not inherited: a
+    child forked after its parent drew (the pool full) draws other ids than the
+    parent's next ones, in the same tick."""
+    _ids.new_ids(1)
+    assert len(_ids._drawn.pool) > 100
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its next ids down the pipe, then out at once
+        os.write(writer, " ".join(map(str, _ids.new_ids(8))).encode())
+        os._exit(0)
+    os.close(writer)
+    mine = _ids.new_ids(8)
+    with os.fdopen(reader) as pipe:
+        theirs = [int(word) for word in pipe.read().split()]
+    os.waitpid(child, 0)
+    assert len(theirs) == 8
+    low = (1 << 14) - 1
+    assert [i & low for i in theirs] != [i & low for i in mine]
