@@ -102,17 +102,16 @@ class Creator:
         written = self._commit.insert_soon(lambda: _rows_for(self.clock, batch, statuses, refs))
 
         def done(written: asyncio.Future[NewRows]) -> None:
-            if written.cancelled():  # (nobody else holds it: not to be seen)
-                error: BaseException | None = StoreError("the mailbox gave up the write")
-            else:
-                error = written.exception()
-            records = self._created(written.result()) if error is None else []
-            if made.done():  # (the caller gave up)
+            try:
+                if written.cancelled():  # (nobody else holds it: not to be seen)
+                    raise StoreError("the mailbox gave up the write")
+                records = self._created(written.result())  # (its failure raised here)
+            except Exception as exc:
+                if not made.done():  # (else the caller gave up)
+                    made.set_exception(exc)
                 return
-            if error is None:
+            if not made.done():
                 made.set_result(records)
-            else:
-                made.set_exception(error)
 
         written.add_done_callback(done)
         return made

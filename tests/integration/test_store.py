@@ -149,6 +149,19 @@ async def test_texts_are_stored_without_a_task_as_create_many_stores_them(
         mailbox.create_texts([dataclasses.replace(sms(), type=MessageType.VOICEMAIL)])
 
 
+async def test_a_text_that_cannot_be_written_fails_its_future(
+    mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every id drawn collides with a stored one: the group commit gives up on it, and
+    create_texts's future has the StoreError (no caller left waiting)."""
+    from gatewayd.mailbox import _create
+
+    first = await mailbox.create(sms())
+    monkeypatch.setattr(_create, "new_ids", lambda count: [first.id] * count)
+    with pytest.raises(StoreError, match="could not store"):
+        await asyncio.wait_for(mailbox.create_texts([sms()]), 10)
+
+
 async def test_a_pager_thread_is_named_after_its_first_message(mailbox: Mailbox) -> None:
     first = await mailbox.create(pager())
     assert first.message_status is S.SENT
