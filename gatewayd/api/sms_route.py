@@ -111,15 +111,15 @@ class SmsRoute:
     def answer(self, scope: HTTPScope, body: bytes, reply: Reply) -> None:
         try:
             batch = self._admitted(scope, body)
-            if batch is None:
-                reply(None)
-                return
-            stored = self.context.mailbox.create_texts(batch)
+            stored = None if batch is None else self.context.mailbox.create_texts(batch)
         except Exception:
             log.exception("api.internal_error", path=scope["path"], method="POST")
             reply(_FAILED)
             return
-        stored.add_done_callback(lambda stored: reply(self._stored(scope, stored)))
+        if stored is None:
+            reply(None)  # (outside the try: a failure there is not answered twice)
+        else:
+            stored.add_done_callback(lambda stored: reply(self._stored(scope, stored)))
 
     def _stored(self, scope: HTTPScope, stored: asyncio.Future[list[Message]]) -> Answer:
         """The answer once the messages are committed (or not)."""

@@ -58,14 +58,11 @@ class GroupCommit:
             self._commit, name="mailbox-group-commit", early=db.turn_free
         )
 
-    async def insert(self, make_rows: MakeRows) -> NewRows:
+    def insert(self, make_rows: MakeRows) -> asyncio.Future[NewRows]:
         """Commit the rows ``make_rows`` builds (here, before the writers' turn, which
         the SMS process waits for meanwhile; again, with new ids, if an id collides);
-        returns the rows as written."""
-        return await self._batcher.submit((make_rows, make_rows()))
-
-    def insert_soon(self, make_rows: MakeRows) -> asyncio.Future[NewRows]:
-        """``insert`` with no coroutine: the future of the rows as written."""
+        the future of the rows as written (no coroutine: the API's short way adds a
+        callback to it)."""
         return self._batcher.submit_nowait((make_rows, make_rows()))
 
     async def close(self) -> None:

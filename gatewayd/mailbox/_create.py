@@ -75,7 +75,7 @@ class Creator:
         statuses = [self._initial_status(new) for new in batch]  # refuse before any I/O
         refs = await self._store_bytes(batch)
         try:
-            rows = await self._commit.insert(lambda: _rows_for(self.clock, batch, statuses, refs))
+            return await self._written(batch, statuses, refs)
         except BaseException:
             # The rows never came: their files go with the next sweep (if nothing else
             # has come to use them by then).
@@ -83,23 +83,31 @@ class Creator:
                 ref.sha256 for group in refs for ref in group if ref is not None
             )
             raise
-        return self._created(rows)
 
     def create_texts(self, batch: Sequence[NewMessage]) -> asyncio.Future[list[Message]]:
         """``create_many`` for messages whose attachments are only their text (SMS,
-        pager), with no task: the future of the records, which the group commit's
-        answer sets through a callback. Nothing the caller does to the future stops
-        the write or what follows it (the records' status events). StoreError at once
-        when a message may not be stored; ValueError for one with bytes to store."""
+        pager), with no task: the future of the records. StoreError at once when a
+        message may not be stored; ValueError for one with bytes to store."""
         statuses = [self._initial_status(new) for new in batch]
         if any(not item.message_text for new in batch for item in new.attachments):
             raise ValueError("create_texts stores messages with no attachment bytes")
+        refs: list[list[BlobRef | None]] = [[None] * len(new.attachments) for new in batch]
+        return self._written(batch, statuses, refs)
+
+    def _written(
+        self,
+        batch: Sequence[NewMessage],
+        statuses: Sequence[MessageStatus],
+        refs: list[list[BlobRef | None]],
+    ) -> asyncio.Future[list[Message]]:
+        """The future of the records once the group commit has written the rows, set
+        by a callback on its answer, which first tells of their creation. Nothing the
+        caller does to the future stops the write or what follows it; anything that
+        fails after the commit fails the future, so that no caller is left waiting."""
         made: asyncio.Future[list[Message]] = asyncio.get_running_loop().create_future()
         if not batch:
             made.set_result([])
             return made
-        refs: list[list[BlobRef | None]] = [[None] * len(new.attachments) for new in batch]
-        written = self._commit.insert_soon(lambda: _rows_for(self.clock, batch, statuses, refs))
 
         def done(written: asyncio.Future[NewRows]) -> None:
             try:
@@ -113,6 +121,7 @@ class Creator:
             if not made.done():
                 made.set_result(records)
 
+        written = self._commit.insert(lambda: _rows_for(self.clock, batch, statuses, refs))
         written.add_done_callback(done)
         return made
 

@@ -129,6 +129,27 @@ def _status(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body
 
 
+def _trickle(sock: socket.socket, data: bytes, started: float) -> None:
+    """``data`` a byte every 50 ms (never still for a second) until the server cuts the
+    connection or 3 s have passed since ``started``."""
+    for byte in data:
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return
+        time.sleep(0.05)
+        if time.monotonic() - started > 3:
+            return
+
+
+# A message-store change whose head is whole and whose 100-byte body has begun.
+_BODY_BEGUN = (
+    f"PUT {API_PREFIX}/message-store/1 HTTP/1.1\r\nHost: x\r\n"
+    f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+    "Content-Length: 100\r\n\r\n{"
+).encode()
+
+
 def _closed(sock: socket.socket) -> bool:
     sock.settimeout(10)
     try:
@@ -206,25 +227,13 @@ async def test_silent_slow_header_and_slow_body_clients_are_cut_off(
         started = time.monotonic()
         sock = connect_from("127.0.0.1", api.port)
         with sock:
-            for byte in b"GET /metrics HTTP/1.1\r\nHost: x\r\n":
-                try:
-                    sock.sendall(bytes([byte]))
-                except OSError:
-                    break
-                time.sleep(0.05)
-                if time.monotonic() - started > 3:
-                    break
+            _trickle(sock, b"GET /metrics HTTP/1.1\r\nHost: x\r\n", started)
             status, _, _ = _status(sock)
         return time.monotonic() - started, status
 
     def slow_body() -> tuple[float, int]:
         started = time.monotonic()
-        head = (
-            f"PUT {API_PREFIX}/message-store/1 HTTP/1.1\r\nHost: x\r\n"
-            f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
-            "Content-Length: 100\r\n\r\n{"
-        ).encode()
-        sock = _raw(api.port, head)
+        sock = _raw(api.port, _BODY_BEGUN)
         with sock:
             time.sleep(1.6)  # a pause longer than body_timeout
             with contextlib.suppress(OSError):
@@ -258,27 +267,12 @@ async def test_a_kept_alive_client_slow_in_its_next_request_is_cut_off(
                 body += sock.recv(65536)
             started = time.monotonic()
             sock.sendall(request)  # the head begun (or whole, and the body begun)
-            for byte in tail:  # then a byte every 50 ms: never still for a second
-                try:
-                    sock.sendall(bytes([byte]))
-                except OSError:
-                    break
-                time.sleep(0.05)
-                if time.monotonic() - started > 3:
-                    break
+            _trickle(sock, tail, started)
             status, _, _ = _status(sock)
         return first, time.monotonic() - started, status
 
     head = asyncio.to_thread(second, b"GET /nowhere HTTP/1.1\r\n", b"Host: x\r\n" * 20)
-    body = asyncio.to_thread(
-        second,
-        (
-            f"PUT {API_PREFIX}/message-store/1 HTTP/1.1\r\nHost: x\r\n"
-            f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
-            "Content-Length: 100\r\n\r\n{"
-        ).encode(),
-        b"",  # (and then nothing)
-    )
+    body = asyncio.to_thread(second, _BODY_BEGUN, b"")  # (and then nothing)
     (
         (head_first, head_time, head_status),
         (body_first, body_time, body_status),
