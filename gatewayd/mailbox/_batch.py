@@ -51,6 +51,16 @@ class Take(Generic[Item, Result]):
     def __call__(self, limit: int | None = None) -> list[Item]:
         return [item for item, _ in self._batcher._claim(self, limit)]
 
+    def taken(self) -> list[Item] | None:
+        """The items if taken already (None: not yet), without taking them."""
+        pairs = self.pairs
+        return None if pairs is None else [item for item, _ in pairs]
+
+    def count(self) -> int:
+        """How many items it has, or would have if taken now."""
+        pairs = self.pairs
+        return len(self._batcher._waiting) if pairs is None else len(pairs)
+
 
 Apply = Callable[[Take[Item, Result]], Awaitable[Sequence[Result | Exception]]]
 """Writes the batch its Take gives; returns one result or exception per item, in order."""

@@ -45,6 +45,11 @@ class NewRows:
 
 
 MakeRows = Callable[[], NewRows]
+QUICK_MESSAGES = 64
+"""A batch of at most this many new messages, taken at once because the writers' turn
+was free (``early``), may be written on the event loop's thread (Database.transact's
+``quick``): its callers wait for it anyway, and the trip to the writer thread and back
+is two wake-ups, each waiting for a core on a busy machine (_driver.py, "here")."""
 
 
 Pending = tuple[MakeRows, NewRows]
@@ -69,8 +74,10 @@ class GroupCommit:
         await self._batcher.close()
 
     async def _commit(self, take: Take[Pending, NewRows]) -> Sequence[NewRows | Exception]:
-        try:  # the batch is taken where the turn is held (the writer thread, on SQLite)
-            await self._db.transact(lambda _sql: _insert([rows for _, rows in take()]))
+        taken = take.taken()  # at once when the turn was free (``early``), else not yet
+        quick = taken is not None and sum(len(r.messages) for _, r in taken) <= QUICK_MESSAGES
+        try:  # else the batch is taken where the turn is held (the writer thread, on SQLite)
+            await self._db.transact(lambda _sql: _insert([r for _, r in take()]), quick=quick)
             return [rows for _, rows in take()]
         except StoreConflict as exc:  # an id drawn elsewhere (or a broken row)
             log.info("message.id_collision", attempt=1, batch=len(take()), error=str(exc))

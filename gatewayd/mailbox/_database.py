@@ -148,17 +148,19 @@ class Database:
         """Whether no writer holds the writers' turn now (PostgreSQL: there is none)."""
         return self._sqlite is None or self._sqlite.turn_free()
 
-    async def transact(self, make: Callable[[Spelling], Body[T]]) -> T:
+    async def transact(self, make: Callable[[Spelling], Body[T]], *, quick: bool = False) -> T:
         """Run the transaction body ``make(spelling)`` builds, on the driver's own
         connection (_driver.py), for the statements that run for every message;
         committed when the body returns, rolled back if it raises. ``make`` is called
         once the writers' turn is held (SQLite: in the writer thread, holding the lock
-        file), so a batch may take in there what arrived until then (_batch.py)."""
+        file), so a batch may take in there what arrived until then (_batch.py).
+        ``quick``: a few rows to write, nothing to compute; on SQLite it runs on the
+        event loop's thread when the turn is free at once (_driver.py, "here")."""
         try:
             if self._sqlite is not None:
                 sqlite = self._sqlite
                 async with self._writing:
-                    return await sqlite.run(lambda: make(sqlite.spelling))
+                    return await sqlite.run(lambda: make(sqlite.spelling), here=quick)
             async with self._writer.connect() as conn:
                 raw = await conn.get_raw_connection()
                 return await _driver.run_postgres(raw.driver_connection, make(_POSTGRES))

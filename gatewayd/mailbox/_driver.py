@@ -30,7 +30,13 @@ form (times as microseconds, JSON as text). ``Database.transact`` runs a body:
   the turn is held, so that a batch takes in what arrived while the other process
   wrote (_batch.py) and the turn is never held across a trip between threads.
   ``turn_free`` says, on any thread, whether a writer holds it now (a second
-  descriptor of the lock file, tried and let go).
+  descriptor of the lock file, tried and let go). A transaction its caller knows to
+  be short (``run``'s ``here``: the group commit's small batch, the ledger's short
+  transaction, a lease) runs on the caller's thread, the event loop's, when the turn,
+  the connection and SQLite's own lock can all be had at once: its callers wait for
+  it anyway, and the trip to the thread and back is two wake-ups, each waiting for a
+  core on a busy machine. It never waits there (a lock held sends it to the thread),
+  and one that took over HERE_SLOW_SECONDS sends the next to the thread for a while.
 - PostgreSQL: on SQLAlchemy's pooled writer connection, straight to asyncpg
   (executemany for many rows), ``?`` placeholders numbered ``$1``, ``$2``, ...
 
@@ -48,6 +54,8 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +65,9 @@ from typing import Any, Literal, Protocol, TypeVar
 import orjson
 
 from gatewayd.errors import StoreConflict, StoreError, StoreUnavailable
+from gatewayd.logging import get_logger
+
+log = get_logger("gatewayd.mailbox")
 
 T = TypeVar("T")
 Kind = Literal["bigint", "text"]
@@ -73,6 +84,12 @@ _JSON_COLUMNS = 12
 # 32 + 32 + 32 + 4, not as one statement prepared for this count alone.
 _VALUES_ROWS = 32
 _STATEMENTS = 256
+HERE_SLOW_SECONDS = 0.050
+"""A transaction run on the event loop's thread (``SqliteWriter.run``'s ``here``) that
+took longer than this (a slow disk, a long checkpoint; half of what the daemon's loop
+watchdog calls a stall) sends the next ones to the writer thread for
+HERE_PAUSE_SECONDS: at most one such stall of the loop a pause."""
+HERE_PAUSE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +218,82 @@ class SqliteWriter:
         self._turn: int | None = None  # the lock file's descriptor
         self._peek: int | None = None  # the lock file again: is anyone writing?
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbox-writer")
+        # Held for each transaction, wherever it runs: the connection is used by one at
+        # a time (a transaction given up by its caller still runs to its end in the
+        # thread while the next may be asked to run here).
+        self._using = threading.Lock()
+        self._here_again = 0.0  # (monotonic) no transaction here before then
         self.spelling = SqliteSpelling()
 
-    async def run(self, make: Callable[[], Body[T]]) -> T:
+    async def run(self, make: Callable[[], Body[T]], *, here: bool = False) -> T:
         """The transaction whose body ``make`` makes, in the writer thread, once it holds
-        the writers' turn (so ``make`` may take in what arrived until then)."""
+        the writers' turn (so ``make`` may take in what arrived until then). ``here``
+        (a small transaction): on the caller's thread instead, when the turn can be had
+        at once and no transaction here has been slow lately."""
+        if here and self._take_turn_here():
+            done = self._run_here(make)
+            if done is not None:
+                return done[0]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._transaction, make)
+
+    def _take_turn_here(self) -> bool:
+        """Take the connection and the turn without waiting, if both are free and the
+        pause after a slow transaction here is over."""
+        if self._connection is None or time.monotonic() < self._here_again:
+            return False  # (the first transaction opens the database in the thread)
+        if not self._using.acquire(blocking=False):  # the thread is still in one
+            return False
+        turn = self._turn
+        if turn is not None:
+            try:
+                fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another process writes
+                self._using.release()
+                return False
+        return True
+
+    def _run_here(self, make: Callable[[], Body[T]]) -> tuple[T] | None:
+        """The transaction on this thread, the connection and the turn already taken;
+        None if SQLite's own lock is held (by a program that does not take turns, such
+        as ``gatewayd purge``): waiting for it is the writer thread's job."""
+        started = time.monotonic()
+        try:
+            connection = self._connection_here()
+            if not self._begin_at_once(connection):
+                return None
+            return (self._in_turn(connection, make, begun=True),)
+        finally:
+            if self._turn is not None:
+                fcntl.flock(self._turn, fcntl.LOCK_UN)
+            self._using.release()
+            took = time.monotonic() - started
+            if took > HERE_SLOW_SECONDS:
+                self._here_again = time.monotonic() + HERE_PAUSE_SECONDS
+                log.info(
+                    "mailbox.slow_write",
+                    took_ms=round(took * 1000, 1),
+                    writer_thread_for_s=HERE_PAUSE_SECONDS,
+                )
+
+    def _begin_at_once(self, connection: sqlite3.Connection) -> bool:
+        """BEGIN IMMEDIATE without SQLite's busy wait; False if another holds the lock."""
+        connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            return False
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
+        return True
+
+    def _connection_here(self) -> sqlite3.Connection:
+        connection = self._connection
+        if connection is None:  # _take_turn_here saw it open; only close() unsets it
+            raise StoreUnavailable("the mailbox's writer connection is closed")
+        return connection
 
     def turn_free(self) -> bool:
         """Whether no writer (of this process or another) holds the turn now: a lock
@@ -234,6 +320,7 @@ class SqliteWriter:
                 timeout=self._busy_timeout,
                 isolation_level=None,
                 cached_statements=_STATEMENTS,
+                check_same_thread=False,  # used here too, one transaction at a time
             )
             for pragma in self._pragmas:
                 connection.execute(pragma)
@@ -253,23 +340,31 @@ class SqliteWriter:
         self._turn = self._peek = None
 
     def _transaction(self, make: Callable[[], Body[T]]) -> T:
-        connection = self._connect()
-        turn = self._turn
-        if turn is not None:
-            fcntl.flock(turn, fcntl.LOCK_EX)  # woken the moment the other writer is done
-        try:
-            body = make()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                result = _drive(body, lambda op: _sqlite_op(connection, op))
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-        finally:
+        """In the writer thread: the transaction, waiting for the turn if need be."""
+        with self._using:
+            connection = self._connect()
+            turn = self._turn
             if turn is not None:
-                fcntl.flock(turn, fcntl.LOCK_UN)
+                fcntl.flock(turn, fcntl.LOCK_EX)  # woken the moment the other writer is done
+            try:
+                return self._in_turn(connection, make)
+            finally:
+                if turn is not None:
+                    fcntl.flock(turn, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _in_turn(
+        connection: sqlite3.Connection, make: Callable[[], Body[T]], *, begun: bool = False
+    ) -> T:
+        if not begun:
+            connection.execute("BEGIN IMMEDIATE")
+        try:
+            result = _drive(make(), lambda op: _sqlite_op(connection, op))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
         return result
 
 

@@ -71,6 +71,11 @@ Result = Outcome | None
 SHARED_BATCH = 48
 """Items a transaction at most while another process writes too (the daemon taking in
 messages): its group commit waits for the writers' turn while the ledger holds it."""
+QUICK_ITEMS = 2 * SHARED_BATCH
+"""A transaction that may run on the event loop's thread (Database.transact's
+``quick``: when the writers' turn is free at once) takes at most this many items;
+when more wait and nobody else has been writing (the SMS service draining a queue
+alone), the transaction goes to the writer thread, beside the loop, and takes all."""
 EventRow = tuple[int, int, str, str | None, str | None, str, str | None]
 """message_events without its id: (message_id, at, kind, from, to, reason, detail)."""
 
@@ -412,6 +417,7 @@ class Ledger:
         self._feed = feed
         self._batcher: Batcher[Item, Result] = Batcher(self.apply, name="sms-ledger")
         self._seen: object = None  # the last data_version read (in the writer thread)
+        self._shared = False  # whether another process had written, at the last look
 
     async def record(self, item: Item) -> Outcome | None:
         """Write ``item``; its outcome once committed (None: a receipt for no known
@@ -425,26 +431,32 @@ class Ledger:
     async def close(self) -> None:
         await self._batcher.close()
 
-    def _take(self, sql: Spelling, take: Take[Item, Result]) -> Body[list[Item]]:
+    def _take(self, sql: Spelling, take: Take[Item, Result], most: int | None) -> Body[list[Item]]:
         """This transaction's items: at most SHARED_BATCH when another process has
-        committed since the ledger last looked (SQLite's data_version), else all."""
+        committed since the ledger last looked (SQLite's data_version), else ``most``
+        (None: all)."""
         if sql.data_version is None:  # PostgreSQL: no writers' turn to keep short
             return take()
         [(version,)] = yield Fetch(sql.data_version, ())
         seen, self._seen = self._seen, version
-        return take(SHARED_BATCH if version != seen else None)
+        self._shared = version != seen
+        return take(SHARED_BATCH if self._shared else most)
 
     async def apply(self, take: Take[Item, Result]) -> list[Result | Exception]:
         """Apply the items ``take`` gives (where the writers' turn is held) in one
         transaction, in order."""
         group = _Group(now=0)
 
+        # Short enough for the event loop's thread: few wait, or the last transaction
+        # saw another process write (this one then most likely takes SHARED_BATCH).
+        quick = self._shared or take.count() <= QUICK_ITEMS
+
         def make(sql: Spelling) -> Body[list[Outcome | Exception | None]]:
             group.now = to_micros(self._clock.now())  # the batch's time: its turn's
-            items = yield from self._take(sql, take)
+            items = yield from self._take(sql, take, QUICK_ITEMS if quick else None)
             return (yield from _transaction(sql, group, items))
 
-        results = await self._db.transact(make)
+        results = await self._db.transact(make, quick=quick)
         # A failure is logged at warning (log_status); the rest are debug lines, the
         # events being the audit trail (a line for each at thousands a second costs).
         debug = log.isEnabledFor(logging.DEBUG)

@@ -125,6 +125,10 @@ async def lease(
     return leased
 
 
+QUICK_LEASE = 500
+"""A lease of at most this many messages may run on the event loop's thread
+(Database.transact's ``quick``): a few milliseconds. The SMS dispatcher's are at most
+that (its LEASE_BATCH), and usually its windows' room."""
 _LEASE_SMS = (
     "SELECT id, lease_owner, attempts, from_number, to_number, subject, creation_time, "
     "delivery_error_code FROM messages WHERE message_status = 'Queued' AND type = 'SMS' "
@@ -174,7 +178,7 @@ async def lease_sms(
         )
         return picked
 
-    picked = await db.transact(body)
+    picked = await db.transact(body, quick=limit <= QUICK_LEASE)
     for row in picked:
         if row[1] is not None:
             log.warning(

@@ -2,13 +2,18 @@
 taken by the writer thread for each transaction and given back when it ends; the body
 of a transaction is made only once the turn is held, so a batch (mailbox/_batch.py)
 takes in what arrived while another writer (here: another open file, as the SMS
-process's would be) held it."""
+process's would be) held it. A quick transaction runs on the event loop's thread
+instead when the turn is free at once, unless one there was slow lately."""
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
+import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ import pytest
 
 from gatewayd.config.settings import SQLITE_FILE_NAME, MailboxSettings
 from gatewayd.errors import StoreError
+from gatewayd.mailbox import _driver
 from gatewayd.mailbox._batch import Batcher, Take
 from gatewayd.mailbox._database import Database
 from gatewayd.mailbox._driver import Body, Execute, Fetch, Insert, Spelling
@@ -120,16 +126,13 @@ async def test_a_writer_stopped_while_it_waits_for_the_turn_leaves_it_free(
     with pytest.raises(asyncio.CancelledError):
         await waiting
     fcntl.flock(other, fcntl.LOCK_UN)  # the thread takes it now, writes, and gives it back
-    for _ in range(100):
-        if is_free(other):
-            break
-        await asyncio.sleep(0.05)
-    assert is_free(other)  # not left held
 
     def count(_sql: Spelling) -> Body[Any]:
         return (yield Fetch("SELECT count(*) FROM t"))
 
+    # The writer thread runs its transactions in order: the given-up one's first.
     assert await database.transact(count) == [(1,)]  # a write given up is still written
+    assert is_free(other)  # not left held
 
 
 async def test_the_turn_is_free_only_while_no_writer_holds_it(
@@ -216,3 +219,129 @@ async def test_a_batcher_stopped_while_its_batch_waits_for_the_turn_leaves_nothi
 
     assert await database.transact(rows) == [(2,)]
     await batcher.close()
+
+
+def where(seen: list[str]) -> Body[None]:
+    """A body that notes the thread it runs on and writes one row."""
+    seen.append(threading.current_thread().name)
+    yield Execute("INSERT INTO t VALUES (1)")
+
+
+async def test_a_quick_transaction_runs_on_the_event_loops_thread_holding_the_turn(
+    database: Database, other: int
+) -> None:
+    seen: list[str] = []
+    held: list[bool] = []
+
+    def make(_sql: Spelling) -> Body[None]:
+        held.append(is_free(other))
+        return where(seen)
+
+    await database.transact(make, quick=True)
+    await database.transact(make)  # not quick: the writer thread
+    assert seen[0] == threading.current_thread().name
+    assert seen[1].startswith("mailbox-writer")
+    assert held == [False, False]  # the turn held either way
+    assert is_free(other)  # and given back
+
+
+async def test_a_quick_transaction_waits_in_the_writer_thread_while_another_process_writes(
+    database: Database, other: int
+) -> None:
+    seen: list[str] = []
+    fcntl.flock(other, fcntl.LOCK_EX)
+    waiting = asyncio.ensure_future(database.transact(lambda _sql: where(seen), quick=True))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # the loop is not blocked: it runs this test meanwhile
+    fcntl.flock(other, fcntl.LOCK_UN)
+    await asyncio.wait_for(waiting, 5)
+    assert len(seen) == 1
+    assert seen[0].startswith("mailbox-writer")
+    assert is_free(other)
+
+
+async def test_a_quick_transaction_never_shares_the_connection_with_one_given_up(
+    database: Database, other: int
+) -> None:
+    """A transaction whose caller gave up still runs to its end in the writer thread,
+    holding the turn through this process's own lock file descriptor (which the event
+    loop's thread could take again without waiting): a quick one asked meanwhile goes
+    to the thread, after it."""
+    started = threading.Event()
+    go_on = threading.Event()
+    seen: list[str] = []
+
+    def slow(_sql: Spelling) -> Body[None]:
+        started.set()
+        go_on.wait(5)  # the given-up transaction, still in the thread
+        return where(seen)
+
+    given_up = asyncio.ensure_future(database.transact(slow))
+    assert await asyncio.to_thread(started.wait, 5)
+    given_up.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await given_up
+    quick = asyncio.ensure_future(database.transact(lambda _sql: where(seen), quick=True))
+    await asyncio.sleep(0.1)
+    assert not quick.done()  # not run here meanwhile
+    go_on.set()
+    await asyncio.wait_for(quick, 5)
+    assert len(seen) == 2
+    assert all(name.startswith("mailbox-writer") for name in seen)
+
+    def count(_sql: Spelling) -> Body[Any]:
+        return (yield Fetch("SELECT count(*) FROM t"))
+
+    assert await database.transact(count) == [(2,)]
+    assert is_free(other)
+
+
+async def test_after_a_slow_transaction_here_the_next_go_to_the_writer_thread_for_a_while(
+    database: Database,
+    other: int,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(_driver, "HERE_SLOW_SECONDS", 0.05)
+    monkeypatch.setattr(_driver, "HERE_PAUSE_SECONDS", 0.5)
+    seen: list[str] = []
+
+    def slow(_sql: Spelling) -> Body[None]:
+        time.sleep(0.1)  # as a slow disk would hold it
+        return where(seen)
+
+    with caplog.at_level(logging.INFO, logger="gatewayd.mailbox"):
+        await database.transact(slow, quick=True)
+    assert "mailbox.slow_write" in caplog.text
+    await database.transact(lambda _sql: where(seen), quick=True)
+    await asyncio.sleep(0.6)  # the pause is over
+    await database.transact(lambda _sql: where(seen), quick=True)
+    loop = threading.current_thread().name
+    assert seen[0] == loop
+    assert seen[1].startswith("mailbox-writer")
+    assert seen[2] == loop
+    assert is_free(other)
+
+
+async def test_a_quick_transaction_leaves_sqlites_own_lock_to_the_writer_thread(
+    database: Database, other: int, tmp_path: Path
+) -> None:
+    """A program that does not take turns on the lock file (``gatewayd purge``) may hold
+    SQLite's own write lock: the event loop's thread does not wait for it (SQLite's
+    busy wait would hold the loop); the writer thread does."""
+    seen: list[str] = []
+    purge = sqlite3.connect(tmp_path / SQLITE_FILE_NAME, isolation_level=None)
+    try:
+        purge.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.ensure_future(database.transact(lambda _sql: where(seen), quick=True))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # and the loop ran this test meanwhile
+        purge.execute("COMMIT")
+        await asyncio.wait_for(waiting, 5)
+    finally:
+        purge.close()
+    assert len(seen) == 1
+    assert seen[0].startswith("mailbox-writer")
+    await database.transact(lambda _sql: where(seen), quick=True)  # free again: here
+    assert seen[1] == threading.current_thread().name
+    assert is_free(other)

@@ -10,9 +10,11 @@ import hashlib
 import itertools
 import os
 import sqlite3
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -44,6 +46,8 @@ from gatewayd.model import (
     ReadStatus,
 )
 from tests.conftest import ACCOUNT, EXTENSION, OTHER_EXTENSION, fax, pager, sms
+
+T = TypeVar("T")
 
 S = MessageStatus
 
@@ -548,6 +552,19 @@ async def test_an_id_collision_draws_the_batch_again(
     assert (collisions[0]["attempt"], collisions[0]["batch"]) == (1, 3)
 
 
+def watch_ledger(monkeypatch: pytest.MonkeyPatch, note: Callable[[Any], T]) -> list[T]:
+    """What ``note`` says of each ledger transaction's items, in order."""
+    noted: list[T] = []
+    load = _ledger._load
+
+    def watched(sql: Any, group: Any, items: Any) -> Any:
+        noted.append(note(items))
+        return (yield from load(sql, group, items))
+
+    monkeypatch.setattr(_ledger, "_load", watched)
+    return noted
+
+
 @pytest.mark.parametrize("other_writes", [False, True])
 async def test_the_ledger_keeps_its_transactions_short_while_another_process_writes(
     tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, other_writes: bool
@@ -560,14 +577,7 @@ async def test_the_ledger_keeps_its_transactions_short_while_another_process_wri
     takes all that waits. Here the acceptances pile up while another process holds the
     turn."""
     monkeypatch.setattr(_ledger, "SHARED_BATCH", 2)
-    batches: list[list[int]] = []
-    load = _ledger._load
-
-    def watched(sql: Any, group: Any, items: Any) -> Any:
-        batches.append([item.message_id for item in items])
-        return (yield from load(sql, group, items))
-
-    monkeypatch.setattr(_ledger, "_load", watched)
+    batches = watch_ledger(monkeypatch, lambda items: [item.message_id for item in items])
     settings = MailboxSettings(data_dir=tmp_path / "data")
     box = await Mailbox.open(settings, clock=clock)
     try:
@@ -599,6 +609,68 @@ async def test_the_ledger_keeps_its_transactions_short_while_another_process_wri
         assert [(await box.get(m.id)).message_status for m in made] == [S.SENT] * 6
     finally:
         await box.close()
+
+
+async def test_the_group_commit_writes_a_small_batch_on_the_event_loops_thread(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of at most QUICK_MESSAGES, taken while the writers' turn was free, is
+    written on the event loop's thread; a larger one in the writer thread."""
+    monkeypatch.setattr(_commit, "QUICK_MESSAGES", 2)
+    threads: list[str] = []
+    insert = _commit._insert
+
+    def watched(made: list[Any]) -> Any:
+        threads.append(threading.current_thread().name)
+        return (yield from insert(made))
+
+    monkeypatch.setattr(_commit, "_insert", watched)
+    box = await Mailbox.open(MailboxSettings(data_dir=tmp_path / "data"), clock=clock)
+    try:
+        made = [await box.create(sms())]  # the writer thread opens the database
+        made.append(await box.create(sms(to="+4915100000001")))
+        made += await box.create_many([sms(to=f"+491510000000{n}") for n in (2, 3, 4)])
+        made.append(await box.create(sms(to="+4915100000005")))
+        assert [(await box.get(m.id)).id for m in made] == [m.id for m in made]
+    finally:
+        await box.close()
+    loop = threading.current_thread().name
+    assert threads[0].startswith("mailbox-writer")
+    assert threads[1] == loop  # one message
+    assert threads[2].startswith("mailbox-writer")  # three: more than QUICK_MESSAGES
+    assert threads[3] == loop
+
+
+async def test_the_ledger_writes_a_short_transaction_on_the_event_loops_thread(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction of at most QUICK_ITEMS acceptances and receipts, with the turn
+    free: on the event loop's thread; more, piled up while nobody else committed (as
+    the SMS service draining a queue alone), in the writer thread, all together."""
+    monkeypatch.setattr(_ledger, "QUICK_ITEMS", 2)
+    batches = watch_ledger(monkeypatch, lambda items: (threading.current_thread().name, len(items)))
+    settings = MailboxSettings(data_dir=tmp_path / "data")
+    box = await Mailbox.open(settings, clock=clock)
+    try:
+        made = await box.create_many([sms(to=f"+49151000000{n:02d}") for n in range(7)])
+        await accepted(box, made[0].id, 0, 1, "first")  # the ledger's first look
+        await accepted(box, made[1].id, 0, 1, "second")  # nobody else has written since
+        turn = os.open(settings.data_dir / f"{SQLITE_FILE_NAME}-writer", os.O_RDWR)
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX)  # held, not written: the acceptances pile up
+            waiting = [
+                asyncio.ensure_future(accepted(box, m.id, 0, 1, f"id{m.id}")) for m in made[2:]
+            ]
+            await asyncio.sleep(0.2)
+            fcntl.flock(turn, fcntl.LOCK_UN)
+            await asyncio.wait_for(asyncio.gather(*waiting), 10)
+        finally:
+            os.close(turn)
+        assert [(await box.get(m.id)).message_status for m in made] == [S.SENT] * 7
+    finally:
+        await box.close()
+    loop = threading.current_thread().name
+    assert batches == [(loop, 1), (loop, 1), ("mailbox-writer_0", 5)]
 
 
 async def test_new_messages_that_come_while_another_process_writes_go_in_one_transaction(
