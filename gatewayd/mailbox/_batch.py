@@ -130,6 +130,11 @@ class Batcher(Generic[Item, Result]):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
+                if self._waiting:
+                    # A batch written on this thread (a quick transaction) and capped
+                    # leaves the rest with no await between: the loop runs, and another
+                    # process may take the writers' turn, before the next.
+                    await asyncio.sleep(0)
             take = None
         finally:
             with self._lock:  # only if we were cancelled mid-way:

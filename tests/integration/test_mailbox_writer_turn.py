@@ -345,3 +345,21 @@ async def test_a_quick_transaction_leaves_sqlites_own_lock_to_the_writer_thread(
     await database.transact(lambda _sql: where(seen), quick=True)  # free again: here
     assert seen[1] == threading.current_thread().name
     assert is_free(other)
+
+
+async def test_a_batcher_lets_the_loop_run_between_batches_written_on_its_thread() -> None:
+    """Batches written without an await (quick transactions on the loop's thread) and
+    capped leave the rest waiting: the loop runs between them, so it is not held for
+    a whole backlog and another process can take the writers' turn."""
+    order: list[Any] = []
+
+    async def apply(take: Take[int, int]) -> list[int | Exception]:
+        order.append(take(1))  # written at once, no await
+        return [x * 10 for x in take()]
+
+    batcher: Batcher[int, int] = Batcher(apply, name="test")
+    answers = [batcher.submit_nowait(n) for n in (1, 2, 3)]
+    asyncio.get_running_loop().call_soon(order.append, "the loop")
+    assert await asyncio.wait_for(asyncio.gather(*answers), 5) == [10, 20, 30]
+    assert order == [[1], "the loop", [2], [3]]
+    await batcher.close()
