@@ -230,39 +230,58 @@ class SqliteWriter:
         the writers' turn (so ``make`` may take in what arrived until then). ``here``
         (a small transaction): on the caller's thread instead, when the turn can be had
         at once and no transaction here has been slow lately."""
-        if here and self._take_turn_here():
-            done = self._run_here(make)
-            if done is not None:
-                return done[0]
+        if here and (connection := self._begun_here()) is not None:
+            return self._run_here(connection, make)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._transaction, make)
 
-    def _take_turn_here(self) -> bool:
-        """Take the connection and the turn without waiting, if both are free and the
-        pause after a slow transaction here is over."""
-        if self._connection is None or time.monotonic() < self._here_again:
-            return False  # (the first transaction opens the database in the thread)
+    def _begun_here(self) -> sqlite3.Connection | None:
+        """The connection, in a transaction begun on this thread holding the turn, if
+        the connection, the turn and SQLite's own lock can all be had at once and the
+        pause after a slow transaction here is over; else None, nothing held. SQLite's
+        lock may be held by a program that does not take turns (``gatewayd purge``):
+        waiting for it is the writer thread's job."""
+        connection = self._connection
+        if connection is None or time.monotonic() < self._here_again:
+            return None  # (the first transaction opens the database in the thread)
         if not self._using.acquire(blocking=False):  # the thread is still in one
-            return False
+            return None
         turn = self._turn
         if turn is not None:
             try:
                 fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # another process writes
                 self._using.release()
-                return False
+                return None
+        began = False
+        try:
+            began = self._begin_at_once(connection)
+        finally:
+            if not began:  # SQLite's lock held (or a failure, raised): nothing kept
+                if turn is not None:
+                    fcntl.flock(turn, fcntl.LOCK_UN)
+                self._using.release()
+        return connection if began else None
+
+    def _begin_at_once(self, connection: sqlite3.Connection) -> bool:
+        """BEGIN IMMEDIATE without SQLite's busy wait; False if another holds its lock."""
+        connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            return False
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
         return True
 
-    def _run_here(self, make: Callable[[], Body[T]]) -> tuple[T] | None:
-        """The transaction on this thread, the connection and the turn already taken;
-        None if SQLite's own lock is held (by a program that does not take turns, such
-        as ``gatewayd purge``): waiting for it is the writer thread's job."""
+    def _run_here(self, connection: sqlite3.Connection, make: Callable[[], Body[T]]) -> T:
+        """The transaction ``_begun_here`` began, to its end; then the turn and the
+        connection given back."""
         started = time.monotonic()
         try:
-            connection = self._connection_here()
-            if not self._begin_at_once(connection):
-                return None
-            return (self._in_turn(connection, make, begun=True),)
+            return self._in_turn(connection, make)
         finally:
             if self._turn is not None:
                 fcntl.flock(self._turn, fcntl.LOCK_UN)
@@ -275,25 +294,6 @@ class SqliteWriter:
                     took_ms=round(took * 1000, 1),
                     writer_thread_for_s=HERE_PAUSE_SECONDS,
                 )
-
-    def _begin_at_once(self, connection: sqlite3.Connection) -> bool:
-        """BEGIN IMMEDIATE without SQLite's busy wait; False if another holds the lock."""
-        connection.execute("PRAGMA busy_timeout = 0")
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                raise
-            return False
-        finally:
-            connection.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
-        return True
-
-    def _connection_here(self) -> sqlite3.Connection:
-        connection = self._connection
-        if connection is None:  # _take_turn_here saw it open; only close() unsets it
-            raise StoreUnavailable("the mailbox's writer connection is closed")
-        return connection
 
     def turn_free(self) -> bool:
         """Whether no writer (of this process or another) holds the turn now: a lock
@@ -347,17 +347,15 @@ class SqliteWriter:
             if turn is not None:
                 fcntl.flock(turn, fcntl.LOCK_EX)  # woken the moment the other writer is done
             try:
+                connection.execute("BEGIN IMMEDIATE")
                 return self._in_turn(connection, make)
             finally:
                 if turn is not None:
                     fcntl.flock(turn, fcntl.LOCK_UN)
 
     @staticmethod
-    def _in_turn(
-        connection: sqlite3.Connection, make: Callable[[], Body[T]], *, begun: bool = False
-    ) -> T:
-        if not begun:
-            connection.execute("BEGIN IMMEDIATE")
+    def _in_turn(connection: sqlite3.Connection, make: Callable[[], Body[T]]) -> T:
+        """The body made and run in the transaction begun; committed, or rolled back."""
         try:
             result = _drive(make(), lambda op: _sqlite_op(connection, op))
             connection.execute("COMMIT")

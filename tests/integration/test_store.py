@@ -33,6 +33,7 @@ from gatewayd.mailbox import (
     _commit,
     _driver,
     _ledger,
+    _queue,
 )
 from gatewayd.mailbox._schema import message_events
 from gatewayd.model import (
@@ -671,6 +672,32 @@ async def test_the_ledger_writes_a_short_transaction_on_the_event_loops_thread(
         await box.close()
     loop = threading.current_thread().name
     assert batches == [(loop, 1), (loop, 1), ("mailbox-writer_0", 5)]
+
+
+async def test_an_sms_lease_of_at_most_quick_lease_messages_runs_on_the_event_loops_thread(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_queue, "QUICK_LEASE", 1)
+    threads: list[str] = []
+    execute = _driver._sqlite_op
+
+    def watched(connection: Any, op: Any) -> Any:
+        if getattr(op, "sql", "").startswith("UPDATE messages SET lease_owner"):
+            threads.append(threading.current_thread().name)
+        return execute(connection, op)
+
+    monkeypatch.setattr(_driver, "_sqlite_op", watched)
+    box = await Mailbox.open(MailboxSettings(data_dir=tmp_path / "data"), clock=clock)
+    try:
+        made = await box.create_many([sms(to=f"+491510000000{n}") for n in (1, 2, 3)])
+        first = await box.lease_sms("w1", limit=1, lease_for=60)
+        rest = await box.lease_sms("w1", limit=5, lease_for=60)
+    finally:
+        await box.close()
+    assert sorted(m.id for m in first + rest) == sorted(m.id for m in made)
+    loop = threading.current_thread().name
+    assert threads[0] == loop  # one: at most QUICK_LEASE
+    assert threads[1].startswith("mailbox-writer")  # five: more
 
 
 async def test_new_messages_that_come_while_another_process_writes_go_in_one_transaction(
