@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.smtp_client import free_port
+
 HFAXD = Path("/usr/sbin/hfaxd")
 FAXQ = Path("/usr/sbin/faxq")
 FAX_USER = "uucp"
@@ -45,12 +47,6 @@ def available() -> str | None:
     if os.geteuid() != 0:
         return "hfaxd and faxq must start as root"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _build_spool(username: str, password: str) -> Path:
@@ -96,7 +92,7 @@ def hylafax_server(
     password: str = "fax-secret",  # noqa: S107 (a throwaway server's)
 ) -> Iterator[Hylafax]:
     spool = _build_spool(username, password)
-    port = _free_port()
+    port = free_port()
     log = (spool / "log" / "servers.out").open("ab")
     faxq = subprocess.Popen([FAXQ, "-D", "-q", spool], stdout=log, stderr=subprocess.STDOUT)
     hfaxd = subprocess.Popen(

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.smtp_client import HANDED_OUT
+
 TEMPLATE = Path(__file__).parent / "sip" / "kamailio.cfg"
 BINARY = shutil.which("kamailio") or "/usr/sbin/kamailio"
 
@@ -33,15 +35,19 @@ def modules() -> Path:
 
 
 def free_port_udp_and_tcp() -> int:
+    """A loopback port free for both UDP and TCP, not handed out before in this run."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind(("127.0.0.1", 0))
             port = int(udp.getsockname()[1])
+            if port in HANDED_OUT:
+                continue
             with socket.socket() as tcp:
                 try:
                     tcp.bind(("127.0.0.1", port))
                 except OSError:
                     continue
+                HANDED_OUT.add(port)
                 return port
     raise RuntimeError("no port free for both UDP and TCP")
 

@@ -8,7 +8,6 @@ import asyncio
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import asyncpg
 
+from tests.smtp_client import free_port
+
 
 def _binary(name: str) -> str | None:
     found = shutil.which(name)
@@ -25,12 +26,6 @@ def _binary(name: str) -> str | None:
         return found
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return candidates[-1] if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_postgres(argv: list[str]) -> list[str]:
@@ -61,7 +56,7 @@ def postgres_server() -> Iterator[str]:
     )
     if made.returncode != 0:
         raise RuntimeError(f"initdb failed: {made.stderr.strip()}")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         _as_postgres(
             [

@@ -76,7 +76,11 @@ class Gateway:
             self.process = subprocess.Popen(
                 [*argv, "--grace", "5"], stdout=out, stderr=err, cwd=ROOT, env=env
             )
-        self.wait("daemon.started", timeout=60)
+        try:
+            self.wait("daemon.started", timeout=60)
+        except BaseException:
+            self.stop()  # one that never started is not left running
+            raise
 
     def stop(self) -> int:
         if self.process is None:
@@ -117,8 +121,10 @@ class Gateway:
             if len(found) >= count:
                 return found
             if self.process is not None and self.process.poll() is not None:
+                said = [e for e in self.events if e.get("level") in ("error", "critical")]
                 raise AssertionError(
-                    f"{self.name} exited: {(self.work / 'stderr.log').read_text()}"
+                    f"{self.name} exited with {self.process.returncode}: {said[-5:]} "
+                    f"{(self.work / 'stderr.log').read_text()}"
                 )
             if time.monotonic() > deadline:
                 seen = [e.get("event") for e in self.events[-40:]]

@@ -30,10 +30,21 @@ class Reply:
         return f"{self.code} {self.text}"
 
 
+# Every port handed out in this test run: the system may give a port again as soon as
+# the probing socket is closed, and two picks for one test (the SMTP and API listeners,
+# two gateways' ports picked before either binds) must not be the same port.
+HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port free now and not handed out before in this test run."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in HANDED_OUT:
+            HANDED_OUT.add(port)
+            return port
 
 
 def message(

@@ -58,10 +58,15 @@ class Pair:
         self.a, self.b = a, b
 
     def __enter__(self) -> Pair:
-        for side in (self.b, self.a):
-            side.start()
-        for side in (self.a, self.b):
-            side.wait("sip.registered", timeout=30)
+        try:
+            for side in (self.b, self.a):
+                side.start()
+            for side in (self.a, self.b):
+                side.wait("sip.registered", timeout=30)
+        except BaseException:
+            for side in (self.a, self.b):  # a gateway started is not left running
+                side.stop()
+            raise
         return self
 
     def __exit__(self, *_: object) -> None:
