@@ -62,11 +62,12 @@ WRITE_QUEUE_TIMEOUT_SECONDS = 60.0
 _POSTGRES = PostgresSpelling()
 
 
-def _pragmas(settings: MailboxSettings) -> list[str]:
-    """What every SQLite connection of the mailbox is set up with."""
+def _pragmas(settings: MailboxSettings, synchronous: str | None = None) -> list[str]:
+    """What every SQLite connection of the mailbox is set up with (``synchronous``: other
+    than the setting's, for the hot path's writer, which syncs the WAL itself)."""
     return [
         "PRAGMA journal_mode=WAL",
-        f"PRAGMA synchronous={settings.sqlite_synchronous.upper()}",
+        f"PRAGMA synchronous={(synchronous or settings.sqlite_synchronous).upper()}",
         "PRAGMA foreign_keys=ON",
         "PRAGMA cache_size=-32768",
         "PRAGMA temp_store=MEMORY",
@@ -120,7 +121,12 @@ class Database:
             self._writer = _sqlite_engine(settings, begin="BEGIN IMMEDIATE", pool_size=1)
             self._reader = _sqlite_engine(settings, begin=None, pool_size=4)
             path = sa.make_url(settings.url).database or ""
-            self._sqlite = SqliteWriter(path, _pragmas(settings), BUSY_TIMEOUT_SECONDS)
+            self._sqlite = SqliteWriter(
+                path,
+                _pragmas(settings, synchronous="normal"),
+                BUSY_TIMEOUT_SECONDS,
+                sync_wal=settings.sqlite_synchronous == "full",
+            )
         else:
             self._writer = create_async_engine(
                 settings.url,

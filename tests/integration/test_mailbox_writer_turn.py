@@ -363,3 +363,123 @@ async def test_a_batcher_lets_the_loop_run_between_batches_written_on_its_thread
     assert await asyncio.wait_for(asyncio.gather(*answers), 5) == [10, 20, 30]
     assert order == [[1], "the loop", [2], [3]]
     await batcher.close()
+
+
+# -- synchronous=full: the WAL synced after the turn is let go ------------------------------
+
+
+class SyncSpy:
+    """os.fdatasync as it is (the real sync), noting for each call the file synced and
+    whether the writers' turn was free at that moment."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, turn: int) -> None:
+        self.calls: list[tuple[int, bool, str]] = []
+        self._turn = turn
+        real = os.fdatasync
+
+        def spy(fd: int) -> None:
+            self.calls.append((os.fstat(fd).st_ino, is_free(turn), threading.current_thread().name))
+            real(fd)
+
+        monkeypatch.setattr(os, "fdatasync", spy)
+
+
+def create_table() -> Body[None]:
+    yield Execute("CREATE TABLE t (x INTEGER)")
+
+
+def wal_inode(tmp_path: Path) -> int:
+    return (tmp_path / f"{SQLITE_FILE_NAME}-wal").stat().st_ino
+
+
+async def test_with_synchronous_full_the_wal_is_synced_after_the_turn_is_let_go(
+    database: Database, other: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's own sync in COMMIT held the turn while the other process waited; the
+    writer's connection runs at NORMAL and the driver syncs the WAL once the turn is
+    free, before the caller has its result, on the loop's thread and in the writer
+    thread alike."""
+    spy = SyncSpy(monkeypatch, other)
+    seen: list[str] = []
+    await database.transact(lambda _sql: where(seen), quick=True)  # here
+    assert seen == [threading.current_thread().name]
+    assert spy.calls == [(wal_inode(tmp_path), True, seen[0])]
+    await database.transact(lambda _sql: where(seen))  # in the writer thread
+    assert seen[1].startswith("mailbox-writer")
+    assert spy.calls[1:] == [(wal_inode(tmp_path), True, seen[1])]
+    writer = database._sqlite
+    assert writer is not None
+    assert writer._connection is not None
+    assert writer._connection.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+
+
+async def test_with_synchronous_normal_nothing_is_synced_at_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(MailboxSettings(data_dir=tmp_path, sqlite_synchronous="normal"))
+    try:
+        await db.transact(lambda _sql: create_table())
+        turn = os.open(tmp_path / f"{SQLITE_FILE_NAME}-writer", os.O_RDWR)
+        try:
+            spy = SyncSpy(monkeypatch, turn)
+            await db.transact(lambda _sql: where([]), quick=True)
+            await db.transact(lambda _sql: where([]))
+        finally:
+            os.close(turn)
+        assert spy.calls == []
+    finally:
+        await db.close()
+
+
+async def test_the_wal_synced_is_the_one_sqlite_writes_now(
+    database: Database, other: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A descriptor of a file that is no longer the WAL (SQLite made a new one) is not
+    the one synced: the file is opened again."""
+    writer = database._sqlite
+    assert writer is not None
+    await database.transact(lambda _sql: where([]))
+    stale = tmp_path / "old-wal"
+    stale.write_bytes(b"")
+    assert writer._wal is not None
+    os.close(writer._wal)
+    writer._wal = os.open(stale, os.O_RDONLY)
+    spy = SyncSpy(monkeypatch, other)
+    await database.transact(lambda _sql: where([]), quick=True)
+    assert [inode for inode, _, _ in spy.calls] == [wal_inode(tmp_path)]
+
+
+async def test_a_failed_sync_is_the_callers_error_and_says_so(
+    database: Database, other: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    def broken(_fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    with (
+        caplog.at_level(logging.ERROR, logger="gatewayd.mailbox"),
+        pytest.raises(StoreError, match="Input/output error"),
+    ):
+        await database.transact(lambda _sql: where([]), quick=True)
+    assert "mailbox.sync_failed" in caplog.text
+    assert is_free(other)
+
+
+def test_without_wal_the_connection_syncs_itself(tmp_path: Path) -> None:
+    """A database SQLite cannot keep in WAL mode: no WAL to sync, so the connection is
+    set back to synchronous=FULL."""
+    path = str(tmp_path / "plain.sqlite3")
+    pragmas = ["PRAGMA journal_mode=DELETE", "PRAGMA synchronous=NORMAL"]
+    writer = _driver.SqliteWriter(path, pragmas, 5.0, sync_wal=True)
+
+    async def run() -> None:
+        try:
+            await writer.run(create_table)
+            assert writer._connection is not None
+            assert writer._connection.execute("PRAGMA synchronous").fetchone() == (2,)
+            assert writer._sync_wal is False
+        finally:
+            await writer.close()
+
+    asyncio.run(run())
