@@ -50,10 +50,21 @@ QUICK_MESSAGES = 64
 was free (``early``), may be written on the event loop's thread (Database.transact's
 ``quick``): its callers wait for it anyway, and the trip to the writer thread and back
 is two wake-ups, each waiting for a core on a busy machine (_driver.py, "here")."""
+QUICK_AT_LEAST = 8
+"""...if it has at least this many, or if all its callers are ``eager`` (the API's
+short way). SMTP sessions end their DATA one at a time: written on the loop at once,
+their batches were of one mail (median; 450 commits a second, each with its sync
+holding the loop), and the door took 1,890 mails/s; in the writer thread the next
+mails gather while one batch commits (16 a batch), 2,440/s; small ones in the thread
+and from 8 on the loop, 2,770/s (bench/smtp_ingest.py, three random-order rounds).
+The API's clients, answered together after each commit, come back in bursts: the
+same rule cost its ingest ~11 % (5,230 → 4,650/s), so its batches go on the loop
+whatever their size."""
 
 
-Pending = tuple[MakeRows, NewRows]
-"""A caller's rows, and the function that makes them again (new ids) on a collision."""
+Pending = tuple[MakeRows, NewRows, bool]
+"""A caller's rows, the function that makes them again (new ids) on a collision, and
+whether the caller is ``eager``."""
 
 
 class GroupCommit:
@@ -63,25 +74,26 @@ class GroupCommit:
             self._commit, name="mailbox-group-commit", early=db.turn_free
         )
 
-    def insert(self, make_rows: MakeRows) -> asyncio.Future[NewRows]:
+    def insert(self, make_rows: MakeRows, *, eager: bool = False) -> asyncio.Future[NewRows]:
         """Commit the rows ``make_rows`` builds (here, before the writers' turn, which
         the SMS process waits for meanwhile; again, with new ids, if an id collides);
         the future of the rows as written (no coroutine: the API's short way adds a
-        callback to it)."""
-        return self._batcher.submit_nowait((make_rows, make_rows()))
+        callback to it). ``eager``: a batch of such callers alone is written on the
+        event loop's thread however small (QUICK_AT_LEAST)."""
+        return self._batcher.submit_nowait((make_rows, make_rows(), eager))
 
     async def close(self) -> None:
         await self._batcher.close()
 
     async def _commit(self, take: Take[Pending, NewRows]) -> Sequence[NewRows | Exception]:
         taken = take.taken()  # at once when the turn was free (``early``), else not yet
-        quick = taken is not None and sum(len(r.messages) for _, r in taken) <= QUICK_MESSAGES
+        quick = taken is not None and _quick(taken)
         try:  # else the batch is taken where the turn is held (the writer thread, on SQLite)
-            await self._db.transact(lambda _sql: _insert([r for _, r in take()]), quick=quick)
-            return [rows for _, rows in take()]
+            await self._db.transact(lambda _sql: _insert([r for _, r, _ in take()]), quick=quick)
+            return [rows for _, rows, _ in take()]
         except StoreConflict as exc:  # an id drawn elsewhere (or a broken row)
             log.info("message.id_collision", attempt=1, batch=len(take()), error=str(exc))
-        makes = [make for make, _ in take()]
+        makes = [make for make, _, _ in take()]
         try:
             return await self._drawing(makes, first=2)
         except StoreConflict:
@@ -116,6 +128,14 @@ class GroupCommit:
 
     async def _write(self, made: list[NewRows]) -> None:
         await self._db.transact(lambda _sql: _insert(made))
+
+
+def _quick(batch: list[Pending]) -> bool:
+    """Whether a batch taken early is written on the event loop's thread."""
+    count = sum(len(rows.messages) for _, rows, _ in batch)
+    if count > QUICK_MESSAGES:
+        return False
+    return count >= QUICK_AT_LEAST or all(eager for _, _, eager in batch)
 
 
 def _insert(made: list[NewRows]) -> Body[None]:

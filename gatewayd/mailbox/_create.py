@@ -92,18 +92,22 @@ class Creator:
         if any(not item.message_text for new in batch for item in new.attachments):
             raise ValueError("create_texts stores messages with no attachment bytes")
         refs: list[list[BlobRef | None]] = [[None] * len(new.attachments) for new in batch]
-        return self._written(batch, statuses, refs)
+        return self._written(batch, statuses, refs, eager=True)
 
     def _written(
         self,
         batch: Sequence[NewMessage],
         statuses: Sequence[MessageStatus],
         refs: list[list[BlobRef | None]],
+        *,
+        eager: bool = False,
     ) -> asyncio.Future[list[Message]]:
         """The future of the records once the group commit has written the rows, set
         by a callback on its answer, which first tells of their creation. Nothing the
         caller does to the future stops the write or what follows it; anything that
-        fails after the commit fails the future, so that no caller is left waiting."""
+        fails after the commit fails the future, so that no caller is left waiting.
+        ``eager``: the group commit may write a batch of such callers alone on the
+        event loop's thread however small (_commit.py, QUICK_AT_LEAST)."""
         made: asyncio.Future[list[Message]] = asyncio.get_running_loop().create_future()
         if not batch:
             made.set_result([])
@@ -121,7 +125,9 @@ class Creator:
             if not made.done():
                 made.set_result(records)
 
-        written = self._commit.insert(lambda: _rows_for(self.clock, batch, statuses, refs))
+        written = self._commit.insert(
+            lambda: _rows_for(self.clock, batch, statuses, refs), eager=eager
+        )
         written.add_done_callback(done)
         return made
 

@@ -615,9 +615,12 @@ async def test_the_ledger_keeps_its_transactions_short_while_another_process_wri
 async def test_the_group_commit_writes_a_small_batch_on_the_event_loops_thread(
     tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A batch of at most QUICK_MESSAGES, taken while the writers' turn was free, is
-    written on the event loop's thread; a larger one in the writer thread."""
-    monkeypatch.setattr(_commit, "QUICK_MESSAGES", 2)
+    """A batch taken while the writers' turn was free is written on the event loop's
+    thread when it has at most QUICK_MESSAGES messages and at least QUICK_AT_LEAST, or
+    fewer when its callers are all eager (create_texts: the API's short way); any other
+    in the writer thread."""
+    monkeypatch.setattr(_commit, "QUICK_MESSAGES", 3)
+    monkeypatch.setattr(_commit, "QUICK_AT_LEAST", 2)
     threads: list[str] = []
     insert = _commit._insert
 
@@ -630,16 +633,18 @@ async def test_the_group_commit_writes_a_small_batch_on_the_event_loops_thread(
     try:
         made = [await box.create(sms())]  # the writer thread opens the database
         made.append(await box.create(sms(to="+4915100000001")))
-        made += await box.create_many([sms(to=f"+491510000000{n}") for n in (2, 3, 4)])
-        made.append(await box.create(sms(to="+4915100000005")))
+        made += await box.create_many([sms(to=f"+491510000000{n}") for n in (2, 3)])
+        made += await box.create_many([sms(to=f"+491510000000{n}") for n in (4, 5, 6, 7)])
+        made += await box.create_texts([sms(to="+4915100000008")])
         assert [(await box.get(m.id)).id for m in made] == [m.id for m in made]
     finally:
         await box.close()
     loop = threading.current_thread().name
     assert threads[0].startswith("mailbox-writer")
-    assert threads[1] == loop  # one message
-    assert threads[2].startswith("mailbox-writer")  # three: more than QUICK_MESSAGES
-    assert threads[3] == loop
+    assert threads[1].startswith("mailbox-writer")  # one: fewer than QUICK_AT_LEAST
+    assert threads[2] == loop  # two
+    assert threads[3].startswith("mailbox-writer")  # four: more than QUICK_MESSAGES
+    assert threads[4] == loop  # one, eager
 
 
 async def test_the_ledger_writes_a_short_transaction_on_the_event_loops_thread(
