@@ -54,9 +54,10 @@ QUICK_AT_LEAST = 8
 """...if it has at least this many, or if all its callers are ``eager`` (the API's
 short way). SMTP sessions end their DATA one at a time: written on the loop at once,
 their batches were of one mail (median; 450 commits a second, each with its sync
-holding the loop), and the door took 1,890 mails/s; in the writer thread the next
-mails gather while one batch commits (16 a batch), 2,440/s; small ones in the thread
-and from 8 on the loop, 2,770/s (bench/smtp_ingest.py, three random-order rounds).
+holding the loop), and the door took ~1,880 mails/s; in the writer thread the next
+mails gather while one batch commits (16 a batch), ~2,440/s; small ones in the thread
+and from 8 on the loop, 1,821 → 2,680/s by median against the code before
+(bench/smtp_ingest.py, three random-order rounds each).
 The API's clients, answered together after each commit, come back in bursts: the
 same rule cost its ingest ~11 % (5,230 → 4,650/s), so its batches go on the loop
 whatever their size."""
