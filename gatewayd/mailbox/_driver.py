@@ -231,8 +231,10 @@ class SqliteWriter:
         self._path = path
         self._pragmas = tuple(pragmas)
         self._sync_wal = sync_wal and path not in ("", ":memory:")
-        self._wal: int | None = None  # the WAL file's descriptor, for fdatasync
-        self._syncing = threading.Lock()  # (the loop's thread and the writer thread)
+        # The WAL's descriptor, opened after the first commit: the file stays the same
+        # (one inode) while this connection is open, whatever others open, checkpoint
+        # or close, so one descriptor serves every sync.
+        self._wal: int | None = None
         self._busy_timeout = busy_timeout
         self._connection: sqlite3.Connection | None = None
         self._turn: int | None = None  # the lock file's descriptor
@@ -385,28 +387,19 @@ class SqliteWriter:
     def _durable(self) -> None:
         """With ``sync_wal``: the WAL on disk (fdatasync), the transaction just committed
         and every one before it; after the turn is let go, before the result is given
-        back. The file is opened again if SQLite made a new one (another inode)."""
-        if not self._sync_wal:
+        back."""
+        if self._wal is None:  # (without sync_wal it is never opened)
             return
-        path = f"{self._path}-wal"
-        with self._syncing:
-            try:
-                found = os.stat(path)
-                if self._wal is not None:
-                    held = os.fstat(self._wal)
-                    if (held.st_dev, held.st_ino) != (found.st_dev, found.st_ino):
-                        os.close(self._wal)
-                        self._wal = None
-                if self._wal is None:
-                    self._wal = os.open(path, os.O_RDONLY)
-                os.fdatasync(self._wal)
-            except OSError as exc:
-                log.error("mailbox.sync_failed", file=path, error=str(exc))
-                raise
+        try:
+            os.fdatasync(self._wal)
+        except OSError as exc:
+            log.error("mailbox.sync_failed", file=f"{self._path}-wal", error=str(exc))
+            raise
 
-    @staticmethod
-    def _in_turn(connection: sqlite3.Connection, make: Callable[[], Body[T]]) -> T:
-        """The body made and run in the transaction begun; committed, or rolled back."""
+    def _in_turn(self, connection: sqlite3.Connection, make: Callable[[], Body[T]]) -> T:
+        """The body made and run in the transaction begun; committed, or rolled back.
+        (The connection is held: the first commit opens the WAL's descriptor here, on
+        whichever thread, before any other transaction can begin.)"""
         try:
             result = _drive(make(), lambda op: _sqlite_op(connection, op))
             connection.execute("COMMIT")
@@ -414,6 +407,8 @@ class SqliteWriter:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
+        if self._sync_wal and self._wal is None:
+            self._wal = os.open(f"{self._path}-wal", os.O_RDONLY)
         return result
 
 

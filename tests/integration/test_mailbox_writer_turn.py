@@ -374,7 +374,6 @@ class SyncSpy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, turn: int) -> None:
         self.calls: list[tuple[int, bool, str]] = []
-        self._turn = turn
         real = os.fdatasync
 
         def spy(fd: int) -> None:
@@ -431,22 +430,28 @@ async def test_with_synchronous_normal_nothing_is_synced_at_commit(
         await db.close()
 
 
-async def test_the_wal_synced_is_the_one_sqlite_writes_now(
+async def test_one_descriptor_syncs_the_wal_whatever_other_connections_do(
     database: Database, other: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A descriptor of a file that is no longer the WAL (SQLite made a new one) is not
-    the one synced: the file is opened again."""
+    """The WAL's descriptor is opened once, at the first commit: while the writer's
+    connection is open the WAL stays one file (one inode), even when another
+    connection writes, checkpoints it to nothing and closes."""
     writer = database._sqlite
     assert writer is not None
     await database.transact(lambda _sql: where([]))
-    stale = tmp_path / "old-wal"
-    stale.write_bytes(b"")
-    assert writer._wal is not None
-    os.close(writer._wal)
-    writer._wal = os.open(stale, os.O_RDONLY)
+    held = writer._wal
+    assert held is not None
+    assert os.fstat(held).st_ino == wal_inode(tmp_path)
+    for _ in range(2):
+        another = sqlite3.connect(tmp_path / SQLITE_FILE_NAME, isolation_level=None)
+        another.execute("INSERT INTO t VALUES (2)")
+        another.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        another.close()
     spy = SyncSpy(monkeypatch, other)
     await database.transact(lambda _sql: where([]), quick=True)
-    assert [inode for inode, _, _ in spy.calls] == [wal_inode(tmp_path)]
+    await database.transact(lambda _sql: where([]))
+    assert writer._wal == held
+    assert [inode for inode, _, _ in spy.calls] == [wal_inode(tmp_path)] * 2
 
 
 async def test_a_failed_sync_is_the_callers_error_and_says_so(
