@@ -20,6 +20,8 @@ _REPLY_HEADERS = [
         r"^Von:\s.+\n(Gesendet|Datum|An|Betreff):\s",
     )
 ]
+# Each list as one pattern, whose match is any of theirs: one match a line, not eight.
+_REPLY_HEADER = re.compile("|".join(f"(?:{p.pattern})" for p in _REPLY_HEADERS), re.IGNORECASE)
 # Footers phones and mail apps add by themselves (a device name and a word or two more).
 _DEVICE = (
     r"(iPhone|iPad|iPod|Android|Samsung|Galaxy|Pixel|Huawei|Xiaomi|Nokia|Sony|BlackBerry|"
@@ -37,6 +39,7 @@ _FOOTERS = [
         rf"^Envoyé de mon {_DEVICE}$",
     )
 ]
+_FOOTER = re.compile("|".join(f"(?:{p.pattern})" for p in _FOOTERS), re.IGNORECASE)
 
 
 def clean_sms_text(body: str, enough: int | None = None) -> str:
@@ -58,7 +61,7 @@ def clean_sms_text(body: str, enough: int | None = None) -> str:
         if line.rstrip() in ("--", "-- "):
             break  # the signature separator (RFC 3676): everything below is signature
         pair = line if following is None else f"{line}\n{following}"
-        if any(p.match(line) or p.match(pair) for p in _REPLY_HEADERS):
+        if _REPLY_HEADER.match(line) or _REPLY_HEADER.match(pair):
             break
         if not line.lstrip().startswith(">"):
             kept.append(line.rstrip())
@@ -75,4 +78,4 @@ def clean_sms_text(body: str, enough: int | None = None) -> str:
 
 def _stays(line: str) -> bool:
     """Whether a kept line (stripped) is in the text whatever follows it."""
-    return bool(line) and not any(p.match(line) for p in _FOOTERS)
+    return bool(line) and not _FOOTER.match(line)

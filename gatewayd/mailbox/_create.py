@@ -84,15 +84,18 @@ class Creator:
             )
             raise
 
-    def create_texts(self, batch: Sequence[NewMessage]) -> asyncio.Future[list[Message]]:
+    def create_texts(
+        self, batch: Sequence[NewMessage], *, eager: bool = True
+    ) -> asyncio.Future[list[Message]]:
         """``create_many`` for messages whose attachments are only their text (SMS,
         pager), with no task: the future of the records. StoreError at once when a
-        message may not be stored; ValueError for one with bytes to store."""
+        message may not be stored; ValueError for one with bytes to store. ``eager``:
+        see _written."""
         statuses = [self._initial_status(new) for new in batch]
         if any(not item.message_text for new in batch for item in new.attachments):
             raise ValueError("create_texts stores messages with no attachment bytes")
         refs: list[list[BlobRef | None]] = [[None] * len(new.attachments) for new in batch]
-        return self._written(batch, statuses, refs, eager=True)
+        return self._written(batch, statuses, refs, eager=eager)
 
     def _written(
         self,

@@ -188,10 +188,16 @@ class Mailbox:
         several recipients becomes several messages)."""
         return await self._creator.create_many(batch)
 
-    def create_texts(self, batch: Sequence[NewMessage]) -> asyncio.Future[list[Message]]:
+    def create_texts(
+        self, batch: Sequence[NewMessage], *, eager: bool = True
+    ) -> asyncio.Future[list[Message]]:
         """``create_many`` for SMS and pager messages (no attachment bytes), without a
-        task: the future of their records (the API's short way, api/sms_route.py)."""
-        return self._creator.create_texts(batch)
+        task: the future of their records (the API's short way, api/sms_route.py, and
+        the SMTP door's for a mail of SMS only). Cancelling the future stops nothing:
+        the messages are written all the same. ``eager=False`` for a caller that waits
+        alone (an SMTP client): its one-message batches go to the writer thread
+        (mailbox/_commit.py)."""
+        return self._creator.create_texts(batch, eager=eager)
 
     @staticmethod
     def new_conversation_id() -> int:

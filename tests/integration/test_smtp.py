@@ -8,12 +8,15 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import trustme
+from aiosmtpd.smtp import Envelope, Session
 
 from gatewayd import credentials
 from gatewayd.ingress import replies
+from gatewayd.ingress.handler import IngressHandler
 from gatewayd.mailbox import Mailbox, MessageQuery
 from gatewayd.mailbox._schema import EPOCH
 from gatewayd.model import AttachmentType, Availability, FaxResolution, MessageStatus, MessageType
@@ -620,3 +623,31 @@ async def test_while_draining_new_clients_are_told_421(door: Door) -> None:
     code, line = await asyncio.to_thread(greet)
     assert code == 421
     assert line.startswith(b"421 4.3.2 ")
+
+
+async def test_a_client_gone_while_its_sms_are_committed_leaves_them_stored(door: Door) -> None:
+    """aiosmtpd cancels the session's task when the client hangs up: the write of a
+    mail's SMS, asked for, is the group commit's and goes on (a mail with faxes is
+    shielded from where its commit is asked for); its messages are stored as if the
+    client had waited for the 250."""
+    handler = IngressHandler(door.settings, door.mailbox)
+    envelope = Envelope()
+    envelope.mail_from = "alice@example.com"
+    envelope.rcpt_tos = [SMS_TO]
+    envelope.original_content = message(SMS_TO, "gone")
+    session = Session(asyncio.get_running_loop())
+    session.peer = ("127.0.0.1", 40000)
+    server = SimpleNamespace(processing=False)
+    accepting = asyncio.create_task(handler.handle_DATA(server, session, envelope))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # the mail read and its commit asked for: the task waits
+    assert server.processing
+    accepting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await accepting
+    for _ in range(500):
+        stored = await all_messages(door.mailbox)
+        if stored:
+            break
+        await asyncio.sleep(0.01)
+    assert [(m.type, m.message_status) for m in stored] == [(MessageType.SMS, MessageStatus.QUEUED)]
+    assert await handler.drained(5)

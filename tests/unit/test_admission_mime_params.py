@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gatewayd.admission import mime
 from gatewayd.admission.mime import parse
 
 MAIL = Path(__file__).resolve().parents[1] / "data" / "mail"
@@ -86,19 +87,40 @@ def test_a_header_set_after_parsing_is_read_anew() -> None:
     assert part.get_content_charset() == "us-ascii"
 
 
-def test_a_header_is_parsed_once_however_many_parameters_are_asked(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Equal answers hold without the cache too; this is what the cache is for."""
-    part = parse(b'Content-Type: text/plain; charset="utf-8"; format=flowed\r\n\r\nx\r\n')
-    parsed: list[str] = []
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The header texts the stdlib parses from now on, none kept from before."""
+    monkeypatch.setattr(mime, "_params_of", {})
+    found: list[str] = []
     split = email.message._parseparam  # type: ignore[attr-defined]
 
     def counted(value: str) -> object:
-        parsed.append(value)
+        found.append(value)
         return split(value)
 
     monkeypatch.setattr(email.message, "_parseparam", counted)
+    return found
+
+
+def test_a_header_is_parsed_once_however_many_parameters_are_asked(parsed: list[str]) -> None:
+    """Equal answers hold without the cache too; this is what the cache is for."""
+    raw = b'Content-Type: text/plain; charset="utf-8"; format=flowed\r\n\r\nx\r\n'
+    part = parse(raw)
     answers = [part.get_content_charset(), part.get_param("format"), part.get_param("delsp")]
     assert answers == ["utf-8", "flowed", None]
     assert len(parsed) == 1
+    again = parse(raw)  # the next mail with the same header: not parsed again
+    assert again.get_content_charset() == "utf-8"
+    assert len(parsed) == 1
+
+
+def test_what_is_kept_is_bounded(parsed: list[str]) -> None:
+    for n in range(mime.PARAMS_KEPT + 10):
+        part = parse(f"Content-Type: text/plain; charset=x-{n}\r\n\r\nx\r\n".encode())
+        assert part.get_content_charset() == f"x-{n}"
+    assert 0 < len(mime._params_of) <= mime.PARAMS_KEPT
+    long = "text/plain; charset=utf-8; x-pad=" + "a" * mime.PARAMS_KEPT_CHARS
+    part = parse(f"Content-Type: {long}\r\n\r\nx\r\n".encode())
+    assert part.get_content_charset() == part.get_content_charset() == "utf-8"
+    assert long not in mime._params_of
+    assert parsed.count(long) == 2  # a long header is parsed each time it is asked

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
+from email.utils import getaddresses
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gatewayd.ingress.mime import parse_mail
 from gatewayd.render.kinds import Kind, describe, sniff, supported
@@ -167,3 +170,53 @@ def test_raw_utf8_headers_and_encoded_file_names() -> None:
     assert mail.from_addresses == ("jörg@bücher.example",)
     assert mail.subject == "Grüße"
     assert [d.file_name for d in mail.documents] == ["Rechnung März.pdf", "Grüße.png"]
+
+
+_ATOM = st.text(alphabet="abcXYZ019!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=6)
+_LABEL = st.text(alphabet="abcXYZ019-", min_size=1, max_size=6)
+
+
+@given(
+    local=st.lists(_ATOM, min_size=1, max_size=3).map(".".join),
+    domain=st.lists(_LABEL, min_size=1, max_size=3).map(".".join),
+)
+def test_a_bare_from_address_is_what_getaddresses_finds(local: str, domain: str) -> None:
+    """A From of one bare dot-atom address is not parsed (a shortcut): what it gives
+    is what the stdlib's getaddresses gives."""
+    address = f"{local}@{domain}"
+    mail = parse_mail(f"From: {address}\r\n\r\nx\r\n".encode())
+    expected = tuple(a.lower() for _, a in getaddresses([address]) if "@" in a)
+    assert mail.from_addresses == expected == (address.lower(),)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("Alice <Alice@Example.com>", ("alice@example.com",)),
+        (
+            '"Smith, Bob" <bob@example.com>, carol@example.com',
+            ("bob@example.com", "carol@example.com"),
+        ),
+        ("alice@example.com (Alice)", ("alice@example.com",)),
+        ("alice..x@example.com", ("alice..x@example.com",)),
+        ("not an address", ()),
+    ],
+)
+def test_other_from_headers_are_parsed(header: str, expected: tuple[str, ...]) -> None:
+    assert parse_mail(f"From: {header}\r\n\r\nx\r\n".encode()).from_addresses == expected
+
+
+def test_a_text_part_named_in_its_content_type_is_a_document() -> None:
+    """get_filename reads Content-Type's name too: such a text part is an attachment."""
+    mail = parse_mail(
+        b"From: alice@example.com\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nPlease fax.\r\n"
+        b'--b\r\nContent-Type: text/plain; name="notes.txt"\r\n\r\nline one\r\n'
+        b'--b\r\nContent-Type: text/plain\r\nContent-Disposition: inline; filename="x.txt"\r\n'
+        b"\r\nand more\r\n--b--\r\n"
+    )
+    assert [(d.content_type, d.file_name, d.data) for d in mail.documents] == [
+        ("text/plain", "notes.txt", b"line one")
+    ]
+    assert mail.text == "Please fax.\n\nand more"

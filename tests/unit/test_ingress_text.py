@@ -73,7 +73,7 @@ def test_a_huge_body_is_cut_after_its_first_lines(monkeypatch: pytest.MonkeyPatc
         def match(self, line: str) -> None:
             looked_at.append(line)
 
-    monkeypatch.setattr(text_module, "_REPLY_HEADERS", [Counting()])
+    monkeypatch.setattr(text_module, "_REPLY_HEADER", Counting())
     assert clean_sms_text(body, 1530) == body[:1531]
     lines_to_the_cut = body[:1531].count("\n") + 1
     assert len(looked_at) <= 2 * (lines_to_the_cut + 1)  # the line, and it with the next
@@ -96,3 +96,35 @@ def test_a_huge_body_is_cut_after_its_first_lines(monkeypatch: pytest.MonkeyPatc
 )  # fmt: skip
 def test_html_to_text(html: str, text: str) -> None:
     assert html_to_text(html) == text
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "On Mon, 1 Dec 2026 at 10:00, Bob <bob@example.com> wrote:",
+        "Am 01.12.2026 um 10:00 schrieb Bob:",
+        "Le lun. 1 déc. 2026 à 10:00, Bob a écrit :",
+        "-----Original Message-----",
+        "-- Ursprüngliche Nachricht --",
+        "_" * 32,
+        "From: Bob\nSent: Monday",
+        "Von: Bob\nGesendet: Montag",
+        "Sent from my iPhone",
+        "Sent from my Galaxy S23 Ultra",
+        "Sent from Outlook for iOS",
+        "Get Outlook for Android",
+        "Sent with Proton Mail",
+        "Von meinem Smartphone gesendet",
+        "Envoyé de mon iPhone",
+        "See you on Monday, Bob wrote",
+        "Sent from the office",
+        "From: the desk of Bob",
+        "",
+    ],
+)
+def test_the_patterns_at_once_match_as_each_of_them(line: str) -> None:
+    """A line is matched against each list as one pattern: what any of them matches."""
+    assert bool(text_module._REPLY_HEADER.match(line)) == any(
+        p.match(line) for p in text_module._REPLY_HEADERS
+    )
+    assert bool(text_module._FOOTER.match(line)) == any(p.match(line) for p in text_module._FOOTERS)

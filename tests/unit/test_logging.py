@@ -8,14 +8,23 @@ import enum
 import io
 import json
 import logging
-from collections.abc import Iterator
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gatewayd.config.settings import LogSettings
-from gatewayd.logging import REDACTED, bound_message, configure_logging, get_logger
+from gatewayd.logging import (
+    REDACTED,
+    bound_message,
+    configure_logging,
+    get_logger,
+    set_node,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -183,3 +192,164 @@ def test_stdout_and_the_file_render_each_line_once(tmp_path: Path) -> None:
     get_logger("gatewayd.test").info("x.once", n=1)
     assert len(rendered) == 1
     assert out.getvalue() == path.read_text()
+
+
+def _each_way(log_some: Callable[[], None], **settings: object) -> tuple[list[str], list[str]]:
+    """The lines written when logging where they are logged, and through the daemon's
+    writer thread."""
+    found = []
+    for background in (False, True):
+        out = io.StringIO()
+        stop = configure_logging(
+            LogSettings(format="json", file=None, **settings),  # type: ignore[arg-type]
+            stream=out,
+            background=background,
+        )
+        log_some()
+        stop()
+        found.append(out.getvalue().splitlines())
+    return found[0], found[1]
+
+
+def test_the_writer_thread_writes_what_the_logging_thread_would() -> None:
+    """A line of ours goes to the writer as its keys and is finished there: the same
+    keys, values and order as a line rendered where it was logged (but the time)."""
+    set_node("node-a")
+
+    def log_some() -> None:
+        log = get_logger("gatewayd.test")
+        with bound_message(7, peer="192.0.2.1"):
+            log.info(
+                "smtp.accepted", sender="a@example.com", ids=[1, 2], raw=b"\xc3\xa4", password="x"
+            )
+            log.warning("sms.retry %s", "soon", attempt=2)
+            log.debug("quiet")
+            logging.getLogger("aiosmtpd.test").error("stdlib %s", "line", extra={"status": 3})
+            try:
+                raise RuntimeError("boom")
+            except RuntimeError:
+                log.exception("task.failed")
+        log.info("daemon.idle")
+
+    here, thread = _each_way(log_some)
+    assert len(here) == len(thread) == 5
+    for a, b in zip(here, thread, strict=True):
+        first, second = json.loads(a), json.loads(b)
+        assert first.pop("timestamp") < second.pop("timestamp")
+        assert list(first.items()) == list(second.items())
+    entry = json.loads(thread[0])
+    assert (entry["raw"], entry["password"], entry["node"]) == ("ä", REDACTED, "node-a")
+    assert "RuntimeError: boom" in json.loads(thread[3])["exception"]
+
+
+def test_the_writer_keeps_the_order_of_every_threads_lines() -> None:
+    """Lines of ours (queued as keys) and the stdlib's (queued as records) share the
+    queue: each thread's lines are written in the order it logged them."""
+
+    def log_some() -> None:
+        log = get_logger("gatewayd.test")
+        stdlib = logging.getLogger("asyncio")
+        worker = threading.Thread(target=lambda: [log.info("other", n=n) for n in range(300)])
+        worker.start()
+        for n in range(300):
+            if n % 2:
+                log.info("main", n=n)
+            else:
+                stdlib.warning("main %d", n)
+        worker.join()
+
+    _, thread = _each_way(log_some)
+    entries = [json.loads(line) for line in thread]
+    mains = [e.get("n") or int(str(e["event"]).split()[1]) for e in entries if "main" in e["event"]]
+    others = [e["n"] for e in entries if e["event"] == "other"]
+    assert mains == list(range(300))
+    assert others == list(range(300))
+
+
+def test_the_writer_writes_a_batch_at_once_and_counts_the_lines_a_file_lost(
+    tmp_path: Path,
+) -> None:
+    out = _Writes()
+    path = tmp_path / "gatewayd.log"
+    stop = configure_logging(LogSettings(format="json", file=path), stream=out, background=True)
+    log = get_logger("gatewayd.test")
+    for n in range(500):
+        log.info("x.many", n=n)
+    deadline = time.monotonic() + 10
+    while path.read_text().count("x.many") < 500 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (log_file,) = [h for h in _writer_handlers() if isinstance(h, logging.FileHandler)]
+    log_file.stream.close()
+    log_file.stream = _Full()  # the next write fails
+    for n in range(3):
+        log.info("x.lost", n=n)
+    stop()
+    entries = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["n"] for e in entries] == [*range(500), *range(3)]
+    assert out.writes < 100  # lines queued together went out in one write
+    assert path.read_text().count("x.many") == 500
+    assert log_file.lost == 3  # type: ignore[attr-defined]
+
+
+def test_the_writer_gives_the_console_its_own_lines_and_the_journal_its_priorities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read, write = os.pipe()
+    with os.fdopen(write, "w", encoding="utf-8") as stream:
+        found = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{found.st_dev}:{found.st_ino}")
+        path = tmp_path / "gatewayd.log"
+        stop = configure_logging(
+            LogSettings(format="console", file=path), stream=stream, background=True
+        )
+        get_logger("gatewayd.test").warning("fax.busy", attempt=2)
+        logging.getLogger("asyncio").error("stdlib line")
+        stop()
+    with os.fdopen(read, encoding="utf-8") as pipe:
+        console = pipe.read().splitlines()
+    assert [line[:3] for line in console] == ["<4>", "<3>"]
+    assert "fax.busy" in console[0]
+    assert "attempt=2" in console[0]
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(console[0][3:])
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(e["event"], e["level"]) for e in entries] == [
+        ("fax.busy", "warning"),
+        ("stdlib line", "error"),
+    ]
+
+
+def test_configuring_again_ends_the_last_writer_with_its_lines_written() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging(LogSettings(format="json", file=None), stream=first, background=True)
+    get_logger("gatewayd.test").info("x.first")
+    stop = configure_logging(LogSettings(format="json", file=None), stream=second, background=True)
+    get_logger("gatewayd.test").info("x.second")
+    stop()
+    assert [line["event"] for line in lines(first)] == ["x.first"]
+    assert [line["event"] for line in lines(second)] == ["x.second"]
+    assert not [t for t in threading.enumerate() if t.name == "log-writer"]
+
+
+class _Full(io.StringIO):
+    """A file on a full disk."""
+
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+
+class _Writes(io.StringIO):
+    """A stream that counts its writes."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def _writer_handlers() -> list[logging.Handler]:
+    from gatewayd import logging as gatewayd_logging
+
+    writer = gatewayd_logging._WRITER["writer"]
+    return [outlet.handler for outlet in writer.outlets]
