@@ -353,3 +353,23 @@ def _writer_handlers() -> list[logging.Handler]:
 
     writer = gatewayd_logging._WRITER["writer"]
     return [outlet.handler for outlet in writer.outlets]
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no words for it")
+
+    __repr__ = __str__
+
+
+def test_a_line_that_cannot_be_rendered_does_not_end_the_writer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = io.StringIO()
+    stop = configure_logging(LogSettings(format="json", file=None), stream=out, background=True)
+    log = get_logger("gatewayd.test")
+    log.info("x.bad", value=_Unprintable())
+    log.info("x.after")
+    stop()
+    assert [line["event"] for line in lines(out)] == ["x.after"]
+    assert "a log line could not be written" in capsys.readouterr().err
