@@ -373,3 +373,17 @@ def test_a_line_that_cannot_be_rendered_does_not_end_the_writer(
     stop()
     assert [line["event"] for line in lines(out)] == ["x.after"]
     assert "a log line could not be written" in capsys.readouterr().err
+
+
+def test_lines_that_come_thick_are_gathered_into_few_writes() -> None:
+    """Lines a few milliseconds apart (a busy daemon) are written together: the writer,
+    woken again soon after it last woke, waits for more instead of waking for each."""
+    out = _Writes()
+    stop = configure_logging(LogSettings(format="json", file=None), stream=out, background=True)
+    log = get_logger("gatewayd.test")
+    for n in range(40):
+        log.info("x.thick", n=n)
+        time.sleep(0.002)
+    stop()
+    assert [line["n"] for line in lines(out)] == list(range(40))
+    assert out.writes <= 20  # one a line without the wait
