@@ -189,7 +189,7 @@ class IngressHandler:
         batch, to_fax = read.sms, read.to_fax
         # A client that hangs up now must not cut a commit in half. SMS alone are
         # written by the group commit whatever becomes of the future awaited here (no
-        # task, no shield: ~6 % of the door's loop); with faxes, shield the task.
+        # task and no shield to make); with faxes, shield the task.
         if to_fax:
             faxes = await self._fax(read.mail, read.recipients, to_fax, user, mail_from)
             created = await asyncio.shield(self.mailbox.create_many([*batch, *faxes]))
