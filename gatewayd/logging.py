@@ -125,8 +125,24 @@ def _drop_record_context(_logger: Any, _name: str, event_dict: EventDict) -> Eve
     return event_dict
 
 
+_LOGGED_AT = "_gatewayd_logged_at"  # the time a line handed to the writer was logged
+
+
+def _timestamp(_logger: Any, _name: str, event_dict: EventDict) -> EventDict:
+    """When the line was logged, in ISO 8601 UTC (as structlog's TimeStamper writes it):
+    the time taken where a line of ours was handed to the writer, a stdlib record's own
+    time, or now."""
+    at = event_dict.pop(_LOGGED_AT, None)
+    if at is None:
+        record = event_dict.get("_record")
+        at = record.created if record is not None else time.time()
+    event_dict["timestamp"] = datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+    return event_dict
+
+
 def _finishing() -> list[Processor]:
-    """What a line gets after the context's variables, wherever it is rendered."""
+    """What a line gets after the context's variables, wherever it is finished (where
+    it was logged, or in the daemon's writer thread)."""
     return [
         _merge_record_context,
         _add_node,
@@ -134,7 +150,7 @@ def _finishing() -> list[Processor]:
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
         _drop_record_context,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamp,
         redact,
         structlog.processors.StackInfoRenderer(),
     ]
@@ -156,7 +172,8 @@ def _to_writer(logger: Any, method_name: str, event_dict: EventDict) -> EventDic
     writer = _WRITER.get("writer")
     if writer is None or not _FINISHED_HERE.isdisjoint(event_dict):
         return event_dict
-    writer.lines.put((logger, method_name, event_dict, time.time()))
+    event_dict[_LOGGED_AT] = time.time()
+    writer.lines.put((logger, method_name, event_dict))
     raise structlog.DropEvent
 
 
@@ -295,7 +312,9 @@ class _Outlet:
     line of ours is written as text, rendered once for all such handlers), and with the
     journal's priority before each."""
 
-    def __init__(self, handler: logging.Handler, *, json_lines: bool, journal: bool) -> None:
+    def __init__(
+        self, handler: logging.StreamHandler[Any], *, json_lines: bool, journal: bool
+    ) -> None:
         self.handler = handler
         self.json_lines = json_lines
         self.journal = journal
@@ -307,13 +326,12 @@ class _Outlet:
         if not texts:
             return
         handler = self.handler
-        terminator = getattr(handler, "terminator", "\n")
+        terminator = handler.terminator
         handler.acquire()
         try:
             if isinstance(handler, logging.handlers.WatchedFileHandler):
                 handler.reopenIfNeeded()
-            stream: TextIO = getattr(handler, "stream")  # noqa: B009 (a StreamHandler's)
-            stream.write(terminator.join(texts) + terminator)
+            handler.stream.write(terminator.join(texts) + terminator)
             handler.flush()
         except RecursionError:  # as the stdlib's emit
             raise
@@ -333,8 +351,8 @@ class _Outlet:
 
 class _Writer:
     """The daemon's log writer: a thread that finishes, renders and writes the lines
-    queued by every thread (ours as (logger, method, event dict, time); the stdlib's
-    as LogRecords). Woken by a line less than LINGER after it last woke, it waits
+    queued by every thread (ours as (logger, method, event dict with its time), the
+    stdlib's as LogRecords). Woken by a line less than LINGER after it last woke, it waits
     LINGER for more and writes them all, up to BATCH: under load it runs ~50 times a
     second, not once a line (each time it takes the GIL from the event loop: at 3,000
     mails a second through SMTP, ~4 % of the door's throughput), and a line is written
@@ -347,6 +365,7 @@ class _Writer:
     def __init__(self, outlets: Sequence[_Outlet]) -> None:
         self.outlets = outlets
         self.lines: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._finishing = _finishing()
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
 
     def start(self) -> None:
@@ -393,21 +412,20 @@ class _Writer:
         for outlet in self.outlets:
             outlet.write()
 
-    def _ours(self, logger: logging.Logger, method: str, event_dict: EventDict, at: float) -> None:
-        """One of our lines, finished as _finishing() would have where it was logged,
-        with the time it was logged."""
-        event_dict = _add_node(logger, method, event_dict)
-        event_dict = structlog.stdlib.add_log_level(logger, method, event_dict)
-        event_dict["logger"] = logger.name
-        event_dict["timestamp"] = datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
-        event_dict = redact(logger, method, event_dict)
+    def _ours(self, logger: logging.Logger, method: str, event_dict: EventDict) -> None:
+        """One of our lines, finished as it would have been where it was logged (with
+        the time it was logged), rendered once for every JSON handler."""
+        finished: Any = event_dict
+        for processor in self._finishing:
+            finished = processor(logger, method, finished)
+        event_dict = finished
+        level = _LEVELS.get(event_dict["level"].upper(), logging.INFO)
         text: str | None = None
         for outlet in self.outlets:
             if not outlet.json_lines:
-                outlet.handle(_as_record(logger, method, event_dict))
+                outlet.handle(_as_record(logger, method, level, event_dict))
                 continue
-            level = event_dict["level"]
-            if _LEVELS.get(level, logging.INFO) < outlet.handler.level:
+            if level < outlet.handler.level:
                 continue
             if text is None:
                 rendered: Any = dict(event_dict)
@@ -415,20 +433,24 @@ class _Writer:
                     rendered = processor(logger, method, rendered)
                 text = str(rendered)
             if outlet.journal:
-                outlet.texts.append(f"<{JOURNAL_PRIORITIES.get(level.upper(), 6)}>{text}")
+                outlet.texts.append(
+                    f"<{JOURNAL_PRIORITIES.get(logging.getLevelName(level), 6)}>{text}"
+                )
             else:
                 outlet.texts.append(text)
 
 
-_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+_LEVELS = logging.getLevelNamesMapping()  # "INFO": 20, ...
 
 
-def _as_record(logger: logging.Logger, method: str, event_dict: EventDict) -> logging.LogRecord:
+def _as_record(
+    logger: logging.Logger, method: str, level: int, event_dict: EventDict
+) -> logging.LogRecord:
     """A finished line of ours as the record the stdlib would have made of it (for a
     handler that does not write JSON: the console's)."""
     return logger.makeRecord(
         logger.name,
-        _LEVELS.get(event_dict["level"], logging.INFO),
+        level,
         "(unknown file)",
         0,
         event_dict,
@@ -474,9 +496,10 @@ def configure_logging(
     journal = writes_to_journal(stream)
     if journal:
         console = JournalPriority(console)
-    handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
-    handlers[0].setFormatter(console)
-    outlets = [_Outlet(handlers[0], json_lines=not use_console, journal=journal)]
+    out: logging.StreamHandler[TextIO] = logging.StreamHandler(stream)
+    out.setFormatter(console)
+    handlers: list[logging.Handler] = [out]
+    outlets = [_Outlet(out, json_lines=not use_console, journal=journal)]
     if settings.file is not None:
         settings.file.parent.mkdir(parents=True, exist_ok=True)
         # WatchedFileHandler reopens the file after logrotate moves it.

@@ -387,3 +387,18 @@ def test_lines_that_come_thick_are_gathered_into_few_writes() -> None:
     stop()
     assert [line["n"] for line in lines(out)] == list(range(40))
     assert out.writes <= 20  # one a line without the wait
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_stdlib_line_carries_the_time_it_was_logged(background: bool) -> None:
+    out = io.StringIO()
+    stop = configure_logging(
+        LogSettings(format="json", file=None), stream=out, background=background
+    )
+    record = logging.makeLogRecord({"name": "asyncio", "levelno": 30, "levelname": "WARNING",
+                                    "msg": "late"})  # fmt: skip
+    record.created = datetime(2026, 12, 1, 15, 0, 0, 250000, tzinfo=UTC).timestamp()
+    logging.getLogger("asyncio").handle(record)
+    stop()
+    (line,) = lines(out)
+    assert line["timestamp"] == "2026-12-01T15:00:00.250000Z"
