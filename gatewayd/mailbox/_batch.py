@@ -68,14 +68,22 @@ Apply = Callable[[Take[Item, Result]], Awaitable[Sequence[Result | Exception]]]
 
 class Batcher(Generic[Item, Result]):
     def __init__(
-        self, apply: Apply[Item, Result], *, name: str, early: Callable[[], bool] | None = None
+        self,
+        apply: Apply[Item, Result],
+        *,
+        name: str,
+        early: Callable[[], bool] | None = None,
+        gather_below: int = 0,
     ) -> None:
         """``early``: whether to take the batch at once, on the event loop (the group
         commit: when the writers' turn is free, Database.turn_free); otherwise it is
-        taken where ``apply`` holds the turn."""
+        taken where ``apply`` holds the turn. ``gather_below``: fewer items than this
+        waiting, the worker first lets the loop go round twice (reading whatever
+        sockets are ready: more callers' items)."""
         self._apply = apply
         self._name = name
         self._early = early
+        self._gather_below = gather_below
         self._waiting: _Pairs[Item, Result] = []
         self._lock = threading.Lock()  # the writer thread takes what the loop appends to
         self._worker: asyncio.Task[None] | None = None
@@ -112,6 +120,9 @@ class Batcher(Generic[Item, Result]):
         take: Take[Item, Result] | None = None
         try:
             while self._waiting:
+                if len(self._waiting) < self._gather_below:
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
                 take = Take(self)
                 if self._early is not None and self._early():
                     take()

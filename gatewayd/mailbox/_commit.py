@@ -49,19 +49,33 @@ QUICK_MESSAGES = 64
 """A batch of at most this many new messages, taken at once because the writers' turn
 was free (``early``), may be written on the event loop's thread (Database.transact's
 ``quick``): its callers wait for it anyway, and the trip to the writer thread and back
-is two wake-ups, each waiting for a core on a busy machine (_driver.py, "here")."""
+is two wake-ups, each waiting for a core on a busy machine (_driver.py, "here"). A
+batch that finds the turn held (by the SMS process's ledger) is written there too,
+once the turn is given back, if at most this many wait when it starts waiting; it then
+takes at most this many. Its callers, and under bench/sms_vs_kannel.py --only api
+that is all 32 clients, wait for the turn whatever runs the transaction; run in the
+writer thread, it held the turn longer (_driver.py, ``_waited_here``)."""
 QUICK_AT_LEAST = 8
-"""...if it has at least this many, or if all its callers are ``eager`` (the API's
-short way). SMTP sessions end their DATA one at a time: written on the loop at once,
-their batches were of one mail (median; 450 commits a second, each with its sync
-holding the loop), and the door took ~1,880 mails/s; in the writer thread the next
-mails gather while one batch commits (16 a batch), ~2,440/s; small ones in the thread
-and from 8 on the loop, 1,821 → 2,680/s by median against the code before
-(bench/smtp_ingest.py, three random-order rounds each).
+"""A batch taken early is written on the loop only if it has at least this many, or
+if all its callers are ``eager`` (the API's short way). SMTP sessions end their DATA
+one at a time: written on the loop at once, their batches were of one mail (median;
+450 commits a second, each with its sync holding the loop), and the door took
+~1,880 mails/s; in the writer thread the next mails gather while one batch commits
+(16 a batch), ~2,440/s; small ones in the thread and from 8 on the loop, 1,821 →
+2,680/s by median against the code before (bench/smtp_ingest.py, three random-order
+rounds each).
 The API's clients, answered together after each commit, come back in bursts: the
 same rule cost its ingest ~11 % (5,230 → 4,650/s), so its batches go on the loop
 whatever their size."""
 
+
+GATHER_BELOW = 8
+"""A batch of fewer new messages waits for the loop to go round twice first (_batch.py,
+``gather_below``): after the 32 API clients of bench/sms_vs_kannel.py are answered
+together, the first to come back was a batch of its own (one in five batches had
+fewer than four messages, each a transaction and a sync of the WAL). End to end
+through the API, 5.51 → 5.33 s by median of seven runs against the code without it
+(won six)."""
 
 Pending = tuple[MakeRows, NewRows, bool]
 """A caller's rows, the function that makes them again (new ids) on a collision, and
@@ -72,7 +86,7 @@ class GroupCommit:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._batcher: Batcher[Pending, NewRows] = Batcher(
-            self._commit, name="mailbox-group-commit", early=db.turn_free
+            self._commit, name="mailbox-group-commit", early=db.turn_free, gather_below=GATHER_BELOW
         )
 
     def insert(self, make_rows: MakeRows, *, eager: bool = False) -> asyncio.Future[NewRows]:
@@ -88,9 +102,15 @@ class GroupCommit:
 
     async def _commit(self, take: Take[Pending, NewRows]) -> Sequence[NewRows | Exception]:
         taken = take.taken()  # at once when the turn was free (``early``), else not yet
-        quick = taken is not None and _quick(taken)
-        try:  # else the batch is taken where the turn is held (the writer thread, on SQLite)
-            await self._db.transact(lambda _sql: _insert([r for _, r, _ in take()]), quick=quick)
+        if taken is not None:
+            quick, most = _quick(taken), None
+        else:  # taken once the turn is had: on the loop (waited for) when few wait now
+            quick = take.count() <= QUICK_MESSAGES
+            most = QUICK_MESSAGES if quick else None
+        try:
+            await self._db.transact(
+                lambda _sql: _insert([r for _, r, _ in take(most)]), quick=quick
+            )
             return [rows for _, rows, _ in take()]
         except StoreConflict as exc:  # an id drawn elsewhere (or a broken row)
             log.info("message.id_collision", attempt=1, batch=len(take()), error=str(exc))

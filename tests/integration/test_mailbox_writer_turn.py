@@ -3,7 +3,8 @@ taken by the writer thread for each transaction and given back when it ends; the
 of a transaction is made only once the turn is held, so a batch (mailbox/_batch.py)
 takes in what arrived while another writer (here: another open file, as the SMS
 process's would be) held it. A quick transaction runs on the event loop's thread
-instead when the turn is free at once, unless one there was slow lately."""
+instead when the turn is free (at once, or once another process gives it back, waited
+for beside the loop), unless one there was slow lately."""
 
 from __future__ import annotations
 
@@ -245,18 +246,53 @@ async def test_a_quick_transaction_runs_on_the_event_loops_thread_holding_the_tu
     assert is_free(other)  # and given back
 
 
-async def test_a_quick_transaction_waits_in_the_writer_thread_while_another_process_writes(
+async def test_a_quick_transaction_waits_for_another_processs_turn_then_runs_on_the_loop(
     database: Database, other: int
 ) -> None:
+    """Another process writes: a thread of its own waits for the turn (the loop goes
+    on), and the transaction then runs on the event loop's thread, holding it."""
     seen: list[str] = []
+    held: list[bool] = []
+
+    def make(_sql: Spelling) -> Body[None]:
+        held.append(is_free(other))
+        return where(seen)
+
     fcntl.flock(other, fcntl.LOCK_EX)
-    waiting = asyncio.ensure_future(database.transact(lambda _sql: where(seen), quick=True))
+    waiting = asyncio.ensure_future(database.transact(make, quick=True))
     await asyncio.sleep(0.2)
     assert not waiting.done()  # the loop is not blocked: it runs this test meanwhile
+    assert seen == []
     fcntl.flock(other, fcntl.LOCK_UN)
     await asyncio.wait_for(waiting, 5)
-    assert len(seen) == 1
-    assert seen[0].startswith("mailbox-writer")
+    assert seen == [threading.current_thread().name]
+    assert held == [False]
+    assert is_free(other)
+
+
+async def test_a_quick_transaction_given_up_while_it_waits_for_the_turn_leaves_it_free(
+    database: Database, other: int
+) -> None:
+    """Its caller gives up while the waiting thread is blocked: the turn, when that
+    thread gets it, is given back at once, and so is the connection (a transaction
+    asked meanwhile waits for it); nothing of the given-up one was written."""
+    seen: list[str] = []
+    fcntl.flock(other, fcntl.LOCK_EX)
+    given_up = asyncio.ensure_future(database.transact(lambda _sql: where(seen), quick=True))
+    await asyncio.sleep(0.2)
+    given_up.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await given_up
+    fcntl.flock(other, fcntl.LOCK_UN)
+    await asyncio.wait_for(database.transact(lambda _sql: where(seen), quick=True), 5)
+    assert is_free(other)
+    await database.transact(lambda _sql: where(seen), quick=True)  # all settled: here
+    assert seen[1] == threading.current_thread().name
+
+    def count(_sql: Spelling) -> Body[Any]:
+        return (yield Fetch("SELECT count(*) FROM t"))
+
+    assert await database.transact(count) == [(2,)]
     assert is_free(other)
 
 
@@ -362,6 +398,33 @@ async def test_a_batcher_lets_the_loop_run_between_batches_written_on_its_thread
     asyncio.get_running_loop().call_soon(order.append, "the loop")
     assert await asyncio.wait_for(asyncio.gather(*answers), 5) == [10, 20, 30]
     assert order == [[1], "the loop", [2], [3]]
+    await batcher.close()
+
+
+@pytest.mark.parametrize(("gather_below", "expected"), [(3, [[1, 2, 3]]), (0, [[1], [2, 3]])])
+async def test_a_batcher_with_few_waiting_lets_the_loop_go_round_for_more(
+    gather_below: int, expected: list[list[int]]
+) -> None:
+    """``gather_below``: one item waiting, the worker lets the loop run twice before it
+    takes the batch, so what the loop's next callbacks submit goes in the same batch;
+    without it the first item is a batch of its own."""
+    batches: list[list[int]] = []
+
+    async def apply(take: Take[int, int]) -> list[int | Exception]:
+        batches.append(take())
+        await asyncio.sleep(0)
+        return [x * 10 for x in take()]
+
+    batcher: Batcher[int, int] = Batcher(
+        apply, name="test", early=lambda: True, gather_below=gather_below
+    )
+    first = batcher.submit_nowait(1)
+    later: list[asyncio.Future[int]] = []
+    loop = asyncio.get_running_loop()
+    loop.call_soon(lambda: later.extend(batcher.submit_nowait(n) for n in (2, 3)))
+    assert await asyncio.wait_for(first, 5) == 10
+    assert await asyncio.wait_for(asyncio.gather(*later), 5) == [20, 30]
+    assert batches == expected
     await batcher.close()
 
 
