@@ -109,7 +109,7 @@ class GroupCommit:
             most = QUICK_MESSAGES if quick else None
         try:
             await self._db.transact(
-                lambda _sql: _insert([r for _, r, _ in take(most)]), quick=quick
+                lambda _sql: _insert([r for _, r, _ in take(most)]), quick=quick, front=True
             )
             return [rows for _, rows, _ in take()]
         except StoreConflict as exc:  # an id drawn elsewhere (or a broken row)

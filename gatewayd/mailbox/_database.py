@@ -150,23 +150,37 @@ class Database:
         except (sa_exc.SQLAlchemyError, OSError) as exc:
             raise self.translate(exc) from exc
 
+    async def behind_front(self) -> bool:
+        """For a transaction that can wait a few milliseconds (the SMS ledger's), before
+        it asks: on SQLite, while another process's ``front`` transactions come thick,
+        wait for the next to end (_driver.py, ``SqliteWriter.behind_front``). Whether
+        the turn was just let go by one (PostgreSQL: never; there is no turn)."""
+        return self._sqlite is not None and await self._sqlite.behind_front()
+
     def turn_free(self) -> bool:
         """Whether no writer holds the writers' turn now (PostgreSQL: there is none)."""
         return self._sqlite is None or self._sqlite.turn_free()
 
-    async def transact(self, make: Callable[[Spelling], Body[T]], *, quick: bool = False) -> T:
+    async def transact(
+        self,
+        make: Callable[[Spelling], Body[T]],
+        *,
+        quick: bool = False,
+        front: bool = False,
+    ) -> T:
         """Run the transaction body ``make(spelling)`` builds, on the driver's own
         connection (_driver.py), for the statements that run for every message;
         committed when the body returns, rolled back if it raises. ``make`` is called
         once the writers' turn is held (SQLite: in the writer thread, holding the lock
         file), so a batch may take in there what arrived until then (_batch.py).
         ``quick``: a few rows to write, nothing to compute; on SQLite it runs on the
-        event loop's thread when the turn is free at once (_driver.py, "here")."""
+        event loop's thread when the turn is free at once (_driver.py, "here").
+        ``front``: callers wait on it (the group commit: ``behind_front``)."""
         try:
             if self._sqlite is not None:
                 sqlite = self._sqlite
                 async with self._writing:
-                    return await sqlite.run(lambda: make(sqlite.spelling), here=quick)
+                    return await sqlite.run(lambda: make(sqlite.spelling), here=quick, front=front)
             async with self._writer.connect() as conn:
                 raw = await conn.get_raw_connection()
                 return await _driver.run_postgres(raw.driver_connection, make(_POSTGRES))

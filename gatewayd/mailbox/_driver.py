@@ -39,7 +39,12 @@ form (times as microseconds, JSON as text). ``Database.transact`` runs a body:
   waits for it in flock while the loop goes on, and the transaction then runs on the
   loop all the same; it never waits there for the connection or SQLite's lock (those
   send it to the writer thread), and one that took over HERE_SLOW_SECONDS sends the
-  next to the thread for a while.
+  next to the thread for a while. A transaction whose callers wait on it (``front``:
+  the group commit) writes the moment it let the turn go, and its process id, at the
+  start of the lock file; one that can wait (the SMS ledger's) reads it and, while
+  another process's come thick, waits a few milliseconds to begin right after one
+  (``behind_front``): under bench/sms_vs_kannel.py a batch of the daemon's finding the
+  turn held by the ledger held up all 32 of its clients.
   With ``sqlite_synchronous = "full"`` the WAL is synced after COMMIT by this module,
   not by SQLite inside it (``sync_wal``): SQLite's sync held the turn (~40 % of the
   time it was held, under bench/sms_vs_kannel.py), while the other process waited.
@@ -68,6 +73,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -104,6 +110,15 @@ took longer than this (a slow disk, a long checkpoint; half of what the daemon's
 watchdog calls a stall) sends the next ones to the writer thread for
 HERE_PAUSE_SECONDS: at most one such stall of the loop a pause."""
 HERE_PAUSE_SECONDS = 10.0
+FRONT_JUST = 0.0015
+FRONT_ACTIVE = 0.010
+FRONT_AT_MOST = 0.008
+FRONT_POLL = 0.001
+"""How the SMS ledger's transactions keep behind another process's ``front`` ones (the
+group commit, whose callers wait: 32 API clients in one batch): SqliteWriter.
+behind_front. Seconds, on the monotonic clock (the machine's, the same in every
+process)."""
+_STAMP = struct.Struct("<dq")  # (monotonic time, pid) at the start of the lock file
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +267,13 @@ class SqliteWriter:
         self._here_again = 0.0  # (monotonic) no transaction here before then
         self.spelling = SqliteSpelling()
 
-    async def run(self, make: Callable[[], Body[T]], *, here: bool = False) -> T:
+    async def run(
+        self,
+        make: Callable[[], Body[T]],
+        *,
+        here: bool = False,
+        front: bool = False,
+    ) -> T:
         """The transaction whose body ``make`` makes, in the writer thread, once it holds
         the writers' turn (so ``make`` may take in what arrived until then). ``here``
         (a small transaction): on the caller's thread instead, when the turn can be had
@@ -261,9 +282,9 @@ class SqliteWriter:
         if here:
             connection = self._begun_here() or await self._waited_here()
             if connection is not None:
-                return self._run_here(connection, make)
+                return self._run_here(connection, make, front)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._transaction, make)
+        return await loop.run_in_executor(self._thread, self._transaction, make, front)
 
     def _begun_here(self) -> sqlite3.Connection | None:
         """The connection, in a transaction begun on this thread holding the turn, if
@@ -342,7 +363,9 @@ class SqliteWriter:
             connection.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
         return True
 
-    def _run_here(self, connection: sqlite3.Connection, make: Callable[[], Body[T]]) -> T:
+    def _run_here(
+        self, connection: sqlite3.Connection, make: Callable[[], Body[T]], front: bool = False
+    ) -> T:
         """The transaction ``_begun_here`` began, to its end; then the turn and the
         connection given back."""
         started = time.monotonic()
@@ -352,6 +375,8 @@ class SqliteWriter:
             finally:
                 if self._turn is not None:
                     fcntl.flock(self._turn, fcntl.LOCK_UN)
+                    if front:
+                        self._stamp(self._turn)
                 self._using.release()
             self._durable()
             return result
@@ -364,6 +389,38 @@ class SqliteWriter:
                     took_ms=round(took * 1000, 1),
                     writer_thread_for_s=HERE_PAUSE_SECONDS,
                 )
+
+    @staticmethod
+    def _stamp(turn: int) -> None:
+        """Write in the lock file when this process, for callers waiting on it (``front``),
+        last let the turn go, and which process it is (behind_front)."""
+        os.pwrite(turn, _STAMP.pack(time.monotonic(), os.getpid()), 0)
+
+    async def behind_front(self) -> bool:
+        """Before a transaction that can wait (the SMS ledger's; Database.behind_front):
+        when another process writes for waiting callers (its last ``front``
+        transaction ended less than FRONT_ACTIVE ago) and not just now (FRONT_JUST),
+        wait for its next one to end, looking every FRONT_POLL, for at most
+        FRONT_AT_MOST: this one then holds the turn while the other is busy with its
+        callers, not when it comes back to write for them. True when it comes right
+        after one (within FRONT_JUST)."""
+        turn = self._turn
+        if turn is None:
+            return False
+        give_up = time.monotonic() + FRONT_AT_MOST
+        while True:
+            stamp = os.pread(turn, _STAMP.size, 0)
+            if len(stamp) < _STAMP.size:
+                return False  # nobody has written for callers yet
+            at, pid = _STAMP.unpack(stamp)
+            now = time.monotonic()
+            if pid == os.getpid() or not 0 <= now - at < FRONT_ACTIVE:
+                return False  # ours, not lately, or from before the machine started
+            if now - at < FRONT_JUST:
+                return True
+            if now >= give_up:
+                return False
+            await asyncio.sleep(FRONT_POLL)
 
     def turn_free(self) -> bool:
         """Whether no writer (of this process or another) holds the turn now: a lock
@@ -413,7 +470,7 @@ class SqliteWriter:
                 os.close(fd)
         self._turn = self._peek = self._wal = None
 
-    def _transaction(self, make: Callable[[], Body[T]]) -> T:
+    def _transaction(self, make: Callable[[], Body[T]], front: bool = False) -> T:
         """In the writer thread: the transaction, waiting for the turn if need be."""
         with self._using:
             connection = self._connect()
@@ -426,6 +483,8 @@ class SqliteWriter:
             finally:
                 if turn is not None:
                     fcntl.flock(turn, fcntl.LOCK_UN)
+                    if front:
+                        self._stamp(turn)
         self._durable()
         return result
 

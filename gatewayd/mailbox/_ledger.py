@@ -15,8 +15,12 @@ daemon's group commit, with clients waiting on it, waits that long when it comes
 meanwhile. So while another process is writing (another connection has committed
 since the ledger's last transaction: SQLite's ``PRAGMA data_version``, read once the
 turn is held), a transaction takes at most SHARED_BATCH items and leaves the rest, in
-order, to the next. Alone (the SMS service draining a queue) it takes all that waits:
-a cap there costs throughput. Measured in docs/sms.md.
+order, to the next; and while that process's group commit writes for waiting clients
+(its transactions come thick), a transaction first waits, a few milliseconds at
+most, to begin right after one of them ends, and then may take QUICK_ITEMS: it holds
+the turn while the daemon answers and reads its clients, not when it comes back to
+write (_driver.py, ``SqliteWriter.behind_front``). Alone (the SMS service draining a
+queue) it takes all that waits: a cap there costs throughput. Measured in docs/sms.md.
 
 The status machine is the one in gatewayd.model: a part moves
 Queued -> Sent -> Delivered / DeliveryFailed, or Queued -> SendingFailed; the message
@@ -70,7 +74,8 @@ Item = PartAccepted | PartRefused | ReceiptIn
 Result = Outcome | None
 SHARED_BATCH = 48
 """Items a transaction at most while another process writes too (the daemon taking in
-messages): its group commit waits for the writers' turn while the ledger holds it."""
+messages): its group commit waits for the writers' turn while the ledger holds it.
+Right behind one of its group commits (Database.behind_front), QUICK_ITEMS."""
 QUICK_ITEMS = 2 * SHARED_BATCH
 """A transaction that may run on the event loop's thread (Database.transact's
 ``quick``: when the writers' turn is free at once) takes at most this many items;
@@ -431,8 +436,10 @@ class Ledger:
     async def close(self) -> None:
         await self._batcher.close()
 
-    def _take(self, sql: Spelling, take: Take[Item, Result], most: int | None) -> Body[list[Item]]:
-        """This transaction's items: at most SHARED_BATCH when another process has
+    def _take(
+        self, sql: Spelling, take: Take[Item, Result], most: int | None, shared: int
+    ) -> Body[list[Item]]:
+        """This transaction's items: at most ``shared`` when another process has
         committed since the ledger last looked (SQLite's data_version), else ``most``
         (None: all)."""
         if sql.data_version is None:  # PostgreSQL: no writers' turn to keep short
@@ -440,20 +447,23 @@ class Ledger:
         [(version,)] = yield Fetch(sql.data_version, ())
         seen, self._seen = self._seen, version
         self._shared = version != seen
-        return take(SHARED_BATCH if self._shared else most)
+        return take(shared if self._shared else most)
 
     async def apply(self, take: Take[Item, Result]) -> list[Result | Exception]:
         """Apply the items ``take`` gives (where the writers' turn is held) in one
         transaction, in order."""
         group = _Group(now=0)
-
+        # Another process writing: right behind its group commit while that writes for
+        # waiting clients (the turn then free for a while: up to QUICK_ITEMS).
+        behind = self._shared and await self._db.behind_front()
         # Short enough for the event loop's thread: few wait, or the last transaction
         # saw another process write (this one then most likely takes SHARED_BATCH).
         quick = self._shared or take.count() <= QUICK_ITEMS
+        shared = QUICK_ITEMS if behind else SHARED_BATCH
 
         def make(sql: Spelling) -> Body[list[Outcome | Exception | None]]:
             group.now = to_micros(self._clock.now())  # the batch's time: its turn's
-            items = yield from self._take(sql, take, QUICK_ITEMS if quick else None)
+            items = yield from self._take(sql, take, QUICK_ITEMS if quick else None, shared)
             return (yield from _transaction(sql, group, items))
 
         results = await self._db.transact(make, quick=quick)

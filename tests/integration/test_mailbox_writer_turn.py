@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -426,6 +427,71 @@ async def test_a_batcher_with_few_waiting_lets_the_loop_go_round_for_more(
     assert await asyncio.wait_for(asyncio.gather(*later), 5) == [20, 30]
     assert batches == expected
     await batcher.close()
+
+
+# -- front and behind: the ledger begins right after the other process's group commit --
+
+
+def stamp(fd: int, age: float, pid: int) -> None:
+    """Write what a ``front`` transaction of process ``pid`` writes, ``age`` seconds ago."""
+    os.pwrite(fd, struct.pack("<dq", time.monotonic() - age, pid), 0)
+
+
+OTHER_PID = os.getpid() + 1  # any process id but ours
+
+
+async def test_a_front_transaction_writes_when_it_let_the_turn_go_and_whose_it_was(
+    database: Database, other: int
+) -> None:
+    await database.transact(lambda _sql: where([]))
+    assert os.pread(other, 16, 0) == b""  # not front: nothing written
+    for quick in (True, False):  # on the loop's thread and in the writer thread
+        before = time.monotonic()
+        await database.transact(lambda _sql: where([]), quick=quick, front=True)
+        at, pid = struct.unpack("<dq", os.pread(other, 16, 0))
+        assert pid == os.getpid()
+        assert before <= at <= time.monotonic()
+    assert is_free(other)
+
+
+async def test_behind_front_goes_at_once_unless_another_process_writes_for_callers(
+    database: Database, other: int
+) -> None:
+    started = time.monotonic()
+    assert await database.behind_front() is False  # no stamp yet
+    stamp(other, 0.003, os.getpid())
+    assert await database.behind_front() is False  # our own
+    stamp(other, _driver.FRONT_ACTIVE + 0.01, OTHER_PID)
+    assert await database.behind_front() is False  # another's, but not lately
+    stamp(other, -3600.0, OTHER_PID)
+    assert await database.behind_front() is False  # from before a restart of the machine
+    stamp(other, 0.0, OTHER_PID)
+    assert await database.behind_front() is True  # another's, just now
+    assert time.monotonic() - started < 0.5  # none of these waited
+
+
+async def test_behind_front_waits_for_the_next_front_transaction_to_end(
+    database: Database, other: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_driver, "FRONT_ACTIVE", 5.0)
+    monkeypatch.setattr(_driver, "FRONT_AT_MOST", 5.0)
+    stamp(other, 0.05, OTHER_PID)  # in the middle of the other's cycle
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.2, stamp, other, 0.0, OTHER_PID)  # its next one ends
+    started = time.monotonic()
+    assert await asyncio.wait_for(database.behind_front(), 5) is True
+    assert time.monotonic() - started >= 0.19
+
+
+async def test_behind_front_waits_at_most_front_at_most(
+    database: Database, other: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_driver, "FRONT_ACTIVE", 5.0)
+    monkeypatch.setattr(_driver, "FRONT_AT_MOST", 0.1)
+    stamp(other, 0.05, OTHER_PID)  # and no next one comes
+    started = time.monotonic()
+    assert await asyncio.wait_for(database.behind_front(), 5) is False
+    assert 0.09 <= time.monotonic() - started < 1.0
 
 
 # -- synchronous=full: the WAL synced after the turn is let go ------------------------------

@@ -10,7 +10,9 @@ import hashlib
 import itertools
 import os
 import sqlite3
+import struct
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -610,6 +612,47 @@ async def test_the_ledger_keeps_its_transactions_short_while_another_process_wri
         assert [(await box.get(m.id)).message_status for m in made] == [S.SENT] * 6
     finally:
         await box.close()
+
+
+async def test_the_ledger_begins_right_behind_another_processs_group_commit(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another process writes and its group commit's transactions (``front``)
+    come thick, the ledger waits to begin right after one ends, and then takes up to
+    QUICK_ITEMS, not SHARED_BATCH: the turn is free while that process answers."""
+    monkeypatch.setattr(_ledger, "SHARED_BATCH", 2)
+    monkeypatch.setattr(_ledger, "QUICK_ITEMS", 4)
+    monkeypatch.setattr(_driver, "FRONT_ACTIVE", 5.0)
+    monkeypatch.setattr(_driver, "FRONT_AT_MOST", 5.0)
+    batches = watch_ledger(monkeypatch, lambda items: [item.message_id for item in items])
+    settings = MailboxSettings(data_dir=tmp_path / "data")
+    box = await Mailbox.open(settings, clock=clock)
+    made = await box.create_many([sms(to=f"+49151000000{n:02d}") for n in range(6)])
+    turn = os.open(settings.data_dir / f"{SQLITE_FILE_NAME}-writer", os.O_RDWR)
+    other = sqlite3.connect(settings.data_dir / SQLITE_FILE_NAME, isolation_level=None)
+
+    def front(age: float) -> None:  # what the other's group commit writes, and commits
+        other.execute("UPDATE messages SET read_status = 'Read' WHERE id = ?", (made[0].id,))
+        os.pwrite(turn, struct.pack("<dq", time.monotonic() - age, os.getpid() + 1), 0)
+
+    try:
+        await accepted(box, made[0].id, 0, 1, "first")  # the ledger has looked once
+        front(age=10.0)  # the other has written (long ago: not for callers now)
+        await accepted(box, made[1].id, 0, 1, "second")  # the ledger sees it: shared
+        front(age=0.05)  # the other is in the middle of its cycle
+        asyncio.get_running_loop().call_later(0.2, front, 0.0)  # its next ends
+        started = time.monotonic()
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(accepted(box, m.id, 0, 1, f"id{m.id}") for m in made[2:])), 10
+        )
+        waited = time.monotonic() - started
+    finally:
+        other.close()
+        os.close(turn)
+        await box.close()
+    assert [o.status for o in outcomes] == [S.SENT] * 4
+    assert waited >= 0.19
+    assert batches[2:] == [[m.id for m in made[2:]]]  # four: QUICK_ITEMS, right behind it
 
 
 async def test_the_group_commit_writes_a_small_batch_on_the_event_loops_thread(
