@@ -294,6 +294,12 @@ class _Enqueue(logging.handlers.QueueHandler):
 JOURNAL_PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
 
+def journal_prefix(level_name: str) -> str:
+    """``<N>``, the priority journald files a line of this level under (info for any
+    other)."""
+    return f"<{JOURNAL_PRIORITIES.get(level_name, 6)}>"
+
+
 class JournalPriority(logging.Formatter):
     """Another formatter's output with ``<N>``, the record's priority, before each of
     its lines (a traceback in console format has several)."""
@@ -303,7 +309,7 @@ class JournalPriority(logging.Formatter):
         self.inner = inner
 
     def format(self, record: logging.LogRecord) -> str:
-        prefix = f"<{JOURNAL_PRIORITIES.get(record.levelname, 6)}>"
+        prefix = journal_prefix(record.levelname)
         return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
 
 
@@ -419,7 +425,8 @@ class _Writer:
         for processor in self._finishing:
             finished = processor(logger, method, finished)
         event_dict = finished
-        level = _LEVELS.get(event_dict["level"].upper(), logging.INFO)
+        name = event_dict["level"].upper()
+        level = _LEVELS.get(name, logging.INFO)
         text: str | None = None
         for outlet in self.outlets:
             if not outlet.json_lines:
@@ -433,9 +440,7 @@ class _Writer:
                     rendered = processor(logger, method, rendered)
                 text = str(rendered)
             if outlet.journal:
-                outlet.texts.append(
-                    f"<{JOURNAL_PRIORITIES.get(logging.getLevelName(level), 6)}>{text}"
-                )
+                outlet.texts.append(journal_prefix(name) + text)
             else:
                 outlet.texts.append(text)
 

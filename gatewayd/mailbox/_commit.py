@@ -54,7 +54,7 @@ batch that finds the turn held (by the SMS process's ledger) is written there to
 once the turn is given back, if at most this many wait when it starts waiting; it then
 takes at most this many. Its callers, and under bench/sms_vs_kannel.py --only api
 that is all 32 clients, wait for the turn whatever runs the transaction; run in the
-writer thread, it held the turn longer (_driver.py, ``_waited_here``)."""
+writer thread, it held the turn longer (_driver.py, ``_begun_here``)."""
 QUICK_AT_LEAST = 8
 """A batch taken early is written on the loop only if it has at least this many, or
 if all its callers are ``eager`` (the API's short way). SMTP sessions end their DATA
@@ -148,7 +148,7 @@ class GroupCommit:
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _write(self, made: list[NewRows]) -> None:
-        await self._db.transact(lambda _sql: _insert(made))
+        await self._db.transact(lambda _sql: _insert(made), front=True)
 
 
 def _quick(batch: list[Pending]) -> bool:

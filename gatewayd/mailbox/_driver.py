@@ -280,74 +280,49 @@ class SqliteWriter:
         (at once, or once another process gives it back) and the connection and
         SQLite's lock at once, and no transaction here has been slow lately."""
         if here:
-            connection = self._begun_here() or await self._waited_here()
+            connection = await self._begun_here()
             if connection is not None:
                 return self._run_here(connection, make, front)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._transaction, make, front)
 
-    def _begun_here(self) -> sqlite3.Connection | None:
+    async def _begun_here(self) -> sqlite3.Connection | None:
         """The connection, in a transaction begun on this thread holding the turn, if
-        the connection, the turn and SQLite's own lock can all be had at once and the
-        pause after a slow transaction here is over; else None, nothing held. SQLite's
+        the connection and SQLite's own lock can be had at once, the pause after a slow
+        transaction here is over, and the turn is free or, held by another process,
+        given back: waited for by a thread of its own blocked in flock while the event
+        loop goes on. In the writer thread instead, the transaction would need Python's
+        lock back from the busy loop at every statement, holding the turn the while
+        (the group commit's batches held it 1.4 ms on average there, 0.9 ms here,
+        under bench/sms_vs_kannel.py --only api). Else None, nothing held. SQLite's
         lock may be held by a program that does not take turns (``gatewayd purge``):
         waiting for it is the writer thread's job."""
-        connection = self._connection
+        connection, turn = self._connection, self._turn
         if connection is None or time.monotonic() < self._here_again:
             return None  # (the first transaction opens the database in the thread)
         if not self._using.acquire(blocking=False):  # the thread is still in one
             return None
-        turn = self._turn
-        if turn is not None:
+        if turn is not None and not _flock_now(turn):  # another process writes
+            waited = self._turn_waiter.submit(fcntl.flock, turn, fcntl.LOCK_EX)
             try:
-                fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # another process writes
-                self._using.release()
-                return None
+                await asyncio.wrap_future(waited)
+            except BaseException:  # given up (or flock failed): let go once it is over
+                waited.add_done_callback(self._let_go_after_wait)
+                raise
         began = False
         try:
             began = self._begin_at_once(connection)
         finally:
             if not began:  # SQLite's lock held (or a failure, raised): nothing kept
-                if turn is not None:
-                    fcntl.flock(turn, fcntl.LOCK_UN)
-                self._using.release()
-        return connection if began else None
-
-    async def _waited_here(self) -> sqlite3.Connection | None:
-        """``_begun_here`` once another process gives the writers' turn back: waited
-        for by a thread of its own blocked in flock, while the event loop goes on. In
-        the writer thread instead, the transaction would need Python's lock back from
-        the busy loop at every statement, holding the turn the while (the group
-        commit's batches held it 1.4 ms on average there, 0.9 ms here, under
-        bench/sms_vs_kannel.py --only api). None (nothing held) when the connection,
-        SQLite's lock or the pause do not allow it: the writer thread's, then."""
-        connection, turn = self._connection, self._turn
-        if connection is None or turn is None or time.monotonic() < self._here_again:
-            return None
-        if not self._using.acquire(blocking=False):  # the thread is in one
-            return None
-        waited = self._turn_waiter.submit(fcntl.flock, turn, fcntl.LOCK_EX)
-        try:
-            await asyncio.wrap_future(waited)
-        except BaseException:  # given up (or flock failed): let go once the wait is over
-            waited.add_done_callback(self._let_go_after_wait)
-            raise
-        began = False
-        try:
-            began = self._begin_at_once(connection)
-        finally:
-            if not began:  # SQLite's lock held by a program that takes no turns
-                fcntl.flock(turn, fcntl.LOCK_UN)
+                self._give_back(turn)
                 self._using.release()
         return connection if began else None
 
     def _let_go_after_wait(self, waited: Future[None]) -> None:
         """The turn (if the wait got it) and the connection, given back after a wait
         whose caller gave up (on the waiting thread)."""
-        turn = self._turn
-        if turn is not None and not waited.cancelled() and waited.exception() is None:
-            fcntl.flock(turn, fcntl.LOCK_UN)
+        if not waited.cancelled() and waited.exception() is None:
+            self._give_back(self._turn)
         self._using.release()
 
     def _begin_at_once(self, connection: sqlite3.Connection) -> bool:
@@ -373,10 +348,7 @@ class SqliteWriter:
             try:
                 result = self._in_turn(connection, make)
             finally:
-                if self._turn is not None:
-                    fcntl.flock(self._turn, fcntl.LOCK_UN)
-                    if front:
-                        self._stamp(self._turn)
+                self._give_back(self._turn, front=front)
                 self._using.release()
             self._durable()
             return result
@@ -391,10 +363,15 @@ class SqliteWriter:
                 )
 
     @staticmethod
-    def _stamp(turn: int) -> None:
-        """Write in the lock file when this process, for callers waiting on it (``front``),
-        last let the turn go, and which process it is (behind_front)."""
-        os.pwrite(turn, _STAMP.pack(time.monotonic(), os.getpid()), 0)
+    def _give_back(turn: int | None, *, front: bool = False) -> None:
+        """The turn let go; after a transaction whose callers wait on it (``front``),
+        when, and which process it was, written at the start of the lock file
+        (behind_front)."""
+        if turn is None:
+            return
+        fcntl.flock(turn, fcntl.LOCK_UN)
+        if front:
+            os.pwrite(turn, _STAMP.pack(time.monotonic(), os.getpid()), 0)
 
     async def behind_front(self) -> bool:
         """Before a transaction that can wait (the SMS ledger's; Database.behind_front):
@@ -428,9 +405,7 @@ class SqliteWriter:
         peek = self._peek
         if peek is None:
             return True
-        try:
-            fcntl.flock(peek, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock_now(peek):
             return False
         fcntl.flock(peek, fcntl.LOCK_UN)
         return True
@@ -481,10 +456,7 @@ class SqliteWriter:
                 connection.execute("BEGIN IMMEDIATE")
                 result = self._in_turn(connection, make)
             finally:
-                if turn is not None:
-                    fcntl.flock(turn, fcntl.LOCK_UN)
-                    if front:
-                        self._stamp(turn)
+                self._give_back(turn, front=front)
         self._durable()
         return result
 
@@ -514,6 +486,16 @@ class SqliteWriter:
         if self._sync_wal and self._wal is None:
             self._wal = os.open(f"{self._path}-wal", os.O_RDONLY)
         return result
+
+
+def _flock_now(fd: int) -> bool:
+    """The lock file's lock taken through ``fd`` if nobody else holds it; False if
+    another descriptor (another process's, or our peek's) does."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _drive(body: Body[T], run: Callable[[Op], Any]) -> T:
