@@ -748,13 +748,22 @@ async def test_an_sms_lease_of_at_most_quick_lease_messages_runs_on_the_event_lo
     assert threads[1].startswith("mailbox-writer")  # five: more
 
 
-async def test_a_group_commit_that_waited_for_the_turn_runs_here_taking_at_most_quick_messages(
-    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("quick_messages", "sizes"), [(None, [3]), (2, [2, 1])])
+async def test_new_messages_that_come_while_another_process_writes_go_in_one_transaction(
+    tmp_path: Path,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    quick_messages: int | None,
+    sizes: list[int],
 ) -> None:
-    """A batch that finds the turn held by another process, with at most QUICK_MESSAGES
-    waiting, waits for it beside the loop and is written on the loop's thread, taking
-    at most QUICK_MESSAGES of what came meanwhile; the rest go in the next."""
-    monkeypatch.setattr(_commit, "QUICK_MESSAGES", 2)
+    """The group commit takes its batch at once only while the writers' turn is free;
+    held by another process, the batch is taken once the turn comes, so what arrives
+    meanwhile goes in the same transaction (mailbox/_batch.py). With at most
+    QUICK_MESSAGES waiting when it finds the turn held, it waits for it beside the loop
+    and is written on the loop's thread, taking at most QUICK_MESSAGES; the rest go in
+    the next."""
+    if quick_messages is not None:
+        monkeypatch.setattr(_commit, "QUICK_MESSAGES", quick_messages)
     batches: list[tuple[str, int]] = []
     insert = _commit._insert
 
@@ -778,44 +787,8 @@ async def test_a_group_commit_that_waited_for_the_turn_runs_here_taking_at_most_
             made = await asyncio.wait_for(asyncio.gather(first, *later), 10)
         finally:
             os.close(turn)
-    finally:
-        await box.close()
-    assert [m.to[0].phone_number for m in made] == [f"+491510000000{n}" for n in (1, 2, 3)]
-    loop = threading.current_thread().name
-    assert batches[1] == (loop, 2)  # waited for on the loop, capped
-    assert [n for _, n in batches[1:]] == [2, 1]
-
-
-async def test_new_messages_that_come_while_another_process_writes_go_in_one_transaction(
-    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The group commit takes its batch at once only while the writers' turn is free;
-    held by another process, the batch is taken once the turn comes, so what arrives
-    meanwhile goes in the same transaction (mailbox/_batch.py)."""
-    batches: list[int] = []
-    insert = _commit._insert
-
-    def watched(made: list[Any]) -> Any:
-        batches.append(len(made))
-        return (yield from insert(made))
-
-    monkeypatch.setattr(_commit, "_insert", watched)
-    settings = MailboxSettings(data_dir=tmp_path / "data")
-    box = await Mailbox.open(settings, clock=clock)
-    try:
-        await box.create(sms())  # the writer thread has opened the lock file
-        turn = os.open(settings.data_dir / f"{SQLITE_FILE_NAME}-writer", os.O_RDWR)
-        try:
-            fcntl.flock(turn, fcntl.LOCK_EX)  # another process writes
-            first = asyncio.ensure_future(box.create(sms(to="+4915100000001")))
-            await asyncio.sleep(0.2)
-            later = [asyncio.ensure_future(box.create(sms(to=f"+491510000000{n}"))) for n in (2, 3)]
-            await asyncio.sleep(0.05)
-            fcntl.flock(turn, fcntl.LOCK_UN)
-            made = await asyncio.wait_for(asyncio.gather(first, *later), 10)
-        finally:
-            os.close(turn)
-        assert batches == [1, 3]
+        assert [n for _, n in batches] == [1, *sizes]
+        assert batches[1][0] == threading.current_thread().name  # waited for, here
         assert [m.to[0].phone_number for m in made] == [f"+491510000000{n}" for n in (1, 2, 3)]
     finally:
         await box.close()
